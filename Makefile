@@ -1,0 +1,67 @@
+# Thin wrapper over meson + ninja. `make demo` and `make check` are the two
+# commands a newcomer needs; both install missing Debian packages first.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+MESON_OPTS ?=
+
+# Every Debian package the build, tests, demo and benchmarks use.
+DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
+	zlib1g-dev libzstd-dev libssl-dev \
+	qemu-utils qemu-system-x86 e2fsprogs \
+	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
+	libnbd-bin fdisk
+
+.PHONY: all deps build check demo bench fuzz clean
+
+all: build
+
+# Install what is missing; apt-get update only when something is.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+$(BUILD_ASAN)/build.ninja:
+	meson setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false \
+	  -Dbuildtype=debug $(MESON_OPTS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# Every test: unit, interop and fuzz-corpus replay on the normal build, then
+# unit and fuzz replay again under ASan+UBSan. Ends with one summary line.
+check: deps build $(BUILD_ASAN)/build.ninja
+	ninja -C $(BUILD_ASAN)
+	@rc=0; \
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=1; \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	meson test -C $(BUILD_ASAN) --suite unit --suite fuzz --print-errorlogs \
+	  --num-processes 2 || rc=1; \
+	python3 scripts/test-summary.py $(BUILD) $(BUILD_ASAN) || rc=1; \
+	exit $$rc
+
+demo: deps build
+	@sh scripts/demo.sh $(BUILD)/cli/vimg
+
+bench: deps build
+	@sh bench/convert.sh $(BUILD)/cli/vimg
+
+# libFuzzer builds of the fuzz targets (needs clang).
+fuzz:
+	CC=clang meson setup build-fuzz -Dfuzzing=true -Db_lundef=false 2>/dev/null || true
+	ninja -C build-fuzz
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

@@ -1,0 +1,58 @@
+/* Shared pieces of the vimg command-line tool. The CLI uses only the public
+ * header, like any other client of libvimg. */
+#ifndef VIMG_CLI_H
+#define VIMG_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vimg/vimg.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *synopsis;   /* one line for `vimg --help` */
+    const char *usage;      /* full text for `vimg COMMAND --help` */
+};
+
+extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
+    cmd_map, cmd_resize, cmd_check, cmd_measure;
+
+/* "vimg: MESSAGE" on stderr; returns 1 for `return fail(...)`. */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The library's last error as a one-line message; returns 1. */
+int fail_lib(void);
+/* Print a command's usage for --help (stdout) or a bad call (stderr). */
+int usage(const struct command *c, bool error);
+
+enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
+int parse_output(const char *arg, enum output_format *out);
+/* -t/-T cache modes: none and directsync bypass the page cache. */
+int parse_cache(const char *arg, unsigned *open_flags);
+int parse_size_arg(const char *what, const char *arg, uint64_t *out);
+
+/* qemu-img's human sizes: "1 MiB", "1.5 GiB", "196 KiB". */
+void format_size(uint64_t bytes, char *buf, size_t len);
+/* Print V as qemu-img prints format-specific data: nested "key: value"
+ * lines, '-' in keys shown as ' '. */
+void print_human_value(FILE *f, const struct vimg_value *v, int indent);
+/* JSON to stdout followed by a newline. */
+int print_json(const struct vimg_value *v);
+
+/* Open FILE for a command; prints the error and returns NULL on failure. */
+struct vimg_image *open_image(const char *file, const char *format,
+                              unsigned flags);
+
+/* Progress: a bar on a terminal (-p) or one JSON line per update. */
+enum progress_mode { PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON };
+struct progress {
+    enum progress_mode mode;
+    double start, last;
+    int last_permille;
+};
+void progress_init(struct progress *p, enum progress_mode mode);
+void progress_update(void *opaque, uint64_t done, uint64_t total);
+void progress_finish(struct progress *p);
+
+#endif

@@ -1,0 +1,209 @@
+/* vimg convert [-p] [-q] [-n] [-W] [-U] [-f FMT] [-O FMT] [-o OPTIONS]
+ *   [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] [-T CACHE]
+ *   [--progress=json] SOURCE TARGET */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* A free name beside TARGET for building the new image, so a failure
+ * never leaves a partial TARGET and never removes a file the user had. */
+static char *temp_name_beside(const char *target)
+{
+    char *d = strdup(target), *b = strdup(target), *tmp = NULL;
+    if (d && b && asprintf(&tmp, "%s/.%s.vimg-convert-XXXXXX", dirname(d),
+                           basename(b)) < 0) {
+        tmp = NULL;
+    }
+    free(d);
+    free(b);
+    if (tmp) {
+        int fd = mkstemp(tmp);
+        if (fd < 0) {
+            fail("%s: cannot create: %s", target, strerror(errno));
+            free(tmp);
+            return NULL;
+        }
+        close(fd);
+    }
+    return tmp;
+}
+
+static int run(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "progress", required_argument, NULL, 'P' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *src_fmt = NULL, *out_fmt = "raw", *options = NULL;
+    struct vimg_create_params cp = { 0 };
+    struct vimg_convert_params p = { .min_sparse = 4096 };
+    struct progress prog;
+    enum progress_mode pmode = PROGRESS_NONE;
+    unsigned src_flags = 0, dst_flags = VIMG_OPEN_RDWR;
+    bool no_create = false;
+    uint64_t n;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "pqnWUf:O:o:B:F:S:m:t:T:",
+                            longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': pmode = PROGRESS_BAR; break;
+        case 'q': pmode = PROGRESS_NONE; break;
+        case 'n': no_create = true; break;
+        case 'W': p.out_of_order = true; break;
+        case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
+        case 'f': src_fmt = optarg; break;
+        case 'O': out_fmt = optarg; break;
+        case 'o': options = optarg; break;
+        case 'B': cp.backing_file = optarg; break;
+        case 'F': cp.backing_format = optarg; break;
+        case 'S':
+            if (parse_size_arg("sparse size (-S)", optarg, &p.min_sparse)) {
+                return 1;
+            }
+            break;
+        case 'm':
+            if (vimg_parse_size(optarg, &n) < 0 || n < 1 || n > 64 ||
+                strpbrk(optarg, "kKmMgGtTpPeEbB.")) {
+                return fail("-m needs a number of workers from 1 to 64");
+            }
+            p.workers = (int)n;
+            break;
+        case 't':
+            if (parse_cache(optarg, &dst_flags)) {
+                return 1;
+            }
+            break;
+        case 'T':
+            if (parse_cache(optarg, &src_flags)) {
+                return 1;
+            }
+            break;
+        case 'P':
+            if (strcmp(optarg, "json") == 0) {
+                pmode = PROGRESS_JSON;
+            } else if (strcmp(optarg, "bar") == 0) {
+                pmode = PROGRESS_BAR;
+            } else {
+                return fail("--progress must be 'bar' or 'json'");
+            }
+            break;
+        default: return usage(&cmd_convert, true);
+        }
+    }
+    if (argc - optind != 2) {
+        return usage(&cmd_convert, true);
+    }
+    const char *source = argv[optind], *target = argv[optind + 1];
+    if (cp.backing_format && !cp.backing_file) {
+        return fail("-F needs a backing file (-B)");
+    }
+    if (no_create && cp.backing_file) {
+        return fail("-B cannot be used with -n");
+    }
+
+    struct vimg_image *src = open_image(source, src_fmt, src_flags);
+    if (!src) {
+        return 1;
+    }
+    char *tmp = NULL;
+    const char *build = target;
+    struct stat st;
+    bool replace = !no_create &&
+                   !(stat(target, &st) == 0 && !S_ISREG(st.st_mode));
+    int rc = 1;
+    struct vimg_image *dst = NULL;
+
+    if (!no_create) {
+        if (replace && !(build = tmp = temp_name_beside(target))) {
+            goto out;
+        }
+        cp.format = out_fmt;
+        cp.size = (uint64_t)vimg_get_size(src);
+        cp.size_given = true;
+        cp.options = options;
+        if (vimg_create(build, &cp) < 0) {
+            fail_lib();
+            goto out;
+        }
+        p.target_is_new = true;
+    } else if (options) {
+        fail("-o cannot be used with -n");
+        goto out;
+    }
+    dst = open_image(build, out_fmt, dst_flags);
+    if (!dst) {
+        goto out;
+    }
+    if (cp.backing_file) {
+        p.target_backing = vimg_get_backing(dst);
+    }
+    progress_init(&prog, pmode);
+    p.progress = progress_update;
+    p.opaque = &prog;
+    if (vimg_convert(src, dst, &p) < 0) {
+        progress_finish(&prog);
+        fail_lib();
+        goto out;
+    }
+    progress_finish(&prog);
+    if (vimg_close(dst) < 0) {
+        dst = NULL;
+        fail_lib();
+        goto out;
+    }
+    dst = NULL;
+    if (tmp && rename(tmp, target) < 0) {
+        fail("%s: cannot create: %s", target, strerror(errno));
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    rc = 0;
+
+out:
+    vimg_close(dst);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    vimg_close(src);
+    return rc;
+}
+
+const struct command cmd_convert = {
+    "convert", run, "copy an image into another format",
+    "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-W] [-U] [-f FMT] "
+    "[-O FMT]\n"
+    "         [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] "
+    "[-T CACHE]\n"
+    "         SOURCE TARGET\n"
+    "Copy the guest-visible contents of SOURCE (through its backing chain)\n"
+    "into TARGET, keeping holes and zero runs unallocated.\n"
+    "  -f FMT             source format (default: probe)\n"
+    "  -O FMT             target format (default raw)\n"
+    "  -o OPTIONS         target format options, as for create\n"
+    "  -B BACKING         make TARGET an overlay of BACKING, writing only what\n"
+    "                     differs from it; -F gives BACKING's format\n"
+    "  -S SIZE            zero runs of SIZE bytes stay sparse (default 4k;\n"
+    "                     0 allocates everything)\n"
+    "  -n                 TARGET exists already: do not create it\n"
+    "  -m N               parallel workers (default 8)\n"
+    "  -W                 allow out-of-order writes\n"
+    "  -t/-T CACHE        target/source cache mode; none bypasses the page "
+    "cache\n"
+    "  -U                 read SOURCE even if another process has it open\n"
+    "  -p                 progress bar on a terminal\n"
+    "  --progress=json    one JSON line per update on stdout\n"
+    "  -q                 quiet\n"
+    "TARGET is built under a temporary name and renamed into place, so a\n"
+    "failed convert leaves no partial file and keeps any file it replaces.\n",
+};

@@ -1,0 +1,80 @@
+/* vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]
+ *              [--size N | [-f FMT] [-U] FILENAME] */
+#include <getopt.h>
+
+#include "cli.h"
+
+static int run(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "output", required_argument, NULL, 'J' },
+        { "size", required_argument, NULL, 's' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    enum output_format out = OUTPUT_HUMAN;
+    const char *format = NULL, *out_fmt = "raw", *options = NULL;
+    uint64_t size = 0;
+    bool have_size = false;
+    unsigned flags = 0;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "f:O:o:U", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': format = optarg; break;
+        case 'O': out_fmt = optarg; break;
+        case 'o': options = optarg; break;
+        case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
+        case 'J':
+            if (parse_output(optarg, &out)) {
+                return 1;
+            }
+            break;
+        case 's':
+            if (parse_size_arg("size", optarg, &size)) {
+                return 1;
+            }
+            have_size = true;
+            break;
+        default: return usage(&cmd_measure, true);
+        }
+    }
+    if (have_size == (argc - optind == 1) || argc - optind > 1) {
+        return fail("measure needs either --size N or one image file");
+    }
+    struct vimg_image *src = NULL;
+    if (!have_size && !(src = open_image(argv[optind], format, flags))) {
+        return 1;
+    }
+    struct vimg_measure m;
+    int rc = 0;
+    if (vimg_measure(out_fmt, options, size, src, &m) < 0) {
+        rc = fail_lib();
+    } else if (out == OUTPUT_JSON) {
+        printf("{\n");
+        if (m.has_bitmaps) {
+            printf("    \"bitmaps\": %llu,\n", (unsigned long long)m.bitmaps);
+        }
+        printf("    \"required\": %llu,\n    \"fully-allocated\": %llu\n}\n",
+               (unsigned long long)m.required,
+               (unsigned long long)m.fully_allocated);
+    } else {
+        printf("required size: %llu\nfully allocated size: %llu\n",
+               (unsigned long long)m.required,
+               (unsigned long long)m.fully_allocated);
+        if (m.has_bitmaps) {
+            printf("bitmaps size: %llu\n", (unsigned long long)m.bitmaps);
+        }
+    }
+    vimg_close(src);
+    return rc;
+}
+
+const struct command cmd_measure = {
+    "measure", run, "compute the file size an image needs",
+    "Usage: vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]\n"
+    "                    [--size N | [-f FMT] [-U] FILENAME]\n"
+    "Print the file size a new image of format FMT (default raw) needs for\n"
+    "the contents of FILENAME, or for an empty image of N bytes, and its\n"
+    "size when fully allocated.\n",
+};

@@ -1,0 +1,75 @@
+/* vimg: the command table and global options. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef VIMG_VERSION
+#define VIMG_VERSION "unknown"
+#endif
+
+static const struct command *const commands[] = {
+    &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
+    &cmd_resize, &cmd_check, &cmd_measure,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void help(FILE *f)
+{
+    fprintf(f, "Usage: vimg COMMAND [OPTIONS] ...\n"
+               "vimg: create, inspect, convert and check virtual-machine disk "
+               "images.\n\nCommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->synopsis);
+    }
+    fprintf(f, "\nFormats:");
+    for (const char *const *n = vimg_list_formats(); *n; n++) {
+        fprintf(f, " %s", *n);
+    }
+    fprintf(f, "\n\n'vimg COMMAND --help' describes a command; 'man vimg' "
+               "has everything.\n");
+}
+
+struct vimg_image *open_image(const char *file, const char *format,
+                              unsigned flags)
+{
+    struct vimg_open_params p = { .format = format, .flags = flags };
+    struct vimg_image *img = vimg_open(file, &p);
+    if (!img) {
+        fail_lib();
+    }
+    return img;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        help(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        help(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("vimg version %s\n", VIMG_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i]->name) == 0) {
+            for (int a = 2; a < argc; a++) {
+                if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+                    return usage(commands[i], false);
+                }
+                if (!strcmp(argv[a], "--")) {
+                    break;
+                }
+            }
+            return commands[i]->run(argc - 1, argv + 1);
+        }
+    }
+    fail("unknown command '%s'", argv[1]);
+    fprintf(stderr, "Try 'vimg --help' for the list of commands.\n");
+    return 1;
+}

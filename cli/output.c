@@ -1,0 +1,152 @@
+/* Messages, argument parsing helpers and human/JSON output. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("vimg: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int fail_lib(void)
+{
+    const char *m = vimg_get_error();
+    return fail("%s", m ? m : "unknown error");
+}
+
+int usage(const struct command *c, bool error)
+{
+    FILE *f = error ? stderr : stdout;
+    fprintf(f, "%s", c->usage);
+    if (error) {
+        fprintf(f, "Try 'vimg %s --help' for more information.\n", c->name);
+    }
+    return error ? 1 : 0;
+}
+
+int parse_output(const char *arg, enum output_format *out)
+{
+    if (strcmp(arg, "human") == 0) {
+        *out = OUTPUT_HUMAN;
+    } else if (strcmp(arg, "json") == 0) {
+        *out = OUTPUT_JSON;
+    } else {
+        return fail("--output must be 'human' or 'json', not '%s'", arg);
+    }
+    return 0;
+}
+
+int parse_cache(const char *arg, unsigned *open_flags)
+{
+    static const char *const modes[] = { "writeback", "unsafe",
+                                         "writethrough", "none",
+                                         "directsync" };
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        if (strcmp(arg, modes[i]) == 0) {
+            if (i >= 3) {
+                *open_flags |= VIMG_OPEN_NOCACHE;
+            }
+            return 0;
+        }
+    }
+    return fail("invalid cache mode '%s' (use writeback, unsafe, "
+                "writethrough, none or directsync)", arg);
+}
+
+int parse_size_arg(const char *what, const char *arg, uint64_t *out)
+{
+    if (vimg_parse_size(arg, out) < 0) {
+        return fail("invalid %s '%s': expected a non-negative size with an "
+                    "optional k, M, G, T, P or E suffix", what, arg);
+    }
+    return 0;
+}
+
+void format_size(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *const suffixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi",
+                                            "Ei" };
+    int exp;
+
+    /* Pick the unit so that the number shown is below 1000 (qemu-img). */
+    frexp((double)bytes / (1000.0 / 1024.0), &exp);
+    int i = (exp - 1) / 10;
+    if (i < 0) {
+        i = 0;
+    }
+    if (i > 6) {
+        i = 6;
+    }
+    double div = (double)(UINT64_C(1) << (i * 10));
+    snprintf(buf, len, "%0.3g %sB", (double)bytes / div, suffixes[i]);
+}
+
+static void print_key(FILE *f, const char *key, int indent)
+{
+    fprintf(f, "%*s", indent, "");
+    for (const char *p = key; *p; p++) {
+        fputc(*p == '-' ? ' ' : *p, f);
+    }
+}
+
+static void print_scalar(FILE *f, const struct vimg_value *v)
+{
+    switch (vimg_value_type(v)) {
+    case VIMG_VALUE_BOOL:
+        fputs(vimg_value_bool(v) ? "true" : "false", f);
+        break;
+    case VIMG_VALUE_INT:
+        fprintf(f, "%lld", (long long)vimg_value_int(v));
+        break;
+    case VIMG_VALUE_STRING:
+        fputs(vimg_value_string(v), f);
+        break;
+    default:
+        fputs("null", f);
+    }
+}
+
+void print_human_value(FILE *f, const struct vimg_value *v, int indent)
+{
+    enum vimg_value_type t = vimg_value_type(v);
+    for (size_t i = 0; i < vimg_value_count(v); i++) {
+        const struct vimg_value *c = vimg_value_at(v, i);
+        char idx[32];
+        const char *key = vimg_value_key_at(v, i);
+        if (t == VIMG_VALUE_ARRAY) {
+            snprintf(idx, sizeof idx, "[%zu]", i);
+            key = idx;
+        }
+        print_key(f, key, indent);
+        enum vimg_value_type ct = vimg_value_type(c);
+        if (ct == VIMG_VALUE_OBJECT || ct == VIMG_VALUE_ARRAY) {
+            fputs(":\n", f);
+            print_human_value(f, c, indent + 4);
+        } else {
+            fputs(": ", f);
+            print_scalar(f, c);
+            fputc('\n', f);
+        }
+    }
+}
+
+int print_json(const struct vimg_value *v)
+{
+    char *s = vimg_value_to_json(v);
+    if (!s) {
+        return fail_lib();
+    }
+    puts(s);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,279 @@
+/* vimg: virtual-machine disk images.
+ *
+ * The one public header. Every handle is opaque. Conventions:
+ * - Functions returning int give 0 on success and -1 on error; int64_t
+ *   results are negative on error; pointer results are NULL on error.
+ *   After an error, vimg_get_error() and vimg_get_errno() describe it (for
+ *   this thread, until the next vimg_* call).
+ * - `const char *` results are borrowed from the handle they came from;
+ *   `char *` results are the caller's to free().
+ * - Sizes and offsets are in bytes.
+ */
+#ifndef VIMG_VIMG_H
+#define VIMG_VIMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vimg_image;
+struct vimg_value;
+
+/* ---- Errors ---------------------------------------------------------- */
+
+/* The message of the last failed call in this thread, naming the file and
+ * the problem ("disk.qcow2: L1 table lies past the end of the file"), or
+ * NULL when the last call succeeded. Borrowed until the next vimg_* call. */
+const char *vimg_get_error(void);
+/* The errno of the last failed call in this thread (EIO, ENOSPC, EINVAL,
+ * ENOTSUP, ...), or 0. */
+int vimg_get_errno(void);
+
+/* ---- Opening --------------------------------------------------------- */
+
+enum {
+    VIMG_OPEN_RDWR = 1u << 0,        /* read-write; needs an explicit format
+                                        when probing would guess raw */
+    VIMG_OPEN_NOCACHE = 1u << 1,     /* O_DIRECT (qemu-img -t/-T none) */
+    VIMG_OPEN_FORCE_SHARE = 1u << 2, /* -U: read even if another process
+                                        holds the image; read-only only */
+    VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
+                                        it (reads of unallocated areas fail) */
+    VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
+};
+
+/* What metadata inside an image (backing file, external data file, extent
+ * files) may make vimg open. Names with a protocol prefix (`json:`, `nbd:`,
+ * ...) taken from metadata are refused under every policy. */
+enum vimg_ref_policy {
+    VIMG_REFS_FOLLOW = 0, /* plain file paths, anywhere */
+    VIMG_REFS_SAME_DIR,   /* only files inside the image's own folder */
+    VIMG_REFS_NEVER,      /* report references but open none of them */
+};
+
+struct vimg_open_params {
+    const char *format;          /* driver name; NULL probes */
+    unsigned flags;              /* VIMG_OPEN_* */
+    enum vimg_ref_policy refs;   /* applies to the whole backing chain */
+    const char *options;         /* runtime "key=value,..." for the format
+                                    (l2-cache-size=...), or NULL */
+};
+
+/* Open FILENAME (a plain path; protocol names are refused) with PARAMS
+ * (NULL: read-only, probe, follow references). Backing files are opened
+ * read-only through the same policy. Close with vimg_close(). */
+struct vimg_image *vimg_open(const char *filename,
+                             const struct vimg_open_params *params);
+
+/* Open an image held in memory (tests, fuzzing, embedding). The buffer is
+ * copied; writes change the copy only. The image may not have references. */
+struct vimg_image *vimg_open_buffer(const void *data, size_t len,
+                                    const char *name,
+                                    const struct vimg_open_params *params);
+
+/* Flush (when writable) and close IMG and its backing chain. Returns -1 if
+ * the final flush failed; IMG is freed either way. NULL is a no-op. */
+int vimg_close(struct vimg_image *img);
+
+/* ---- Facts about an open image ---------------------------------------- */
+
+int64_t vimg_get_size(struct vimg_image *img);          /* virtual size */
+const char *vimg_get_filename(struct vimg_image *img);
+const char *vimg_get_format(struct vimg_image *img);    /* "raw", "qcow2" */
+bool vimg_is_writable(struct vimg_image *img);
+/* The backing image (opened), or NULL when none or not opened. */
+struct vimg_image *vimg_get_backing(struct vimg_image *img);
+/* The backing file name as the metadata gives it, or NULL. */
+const char *vimg_get_backing_name(struct vimg_image *img);
+/* Bytes the image's files occupy on disk (qemu-img "disk size"). */
+int64_t vimg_get_allocated_size(struct vimg_image *img);
+/* True when a freshly created image of this format reads as zeros without
+ * writing them (lets convert skip zero ranges). */
+bool vimg_has_zero_init(struct vimg_image *img);
+/* Everything `info` shows, as a tree whose keys are qemu-img's JSON field
+ * names ("virtual-size", "format-specific", ...). Free with
+ * vimg_value_free(). */
+struct vimg_value *vimg_get_info(struct vimg_image *img);
+
+/* ---- Data path ------------------------------------------------------- */
+/* All ranges must lie inside the virtual size. */
+
+int vimg_pread(struct vimg_image *img, void *buf, size_t count,
+               uint64_t offset);
+enum { VIMG_WRITE_FUA = 1u << 0 }; /* flush this write before returning */
+int vimg_pwrite(struct vimg_image *img, const void *buf, size_t count,
+                uint64_t offset, unsigned flags);
+enum {
+    VIMG_ZERO_MAY_UNMAP = 1u << 0, /* deallocate if the result reads as 0 */
+    VIMG_ZERO_NO_FALLBACK = 1u << 1, /* fail with ENOTSUP rather than write
+                                        zeroed buffers */
+};
+int vimg_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
+              unsigned flags);
+/* Hint that the range is no longer needed; contents become unspecified
+ * (zeros for formats that can say so). May do nothing. */
+int vimg_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
+int vimg_flush(struct vimg_image *img);
+
+enum vimg_prealloc {
+    VIMG_PREALLOC_OFF = 0,
+    VIMG_PREALLOC_METADATA,
+    VIMG_PREALLOC_FALLOC,
+    VIMG_PREALLOC_FULL,
+};
+enum { VIMG_TRUNCATE_SHRINK = 1u << 0 }; /* allow making the image smaller */
+int vimg_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
+                  enum vimg_prealloc prealloc);
+
+/* ---- Block status ---------------------------------------------------- */
+
+enum {
+    VIMG_BS_DATA = 1u << 0,         /* reads come from stored data */
+    VIMG_BS_ZERO = 1u << 1,         /* reads as zeros */
+    VIMG_BS_ALLOCATED = 1u << 2,    /* decided by this layer, not a backing */
+    VIMG_BS_OFFSET_VALID = 1u << 3, /* `file_offset` locates the data */
+};
+enum { VIMG_BS_CHAIN = 1u << 0 }; /* resolve through the backing chain */
+
+struct vimg_extent {
+    uint64_t offset, length;
+    unsigned flags;        /* VIMG_BS_* */
+    int depth;             /* layer that decided: 0 = IMG, 1 = its backing,
+                              ...; the chain length when no layer has it */
+    uint64_t file_offset;  /* with VIMG_BS_OFFSET_VALID */
+    const char *file;      /* the file holding the data (borrowed), or NULL */
+};
+
+/* Describe the extent starting at OFFSET, at most COUNT bytes long (the
+ * result is at least 1 byte). Without VIMG_BS_CHAIN only IMG's own layer
+ * is asked and flags 0 means "not in this layer". */
+int vimg_block_status(struct vimg_image *img, uint64_t offset,
+                      uint64_t count, unsigned flags,
+                      struct vimg_extent *extent);
+
+/* ---- Creating, measuring --------------------------------------------- */
+
+struct vimg_create_params {
+    const char *format;          /* required */
+    uint64_t size;               /* virtual size */
+    bool size_given;             /* false: take the backing file's size */
+    const char *options;         /* -o "key=value,..." or NULL */
+    const char *backing_file;    /* -b, or NULL */
+    const char *backing_format;  /* -F, or NULL */
+    enum vimg_ref_policy refs;   /* how to open the backing file for size */
+};
+
+/* Create FILENAME. A failure leaves no new file behind, and a file the user
+ * already had is replaced only once the new image is complete. */
+int vimg_create(const char *filename, const struct vimg_create_params *p);
+
+/* Names and help of a format's -o options, one "name\ttype\thelp" line
+ * each; the caller frees the string. NULL for an unknown format. */
+char *vimg_create_options_help(const char *format);
+
+/* NULL-terminated list of the format names vimg knows. */
+const char *const *vimg_list_formats(void);
+
+struct vimg_measure {
+    uint64_t required;        /* file size for the data in SRC (or empty) */
+    uint64_t fully_allocated; /* file size when every cluster is written */
+    uint64_t bitmaps;         /* persistent bitmaps (qcow2 v3 only) */
+    bool has_bitmaps;         /* whether `bitmaps` is reported */
+};
+/* Measure an image of FORMAT with OPTIONS holding SIZE bytes (SRC NULL) or
+ * the contents of SRC (SIZE ignored). */
+int vimg_measure(const char *format, const char *options, uint64_t size,
+                 struct vimg_image *src, struct vimg_measure *out);
+
+/* ---- Checking -------------------------------------------------------- */
+
+struct vimg_check_result {
+    int64_t corruptions, leaks, check_errors;
+    int64_t corruptions_fixed, leaks_fixed;
+    int64_t image_end_offset;     /* -1 when unknown */
+    int64_t total_clusters, allocated_clusters;
+    int64_t fragmented_clusters, compressed_clusters;
+    bool has_cluster_stats;
+};
+enum {
+    VIMG_CHECK_FIX_LEAKS = 1u << 0,
+    VIMG_CHECK_FIX_ERRORS = 1u << 1,
+};
+typedef void (*vimg_report_fn)(void *opaque, const char *message);
+/* Check IMG (writable when repairing). REPORT receives one line per
+ * problem found, as qemu-img prints them. Fails with ENOTSUP for formats
+ * that have nothing to check. */
+int vimg_check(struct vimg_image *img, unsigned fix,
+               struct vimg_check_result *result, vimg_report_fn report,
+               void *opaque);
+
+/* ---- Operations on whole images -------------------------------------- */
+
+typedef void (*vimg_progress_fn)(void *opaque, uint64_t done,
+                                 uint64_t total);
+
+struct vimg_convert_params {
+    uint64_t min_sparse;       /* -S: zero runs this long stay unallocated;
+                                  0 writes everything */
+    int workers;               /* -m; 0 picks a default */
+    bool out_of_order;         /* -W: writes need not follow offset order */
+    bool target_is_new;        /* target was just created (zeros known) */
+    /* -B: the target's backing image; only what differs from it is
+       written. NULL copies everything. */
+    struct vimg_image *target_backing;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* Copy the guest-visible contents of SRC (through its backing chain) into
+ * DST, which must be writable and at least as large. */
+int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
+                 const struct vimg_convert_params *p);
+
+/* Compare guest-visible contents. Returns 0 when identical, 1 when they
+ * differ (FIRST_DIFF set to the first differing offset, or to the smaller
+ * size for a size mismatch under STRICT), -1 on error. Without STRICT, a
+ * larger image whose extra tail reads as zeros still matches. */
+int vimg_compare(struct vimg_image *a, struct vimg_image *b, bool strict,
+                 uint64_t *first_diff, vimg_progress_fn progress,
+                 void *opaque);
+
+/* ---- Values (info trees) --------------------------------------------- */
+
+enum vimg_value_type {
+    VIMG_VALUE_NULL,
+    VIMG_VALUE_BOOL,
+    VIMG_VALUE_INT,
+    VIMG_VALUE_STRING,
+    VIMG_VALUE_ARRAY,
+    VIMG_VALUE_OBJECT,
+};
+enum vimg_value_type vimg_value_type(const struct vimg_value *v);
+bool vimg_value_bool(const struct vimg_value *v);
+int64_t vimg_value_int(const struct vimg_value *v);
+const char *vimg_value_string(const struct vimg_value *v);
+/* Members of an array or object, in insertion order. */
+size_t vimg_value_count(const struct vimg_value *v);
+const struct vimg_value *vimg_value_at(const struct vimg_value *v, size_t i);
+const char *vimg_value_key_at(const struct vimg_value *v, size_t i);
+/* The member of object V named KEY, or NULL. */
+const struct vimg_value *vimg_value_get(const struct vimg_value *v,
+                                        const char *key);
+/* JSON text in qemu-img's layout (4-space indent), caller frees. */
+char *vimg_value_to_json(const struct vimg_value *v);
+void vimg_value_free(struct vimg_value *v);
+
+/* ---- Helpers shared with the CLI ------------------------------------- */
+
+/* Parse a size as qemu-img does: a number with an optional suffix
+ * k K M G T P E (powers of 1024) or b/B. Rejects negatives, overflow and
+ * trailing garbage. */
+int vimg_parse_size(const char *text, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,152 @@
+/* The raw format: the guest disk byte for byte, thin through the file's
+ * holes. Everything passes to the protocol below. */
+#include <errno.h>
+
+#include "../internal.h"
+
+static const struct vimg_opt_desc raw_create_opts[] = {
+    { "size", VIMG_OPT_SIZE, "Virtual disk size" },
+    { "preallocation", VIMG_OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)" },
+    { NULL, 0, NULL },
+};
+
+static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    (void)buf;
+    (void)len;
+    (void)filename;
+    return 1; /* anything is raw, as a last resort */
+}
+
+static int raw_open(struct vimg_image *img, const struct vimg_opts *opts)
+{
+    (void)opts;
+    img->size = (uint64_t)vimg_internal_get_size(img->file);
+    return 0;
+}
+
+static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
+{
+    enum vimg_prealloc prealloc;
+    int r = vimg_internal_opts_get_prealloc(c->opts, &prealloc);
+
+    if (r < 0) {
+        return r;
+    }
+    if (prealloc == VIMG_PREALLOC_METADATA) {
+        return vimg_internal_error(EINVAL, "%s: preallocation mode "
+                                   "'metadata' is not supported by raw",
+                                   c->filename);
+    }
+    if (c->backing_file) {
+        return vimg_internal_error(ENOTSUP, "%s: raw images cannot have a "
+                                   "backing file", c->filename);
+    }
+    return vimg_internal_truncate(file, c->size, 0, prealloc);
+}
+
+static int raw_pread(struct vimg_image *img, void *buf, uint64_t count,
+                     uint64_t offset)
+{
+    return vimg_internal_pread(img->file, buf, count, offset);
+}
+
+static int raw_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
+                      uint64_t offset, unsigned flags)
+{
+    return vimg_internal_pwrite(img->file, buf, count, offset, flags);
+}
+
+static int raw_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
+                    unsigned flags)
+{
+    return vimg_internal_zero(img->file, offset, count, flags);
+}
+
+static int raw_discard(struct vimg_image *img, uint64_t offset,
+                       uint64_t count)
+{
+    return vimg_internal_discard(img->file, offset, count);
+}
+
+static int raw_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
+                        enum vimg_prealloc prealloc)
+{
+    if (prealloc == VIMG_PREALLOC_METADATA) {
+        return vimg_internal_img_error(img, EINVAL, "preallocation mode "
+                                       "'metadata' is not supported by raw");
+    }
+    int r = vimg_internal_truncate(img->file, size, flags, prealloc);
+    if (r == 0) {
+        img->size = size;
+    }
+    return r;
+}
+
+static int raw_block_status(struct vimg_image *img, uint64_t offset,
+                            uint64_t count, uint64_t *pnum, uint64_t *map,
+                            struct vimg_image **file)
+{
+    struct vimg_extent e;
+    int r = vimg_internal_block_status(img->file, offset, count, 0, &e);
+
+    if (r < 0) {
+        return r;
+    }
+    *pnum = e.length;
+    *map = e.file_offset;
+    *file = img->file;
+    return (int)(e.flags | VIMG_BS_ALLOCATED);
+}
+
+static int raw_measure(const struct vimg_opts *opts, uint64_t size,
+                       struct vimg_image *src, struct vimg_measure *out)
+{
+    enum vimg_prealloc prealloc;
+    int r = vimg_internal_opts_get_prealloc(opts, &prealloc);
+
+    if (r < 0) {
+        return r;
+    }
+    out->fully_allocated = src ? (uint64_t)vimg_internal_get_size(src) : size;
+    out->required = out->fully_allocated;
+    if (src && prealloc == VIMG_PREALLOC_OFF) {
+        /* Only data needs room; holes and zero extents stay sparse. */
+        uint64_t off = 0, used = 0;
+        while (off < out->fully_allocated) {
+            struct vimg_extent e;
+            r = vimg_internal_block_status(src, off,
+                                           out->fully_allocated - off,
+                                           VIMG_BS_CHAIN, &e);
+            if (r < 0) {
+                return r;
+            }
+            if (!(e.flags & VIMG_BS_ZERO)) {
+                used += e.length;
+            }
+            off += e.length;
+        }
+        out->required = used;
+    }
+    return 0;
+}
+
+const struct vimg_driver vimg_driver_raw = {
+    .name = "raw",
+    .kind = VIMG_DRIVER_FORMAT,
+    .instance_size = 0,
+    .thread_safe = true,
+    .has_zero_init = true,
+    .create_opts = raw_create_opts,
+    .probe = raw_probe,
+    .open = raw_open,
+    .create = raw_create,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .zero = raw_zero,
+    .discard = raw_discard,
+    .truncate = raw_truncate,
+    .block_status = raw_block_status,
+    .measure = raw_measure,
+};

@@ -1,0 +1,762 @@
+/* Opening images: protocol, probing, format, locks, and the backing chain
+ * under the caller's open policy. Also create, info, measure and check,
+ * which dispatch to the format after the core's own checks. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "internal.h"
+#include "protocols/file-lock.h"
+
+#define PROBE_BYTES 4096
+/* Longest backing chain followed: far beyond real use, and it bounds the
+ * recursion of opening. */
+#define MAX_CHAIN_DEPTH 256
+
+static const struct vimg_open_params default_params;
+
+static struct vimg_image *image_new(const struct vimg_driver *drv,
+                                    const char *filename,
+                                    const struct vimg_open_params *p)
+{
+    struct vimg_image *img = calloc(1, sizeof *img);
+
+    if (!img) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    img->drv = drv;
+    img->params = *p;
+    img->params.format = NULL;
+    img->params.options = NULL;
+    img->writable = p->flags & VIMG_OPEN_RDWR;
+    img->request_alignment = 1;
+    vimg_internal_mutex_init(&img->lock);
+    img->filename = strdup(filename);
+    if (!img->filename ||
+        (drv->instance_size && !(img->opaque = calloc(1, drv->instance_size)))) {
+        free(img->filename);
+        free(img);
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    return img;
+}
+
+static int image_free(struct vimg_image *img, bool opened)
+{
+    int r = 0;
+
+    if (!img) {
+        return 0;
+    }
+    if (img->backing) {
+        vimg_close(img->backing);
+    }
+    if (opened && img->drv->close) {
+        r = img->drv->close(img);
+    }
+    if (img->file) {
+        int r2 = image_free(img->file, true);
+        if (r == 0) {
+            r = r2;
+        }
+    }
+    pthread_mutex_destroy(&img->lock);
+    free(img->opaque);
+    free(img->filename);
+    free(img->backing_name);
+    free(img->backing_format);
+    free(img->backing_path);
+    free(img);
+    return r;
+}
+
+/* "nbd:...", "json:{...}", "http://..." : a protocol prefix before any '/'. */
+static bool has_protocol_prefix(const char *name)
+{
+    const char *colon = strchr(name, ':');
+    if (!colon || colon == name) {
+        return false;
+    }
+    for (const char *p = name; p < colon; p++) {
+        if (*p == '/') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static struct vimg_image *open_protocol(const char *filename,
+                                        const struct vimg_open_params *p)
+{
+    struct vimg_image *img = image_new(&vimg_driver_file, filename, p);
+    if (!img) {
+        return NULL;
+    }
+    int r = img->drv->open(img, NULL);
+    if (r < 0) {
+        image_free(img, true);
+        return NULL;
+    }
+    return img;
+}
+
+/* The locks QEMU would take for this use: writers do not share writes or
+ * resizes; readers of formats with metadata do not share writes (their
+ * metadata could change under them); raw readers share everything. */
+static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
+{
+    unsigned perm = FILE_PERM_READ, shared = FILE_PERM_ALL;
+
+    if (fmt->params.flags & (VIMG_OPEN_NO_LOCK | VIMG_OPEN_FORCE_SHARE)) {
+        return 0;
+    }
+    if (fmt->writable) {
+        perm |= FILE_PERM_WRITE | FILE_PERM_RESIZE;
+        shared &= ~(unsigned)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
+    } else if (fmt->drv != &vimg_driver_raw) {
+        shared &= ~(unsigned)FILE_PERM_WRITE;
+    }
+    return vimg_internal_file_lock(file, perm, shared);
+}
+
+static int open_backing(struct vimg_image *img, int depth);
+
+static struct vimg_image *open_format(struct vimg_image *file,
+                                      const struct vimg_open_params *p,
+                                      int depth)
+{
+    const struct vimg_driver *drv = NULL;
+    struct vimg_opts opts = { 0 };
+    struct vimg_image *img = NULL;
+    bool probed_raw = false;
+    int r;
+
+    if (p->format) {
+        drv = vimg_internal_find_driver(p->format);
+        if (!drv || drv->kind != VIMG_DRIVER_FORMAT) {
+            vimg_internal_error(EINVAL, "%s: unknown file format '%s'",
+                                file->filename, p->format);
+            goto fail;
+        }
+    } else {
+        uint8_t buf[PROBE_BYTES];
+        uint64_t n = file->size < sizeof buf ? file->size : sizeof buf;
+        if (vimg_internal_pread(file, buf, n, 0) < 0) {
+            goto fail;
+        }
+        drv = vimg_internal_probe(buf, n, file->filename);
+        probed_raw = drv == &vimg_driver_raw;
+        if (probed_raw && (p->flags & VIMG_OPEN_RDWR)) {
+            /* A guest could write a header into sector 0 and turn a
+             * guessed-raw disk into another format: writes need -f raw. */
+            vimg_internal_error(EPERM, "%s: the format was guessed to be "
+                                "raw; writing needs an explicit format "
+                                "(-f raw)", file->filename);
+            goto fail;
+        }
+    }
+    img = image_new(drv, file->filename, p);
+    if (!img) {
+        goto fail;
+    }
+    img->file = file;
+    file = NULL;
+    img->probed_raw = probed_raw;
+    if (take_locks(img, img->file) < 0 ||
+        vimg_internal_opts_parse(p->options, drv->runtime_opts,
+                                 img->filename, &opts) < 0) {
+        image_free(img, false);
+        return NULL;
+    }
+    r = drv->open(img, &opts);
+    vimg_internal_opts_free(&opts);
+    if (r < 0) {
+        if (!vimg_internal_error_set()) {
+            vimg_internal_img_error(img, r, "could not open as %s",
+                                    drv->name);
+        }
+        image_free(img, true);
+        return NULL;
+    }
+    if (img->backing_name && open_backing(img, depth) < 0) {
+        image_free(img, true);
+        return NULL;
+    }
+    return img;
+
+fail:
+    image_free(file, true);
+    return NULL;
+}
+
+int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
+                                    char **path)
+{
+    CLEANUP_FREE char *dir_copy = strdup(img->filename);
+    CLEANUP_FREE char *joined = NULL;
+
+    *path = NULL;
+    if (!dir_copy) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    if (!*name) {
+        return vimg_internal_img_error(img, EINVAL, "refers to a file with "
+                                       "an empty name");
+    }
+    if (has_protocol_prefix(name)) {
+        return vimg_internal_img_error(img, EPERM, "refers to '%s', a "
+                                       "protocol or json: name; only plain "
+                                       "file paths are followed", name);
+    }
+    const char *dir = dirname(dir_copy);
+    if (name[0] == '/') {
+        joined = strdup(name);
+    } else if (asprintf(&joined, "%s/%s", dir, name) < 0) {
+        joined = NULL;
+    }
+    if (!joined) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    if (img->params.refs == VIMG_REFS_SAME_DIR) {
+        CLEANUP_FREE char *real_dir = realpath(dir, NULL);
+        CLEANUP_FREE char *real = realpath(joined, NULL);
+        size_t n = real_dir ? strlen(real_dir) : 0;
+        if (!real_dir || !real || strncmp(real, real_dir, n) != 0 ||
+            real[n] != '/') {
+            return vimg_internal_img_error(img, EPERM, "refers to '%s' "
+                                           "outside the image's folder, "
+                                           "which the open policy forbids",
+                                           name);
+        }
+    }
+    *path = joined;
+    joined = NULL;
+    return 0;
+}
+
+/* True when PATH is IMG or any image above it in the chain. */
+static bool chain_contains(struct vimg_image *img, const char *path)
+{
+    struct stat a, b;
+    if (stat(path, &a) < 0) {
+        return false;
+    }
+    for (; img; img = img->parent) {
+        if (stat(img->filename, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int open_backing(struct vimg_image *img, int depth)
+{
+    int r = vimg_internal_resolve_reference(img, img->backing_name,
+                                            &img->backing_path);
+    if (r < 0) {
+        return r;
+    }
+    if ((img->params.flags & VIMG_OPEN_NO_BACKING) ||
+        img->params.refs == VIMG_REFS_NEVER) {
+        return 0;
+    }
+    if (depth + 1 >= MAX_CHAIN_DEPTH) {
+        return vimg_internal_img_error(img, ELOOP, "backing chain is longer "
+                                       "than %d images", MAX_CHAIN_DEPTH);
+    }
+    if (chain_contains(img, img->backing_path)) {
+        return vimg_internal_img_error(img, ELOOP, "backing file '%s' is "
+                                       "the image itself or an image above "
+                                       "it in the chain", img->backing_name);
+    }
+    struct vimg_open_params bp = img->params;
+    bp.flags &= ~(unsigned)VIMG_OPEN_RDWR;
+    bp.format = img->backing_format;
+    struct vimg_image *file = open_protocol(img->backing_path, &bp);
+    if (!file) {
+        return vimg_internal_img_error(img, ENOENT, "could not open backing "
+                                       "file '%s'", img->backing_name);
+    }
+    struct vimg_image *b = open_format(file, &bp, depth + 1);
+    if (!b) {
+        return -vimg_get_errno();
+    }
+    b->parent = img;
+    /* Record the probed format so info can report it. */
+    if (!img->backing_format && !(img->backing_format =
+                                      strdup(b->drv->name))) {
+        vimg_close(b);
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    img->backing = b;
+    /* The chain check above ran before this image had a parent link. */
+    return 0;
+}
+
+struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
+                                         const struct vimg_open_params *p)
+{
+    return open_format(file, p ? p : &default_params, 0);
+}
+
+struct vimg_image *vimg_open(const char *filename,
+                             const struct vimg_open_params *params)
+{
+    const struct vimg_open_params *p = params ? params : &default_params;
+    struct stat st;
+
+    vimg_internal_error_clear();
+    if (!filename || !*filename) {
+        vimg_internal_error(EINVAL, "no image file name given");
+        return NULL;
+    }
+    if ((p->flags & VIMG_OPEN_FORCE_SHARE) && (p->flags & VIMG_OPEN_RDWR)) {
+        vimg_internal_error(EINVAL, "%s: force-share (-U) is only for "
+                            "read-only use", filename);
+        return NULL;
+    }
+    if (has_protocol_prefix(filename) && stat(filename, &st) < 0) {
+        vimg_internal_error(ENOTSUP, "%s: protocol names are not supported; "
+                            "give a file path", filename);
+        return NULL;
+    }
+    struct vimg_image *file = open_protocol(filename, p);
+    return file ? open_format(file, p, 0) : NULL;
+}
+
+struct vimg_image *vimg_open_buffer(const void *data, size_t len,
+                                    const char *name,
+                                    const struct vimg_open_params *params)
+{
+    const struct vimg_open_params *p = params ? params : &default_params;
+    struct vimg_open_params mp = *p;
+
+    vimg_internal_error_clear();
+    mp.refs = VIMG_REFS_NEVER;
+    struct vimg_image *mem = vimg_internal_memory_new(name, data, len, len);
+    if (!mem) {
+        return NULL;
+    }
+    mem->writable = p->flags & VIMG_OPEN_RDWR;
+    return open_format(mem, &mp, 0);
+}
+
+int vimg_close(struct vimg_image *img)
+{
+    int r = 0;
+
+    vimg_internal_error_clear();
+    if (!img) {
+        return 0;
+    }
+    if (img->writable) {
+        r = vimg_internal_flush(img);
+    }
+    int r2 = image_free(img, true);
+    return r < 0 || r2 < 0 ? -1 : 0;
+}
+
+/* ---- Facts ------------------------------------------------------------ */
+
+int64_t vimg_get_size(struct vimg_image *img)
+{
+    vimg_internal_error_clear();
+    return img ? (int64_t)img->size : -1;
+}
+
+const char *vimg_get_filename(struct vimg_image *img)
+{
+    return img->filename;
+}
+
+const char *vimg_get_format(struct vimg_image *img)
+{
+    return img->drv->name;
+}
+
+bool vimg_is_writable(struct vimg_image *img)
+{
+    return img->writable;
+}
+
+struct vimg_image *vimg_get_backing(struct vimg_image *img)
+{
+    return img->backing;
+}
+
+const char *vimg_get_backing_name(struct vimg_image *img)
+{
+    return img->backing_name;
+}
+
+static int64_t allocated_size(struct vimg_image *img)
+{
+    if (img->drv->allocated_size) {
+        return img->drv->allocated_size(img);
+    }
+    return img->file ? allocated_size(img->file) : 0;
+}
+
+int64_t vimg_get_allocated_size(struct vimg_image *img)
+{
+    vimg_internal_error_clear();
+    int64_t r = allocated_size(img);
+    return r < 0 ? -1 : r;
+}
+
+bool vimg_has_zero_init(struct vimg_image *img)
+{
+    struct stat st;
+    int fd = vimg_internal_file_fd(img);
+
+    if (!img->drv->has_zero_init) {
+        return false;
+    }
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        return false; /* a block device holds old data */
+    }
+    return img->file ? vimg_has_zero_init(img->file) : true;
+}
+
+struct vimg_value *vimg_get_info(struct vimg_image *img)
+{
+    struct vimg_value *info = vimg_internal_value_new(VIMG_VALUE_OBJECT);
+    int r;
+
+    vimg_internal_error_clear();
+    if (!info) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    int64_t actual = allocated_size(img);
+    if ((r = vimg_internal_value_set_int(info, "virtual-size",
+                                         (int64_t)img->size)) < 0 ||
+        (r = vimg_internal_value_set_str(info, "filename",
+                                         img->filename)) < 0 ||
+        (img->drv->get_info && (r = img->drv->get_info(img, info)) < 0) ||
+        (r = vimg_internal_value_set_str(info, "format",
+                                         img->drv->name)) < 0 ||
+        (actual >= 0 &&
+         (r = vimg_internal_value_set_int(info, "actual-size", actual)) < 0)) {
+        goto fail;
+    }
+    if (img->backing_name) {
+        if ((r = vimg_internal_value_set_str(info, "backing-filename",
+                                             img->backing_name)) < 0 ||
+            (img->backing_path &&
+             (r = vimg_internal_value_set_str(info, "full-backing-filename",
+                                              img->backing_path)) < 0) ||
+            (img->backing_format &&
+             (r = vimg_internal_value_set_str(info, "backing-filename-format",
+                                              img->backing_format)) < 0)) {
+            goto fail;
+        }
+    }
+    if (!vimg_value_get(info, "dirty-flag") &&
+        (r = vimg_internal_value_set_bool(info, "dirty-flag", false)) < 0) {
+        goto fail;
+    }
+    return info;
+
+fail:
+    vimg_value_free(info);
+    if (!vimg_internal_error_set()) {
+        vimg_internal_img_error(img, r, "%s", strerror(-r));
+    }
+    return NULL;
+}
+
+/* ---- Create ----------------------------------------------------------- */
+
+char *vimg_create_options_help(const char *format)
+{
+    const struct vimg_driver *drv = vimg_internal_find_driver(format);
+    char *buf = NULL;
+    size_t len = 0;
+
+    vimg_internal_error_clear();
+    if (!drv || drv->kind != VIMG_DRIVER_FORMAT) {
+        vimg_internal_error(EINVAL, "unknown file format '%s'", format);
+        return NULL;
+    }
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    static const char *const types[] = { "size", "bool", "str", "num" };
+    for (const struct vimg_opt_desc *d = drv->create_opts; d && d->name; d++) {
+        fprintf(f, "%s\t%s\t%s\n", d->name, types[d->type], d->help);
+    }
+    fclose(f);
+    return buf;
+}
+
+/* The backing file's size, opened read-only as the new image would. */
+static int backing_size(const char *filename,
+                        const struct vimg_create_params *p, uint64_t *size)
+{
+    struct vimg_image probe_img = { .filename = (char *)filename,
+                                    .params = { .refs = p->refs } };
+    CLEANUP_FREE char *path = NULL;
+    int r = vimg_internal_resolve_reference(&probe_img, p->backing_file,
+                                            &path);
+    if (r < 0) {
+        return r;
+    }
+    struct vimg_open_params bp = { .format = p->backing_format,
+                                   .refs = p->refs,
+                                   .flags = VIMG_OPEN_NO_BACKING |
+                                            VIMG_OPEN_FORCE_SHARE };
+    struct vimg_image *file = open_protocol(path, &bp);
+    struct vimg_image *b = file ? open_format(file, &bp, 0) : NULL;
+    if (!b) {
+        return -vimg_get_errno();
+    }
+    *size = b->size;
+    vimg_close(b);
+    return 0;
+}
+
+/* Refuse to replace an image that another process has open (QEMU checks
+ * the same "write" lock). */
+static int check_target_unused(const char *filename)
+{
+    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *file = open_protocol(filename, &p);
+    if (!file) {
+        vimg_internal_error_clear();
+        return 0; /* not openable for writing: rename decides */
+    }
+    int r = vimg_internal_file_lock(file, FILE_PERM_READ | FILE_PERM_WRITE,
+                                    FILE_PERM_READ);
+    image_free(file, true);
+    return r;
+}
+
+int vimg_create(const char *filename, const struct vimg_create_params *p)
+{
+    const struct vimg_driver *drv;
+    struct vimg_opts opts = { 0 };
+    struct vimg_create_ctx ctx = { .filename = filename };
+    CLEANUP_FREE char *tmp = NULL;
+    struct stat st;
+    bool in_place;
+    int r;
+
+    vimg_internal_error_clear();
+    if (!filename || !*filename || !p || !p->format) {
+        vimg_internal_error(EINVAL, "create needs a file name and a format");
+        return -1;
+    }
+    drv = vimg_internal_find_driver(p->format);
+    if (!drv || drv->kind != VIMG_DRIVER_FORMAT || !drv->create) {
+        vimg_internal_error(EINVAL, "%s: unknown file format '%s'", filename,
+                            p->format);
+        return -1;
+    }
+    if ((r = vimg_internal_opts_parse(p->options, drv->create_opts, filename,
+                                      &opts)) < 0) {
+        return -1;
+    }
+    ctx.opts = &opts;
+    ctx.backing_file = p->backing_file ? p->backing_file
+                       : vimg_internal_opts_get(&opts, "backing_file", NULL);
+    ctx.backing_format = p->backing_format ? p->backing_format
+                       : vimg_internal_opts_get(&opts, "backing_fmt", NULL);
+    if (p->size_given) {
+        ctx.size = p->size;
+    } else if ((r = vimg_internal_opts_get_size(&opts, "size", UINT64_MAX,
+                                                &ctx.size)) < 0) {
+        goto out;
+    } else if (ctx.size == UINT64_MAX) {
+        if (!ctx.backing_file) {
+            r = vimg_internal_error(EINVAL, "%s: image creation needs a "
+                                    "size", filename);
+            goto out;
+        }
+        struct vimg_create_params bp = *p;
+        bp.backing_file = ctx.backing_file;
+        bp.backing_format = ctx.backing_format;
+        if ((r = backing_size(filename, &bp, &ctx.size)) < 0) {
+            goto out;
+        }
+    }
+    if (ctx.size > INT64_MAX) {
+        r = vimg_internal_error(EINVAL, "%s: size too large", filename);
+        goto out;
+    }
+    if (ctx.backing_file && p->size_given) {
+        /* Check the backing file opens, as qemu-img create does. */
+        uint64_t ignored;
+        struct vimg_create_params bp = *p;
+        bp.backing_file = ctx.backing_file;
+        bp.backing_format = ctx.backing_format;
+        if ((r = backing_size(filename, &bp, &ignored)) < 0) {
+            goto out;
+        }
+    }
+
+    /* Build the image under a temporary name beside the target, then
+     * rename it into place: a failure leaves nothing behind and a file
+     * the user had survives. Block devices are written in place. */
+    in_place = stat(filename, &st) == 0 && !S_ISREG(st.st_mode);
+    if (in_place && S_ISDIR(st.st_mode)) {
+        r = vimg_internal_error(EISDIR, "%s: Is a directory", filename);
+        goto out;
+    }
+    if (!in_place) {
+        CLEANUP_FREE char *copy = strdup(filename);
+        CLEANUP_FREE char *copy2 = strdup(filename);
+        if (!copy || !copy2 ||
+            asprintf(&tmp, "%s/.%s.vimg-XXXXXX", dirname(copy),
+                     basename(copy2)) < 0) {
+            tmp = NULL;
+            r = vimg_internal_error(ENOMEM, "out of memory");
+            goto out;
+        }
+        int fd = mkstemp(tmp);
+        if (fd < 0) {
+            r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
+                                    strerror(errno));
+            free(tmp);
+            tmp = NULL;
+            goto out;
+        }
+        mode_t mask = umask(0);
+        umask(mask);
+        (void)fchmod(fd, 0666 & ~mask);
+        close(fd);
+    }
+    struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
+                                            VIMG_OPEN_NO_LOCK };
+    struct vimg_image *file = open_protocol(in_place ? filename : tmp, &wp);
+    if (!file) {
+        r = -vimg_get_errno();
+        goto out;
+    }
+    /* Messages name the user's file, not the temporary one. */
+    free(file->filename);
+    file->filename = strdup(filename);
+    if (!file->filename) {
+        image_free(file, true);
+        r = vimg_internal_error(ENOMEM, "out of memory");
+        goto out;
+    }
+    r = drv->create(file, &ctx);
+    if (r == 0) {
+        r = vimg_internal_flush(file);
+    }
+    int r2 = image_free(file, true);
+    if (r == 0) {
+        r = r2;
+    }
+    if (r == 0 && !in_place && (r = check_target_unused(filename)) == 0 &&
+        rename(tmp, filename) < 0) {
+        r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
+                                strerror(errno));
+    }
+
+out:
+    if (tmp && r < 0) {
+        unlink(tmp);
+    }
+    vimg_internal_opts_free(&opts);
+    if (r < 0 && !vimg_internal_error_set()) {
+        vimg_internal_error(r, "%s: %s", filename, strerror(-r));
+    }
+    return r < 0 ? -1 : 0;
+}
+
+/* ---- Measure, check --------------------------------------------------- */
+
+int vimg_measure(const char *format, const char *options, uint64_t size,
+                 struct vimg_image *src, struct vimg_measure *out)
+{
+    const struct vimg_driver *drv;
+    struct vimg_opts opts = { 0 };
+    int r;
+
+    vimg_internal_error_clear();
+    memset(out, 0, sizeof *out);
+    drv = format ? vimg_internal_find_driver(format) : NULL;
+    if (!drv || drv->kind != VIMG_DRIVER_FORMAT) {
+        vimg_internal_error(EINVAL, "unknown file format '%s'",
+                            format ? format : "");
+        return -1;
+    }
+    if (!drv->measure) {
+        vimg_internal_error(ENOTSUP, "the %s format does not support "
+                            "measure", drv->name);
+        return -1;
+    }
+    if (vimg_internal_opts_parse(options, drv->create_opts, format,
+                                 &opts) < 0) {
+        return -1;
+    }
+    r = drv->measure(&opts, size, src, out);
+    vimg_internal_opts_free(&opts);
+    if (r < 0 && !vimg_internal_error_set()) {
+        vimg_internal_error(r, "measure: %s", strerror(-r));
+    }
+    return r < 0 ? -1 : 0;
+}
+
+int vimg_check(struct vimg_image *img, unsigned fix,
+               struct vimg_check_result *result, vimg_report_fn report,
+               void *opaque)
+{
+    vimg_internal_error_clear();
+    memset(result, 0, sizeof *result);
+    result->image_end_offset = -1;
+    if (!img->drv->check) {
+        vimg_internal_img_error(img, ENOTSUP, "This image format does not "
+                                "support checks");
+        return -1;
+    }
+    if (fix && !img->writable) {
+        vimg_internal_img_error(img, EROFS, "repair needs the image opened "
+                                "read-write");
+        return -1;
+    }
+    pthread_mutex_lock(&img->lock);
+    int r = img->drv->check(img, fix, result, report, opaque);
+    pthread_mutex_unlock(&img->lock);
+    if (r < 0 && !vimg_internal_error_set()) {
+        vimg_internal_img_error(img, r, "check failed: %s", strerror(-r));
+    }
+    return r < 0 ? -1 : 0;
+}
+
+int vimg_internal_open_reference(struct vimg_image *img, const char *name,
+                                 bool writable, struct vimg_image **out)
+{
+    CLEANUP_FREE char *path = NULL;
+    int r;
+
+    *out = NULL;
+    if (img->params.refs == VIMG_REFS_NEVER) {
+        return vimg_internal_img_error(img, EPERM, "refers to '%s', and the "
+                                       "open policy follows no references",
+                                       name);
+    }
+    if ((r = vimg_internal_resolve_reference(img, name, &path)) < 0) {
+        return r;
+    }
+    struct vimg_open_params p = img->params;
+    p.flags = (p.flags & ~(unsigned)VIMG_OPEN_RDWR) |
+              (writable ? VIMG_OPEN_RDWR : 0);
+    *out = open_protocol(path, &p);
+    return *out ? 0 : -vimg_get_errno();
+}

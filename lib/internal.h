@@ -1,0 +1,257 @@
+/* libvimg internals: the driver interface and the image handle.
+ * Nothing here is part of the public API. */
+#ifndef VIMG_INTERNAL_H
+#define VIMG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vimg/vimg.h"
+
+enum vimg_driver_kind { VIMG_DRIVER_PROTOCOL, VIMG_DRIVER_FORMAT };
+
+/* ---- Creation options ------------------------------------------------ */
+
+enum vimg_opt_type { VIMG_OPT_SIZE, VIMG_OPT_BOOL, VIMG_OPT_STRING,
+                     VIMG_OPT_NUMBER };
+
+/* One entry of a driver's -o table; the table ends with name == NULL. */
+struct vimg_opt_desc {
+    const char *name;
+    enum vimg_opt_type type;
+    const char *help;
+};
+
+/* Parsed "key=value,..." text, validated against a descriptor table: keys
+ * are known, sizes/bools/numbers parse. Values stay strings until asked. */
+struct vimg_opts {
+    size_t count;
+    struct vimg_opt_pair { char *key, *value; } *pairs;
+};
+
+/* Parse TEXT against DESC (NULL DESC accepts nothing). WHAT names the
+ * file or format in error messages. "k=v,,x" escapes a comma as ",,". */
+int vimg_internal_opts_parse(const char *text,
+                             const struct vimg_opt_desc *desc,
+                             const char *what, struct vimg_opts *out);
+void vimg_internal_opts_free(struct vimg_opts *opts);
+/* Add or replace KEY (used for -b/-F and the size). */
+int vimg_internal_opts_set(struct vimg_opts *opts, const char *key,
+                           const char *value);
+/* Getters return the default when KEY is absent; -EINVAL (with a message)
+ * when present but malformed. */
+const char *vimg_internal_opts_get(const struct vimg_opts *opts,
+                                   const char *key, const char *dflt);
+int vimg_internal_opts_get_size(const struct vimg_opts *opts,
+                                const char *key, uint64_t dflt,
+                                uint64_t *out);
+int vimg_internal_opts_get_bool(const struct vimg_opts *opts,
+                                const char *key, bool dflt, bool *out);
+/* preallocation=off|metadata|falloc|full, or -EINVAL. */
+int vimg_internal_opts_get_prealloc(const struct vimg_opts *opts,
+                                    enum vimg_prealloc *out);
+
+/* What a format's create() receives. */
+struct vimg_create_ctx {
+    const char *filename;        /* the name the user gave (for messages
+                                    and resolving backing paths) */
+    uint64_t size;
+    const struct vimg_opts *opts;
+    const char *backing_file;    /* NULL when none */
+    const char *backing_format;  /* NULL when unknown */
+};
+
+/* ---- The driver ------------------------------------------------------ */
+
+struct vimg_driver {
+    const char *name;
+    enum vimg_driver_kind kind;
+    /* Bytes of per-image state the core allocates (zeroed) as img->opaque;
+     * a driver never allocates its own handle. */
+    size_t instance_size;
+    /* The data-path members may run concurrently on one image. When false
+     * the core serialises every call on the image's lock. */
+    bool thread_safe;
+    /* A new image reads as zeros (convert skips zero ranges into it). */
+    bool has_zero_init;
+    const struct vimg_opt_desc *create_opts; /* NULL: no -o options */
+    const struct vimg_opt_desc *runtime_opts; /* NULL: none */
+
+    /* Score 0..100 for the first LEN bytes (LEN may be short). Formats only;
+     * NULL never matches. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+
+    /* Protocols: open img->filename. Formats: read metadata through
+     * img->file (already open) and set img->size; record references in
+     * img->backing_name/backing_format, which the core then opens under
+     * the policy. OPTS holds validated runtime options. */
+    int (*open)(struct vimg_image *img, const struct vimg_opts *opts);
+    /* Release everything; img->file is closed by the core afterwards.
+     * Return the first error of a final flush (the handle goes anyway). */
+    int (*close)(struct vimg_image *img);
+    /* Formats: lay out a new image on FILE (an empty, writable protocol
+     * image). Protocols do not implement it (the core creates files). */
+    int (*create)(struct vimg_image *file, const struct vimg_create_ctx *c);
+
+    /* Data path: ranges are inside the virtual size and aligned to
+     * img->request_alignment; COUNT > 0. */
+    int (*pread)(struct vimg_image *img, void *buf, uint64_t count,
+                 uint64_t offset);
+    int (*pwrite)(struct vimg_image *img, const void *buf, uint64_t count,
+                  uint64_t offset, unsigned flags);
+    /* NULL: the core writes zeroed buffers unless VIMG_ZERO_NO_FALLBACK.
+     * May return -ENOTSUP for the core to fall back. */
+    int (*zero)(struct vimg_image *img, uint64_t offset, uint64_t count,
+                unsigned flags);
+    /* NULL: discard does nothing. */
+    int (*discard)(struct vimg_image *img, uint64_t offset, uint64_t count);
+    /* NULL: nothing to flush beyond img->file, which the core flushes
+     * after this returns. */
+    int (*flush)(struct vimg_image *img);
+    /* NULL: resize unsupported (ENOTSUP). The core has checked SHRINK. */
+    int (*truncate)(struct vimg_image *img, uint64_t size, unsigned flags,
+                    enum vimg_prealloc prealloc);
+    /* Return VIMG_BS_* flags for [OFFSET, OFFSET+*PNUM), setting *PNUM
+     * (1..COUNT), *MAP and *FILE when VIMG_BS_OFFSET_VALID. 0 means "not
+     * in this layer". NULL: everything is allocated data. */
+    int (*block_status)(struct vimg_image *img, uint64_t offset,
+                        uint64_t count, uint64_t *pnum, uint64_t *map,
+                        struct vimg_image **file);
+
+    /* Metadata. NULL members mean unsupported unless stated. */
+    /* Bytes on disk; NULL: the core asks img->file. */
+    int64_t (*allocated_size)(struct vimg_image *img);
+    /* Add format-specific members ("cluster-size", "format-specific",
+     * "dirty-flag", ...) to the info object INFO. NULL: none. */
+    int (*get_info)(struct vimg_image *img, struct vimg_value *info);
+    int (*measure)(const struct vimg_opts *opts, uint64_t size,
+                   struct vimg_image *src, struct vimg_measure *out);
+    int (*check)(struct vimg_image *img, unsigned fix,
+                 struct vimg_check_result *res, vimg_report_fn report,
+                 void *opaque);
+};
+
+/* ---- The image handle ------------------------------------------------ */
+
+struct vimg_image {
+    const struct vimg_driver *drv;
+    void *opaque;                 /* drv->instance_size bytes, zeroed */
+    struct vimg_image *file;      /* the protocol below a format */
+    struct vimg_image *backing;   /* opened backing image, or NULL */
+    struct vimg_image *parent;    /* the image whose backing this is */
+    char *filename;
+    char *backing_name;           /* as the metadata says it, or NULL */
+    char *backing_format;         /* from metadata or the caller, or NULL */
+    char *backing_path;           /* backing_name resolved, or NULL */
+    struct vimg_open_params params; /* flags and policy (format not kept) */
+    uint64_t size;                /* virtual size */
+    uint32_t request_alignment;   /* 1, or the O_DIRECT block size */
+    bool writable;
+    bool probed_raw;              /* format was guessed to be raw */
+    pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
+};
+
+/* ---- Core services for drivers -------------------------------------- */
+
+/* Image locks are recursive: a driver's check or repair may call the
+ * data path on its own image. */
+static inline void vimg_internal_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+/* Record an error for this thread; the first one within a public call
+ * wins. Returns -ERRNUM so drivers can `return vimg_internal_error(...)`.
+ * The message should start with the file name. */
+int vimg_internal_error(int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Same, prefixed with "FILENAME: " from IMG. */
+int vimg_internal_img_error(const struct vimg_image *img, int errnum,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void vimg_internal_error_clear(void);
+bool vimg_internal_error_set(void);
+
+/* Child I/O for drivers: bounds-checked like the public calls but without
+ * clearing the error slot. */
+int vimg_internal_pread(struct vimg_image *img, void *buf, uint64_t count,
+                        uint64_t offset);
+int vimg_internal_pwrite(struct vimg_image *img, const void *buf,
+                         uint64_t count, uint64_t offset, unsigned flags);
+int vimg_internal_zero(struct vimg_image *img, uint64_t offset,
+                       uint64_t count, unsigned flags);
+int vimg_internal_discard(struct vimg_image *img, uint64_t offset,
+                          uint64_t count);
+int vimg_internal_flush(struct vimg_image *img);
+int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
+                           unsigned flags, enum vimg_prealloc prealloc);
+int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
+                               uint64_t count, unsigned flags,
+                               struct vimg_extent *ext);
+/* Read from IMG's backing chain, zeros where there is no backing image or
+ * it is shorter. Fails with EIO if a backing file exists but was not
+ * opened (VIMG_OPEN_NO_BACKING). */
+int vimg_internal_read_backing(struct vimg_image *img, void *buf,
+                               uint64_t count, uint64_t offset);
+int64_t vimg_internal_get_size(struct vimg_image *img);
+
+/* Open a file that IMG's metadata names (external data file, extent) under
+ * IMG's policy: relative names resolve against IMG's folder; protocol
+ * names are refused. Opens the file protocol only, read-write iff WRITABLE.
+ * -EPERM when the policy forbids it. */
+int vimg_internal_open_reference(struct vimg_image *img, const char *name,
+                                 bool writable, struct vimg_image **out);
+/* Validate NAME against IMG's policy and resolve it (caller frees *PATH). */
+int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
+                                    char **path);
+
+/* A writable memory image for tests and fuzzing: DATA (LEN bytes) copied,
+ * growing up to MAX_LEN. */
+struct vimg_image *vimg_internal_memory_new(const char *name,
+                                            const void *data, size_t len,
+                                            size_t max_len);
+/* Make the Nth write-like call (pwrite, zero, discard, truncate, flush)
+ * from now fail with EIO, and every one after it (a simulated crash).
+ * 0 disarms. MEM must come from vimg_internal_memory_new. */
+void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n);
+/* The current contents of a memory image (borrowed). */
+const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
+
+/* Open a format on an already-open protocol image (takes ownership of FILE
+ * on success and on failure). */
+struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
+                                         const struct vimg_open_params *p);
+
+/* Registry. */
+const struct vimg_driver *vimg_internal_find_driver(const char *name);
+const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
+                                              const char *filename);
+extern const struct vimg_driver vimg_driver_file;
+extern const struct vimg_driver vimg_driver_memory;
+extern const struct vimg_driver vimg_driver_raw;
+
+/* Values: builders for get_info. All return NULL/-ENOMEM on allocation
+ * failure; the object takes ownership of CHILD even on failure. */
+struct vimg_value *vimg_internal_value_new(enum vimg_value_type t);
+struct vimg_value *vimg_internal_value_str(const char *s);
+struct vimg_value *vimg_internal_value_int(int64_t i);
+struct vimg_value *vimg_internal_value_bool(bool b);
+int vimg_internal_value_add(struct vimg_value *obj, const char *key,
+                            struct vimg_value *child);
+int vimg_internal_value_append(struct vimg_value *arr,
+                               struct vimg_value *child);
+int vimg_internal_value_set_str(struct vimg_value *obj, const char *key,
+                                const char *s);
+int vimg_internal_value_set_int(struct vimg_value *obj, const char *key,
+                                int64_t i);
+int vimg_internal_value_set_bool(struct vimg_value *obj, const char *key,
+                                 bool b);
+
+#endif

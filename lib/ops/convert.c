@@ -1,0 +1,304 @@
+/* The copy engine, shaped like nbdcopy and qemu-img convert: one dispatcher
+ * (under the job lock) walks the source's block status, merging each zero
+ * run into one request and cutting data runs into buffer-sized units;
+ * workers read and zero-test units in parallel and write them, in offset
+ * order unless out_of_order allows otherwise. Memory is workers x buffer,
+ * whatever the image size. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../common/iszero.h"
+#include "../../common/rounding.h"
+#include "../internal.h"
+
+#define BUFFER_SIZE (2u << 20)
+#define DEFAULT_WORKERS 8
+#define MAX_WORKERS 64
+
+struct unit {
+    uint64_t offset, length;
+    bool zero;        /* the source reads as zeros here */
+    uint64_t ticket;  /* write order */
+};
+
+struct job {
+    struct vimg_image *src, *dst;
+    const struct vimg_convert_params *p;
+    uint64_t size;
+    bool skip_zero;           /* target reads zeros where we write nothing */
+    pthread_mutex_t lock;
+    pthread_cond_t turn;
+    uint64_t pos;             /* dispatcher cursor */
+    struct vimg_extent ext;   /* cached block status at pos */
+    bool ext_valid;
+    uint64_t next_ticket, next_write;
+    uint64_t done;
+    int error;                /* first -errno */
+    char message[1024];
+};
+
+static void fail(struct job *j, int r)
+{
+    pthread_mutex_lock(&j->lock);
+    if (!j->error) {
+        j->error = r < 0 ? r : -EIO;
+        const char *m = vimg_get_error();
+        snprintf(j->message, sizeof j->message, "%s",
+                 m ? m : strerror(-j->error));
+    }
+    pthread_cond_broadcast(&j->turn);
+    pthread_mutex_unlock(&j->lock);
+}
+
+static void progress_locked(struct job *j, uint64_t n)
+{
+    j->done += n;
+    if (j->p->progress) {
+        j->p->progress(j->p->opaque, j->done, j->size);
+    }
+}
+
+/* Next unit to act on, or false at the end. Zero runs that need no write
+ * are consumed here without waking a worker. Called with the lock held. */
+static bool dispatch(struct job *j, struct unit *u)
+{
+    while (j->pos < j->size && !j->error) {
+        if (!j->ext_valid || j->ext.offset + j->ext.length <= j->pos) {
+            int r = vimg_internal_block_status(j->src, j->pos,
+                                               j->size - j->pos,
+                                               VIMG_BS_CHAIN, &j->ext);
+            if (r < 0) {
+                const char *m = vimg_get_error();
+                j->error = r;
+                snprintf(j->message, sizeof j->message, "%s",
+                         m ? m : strerror(-r));
+                return false;
+            }
+            j->ext_valid = true;
+        }
+        uint64_t left = j->ext.offset + j->ext.length - j->pos;
+        bool zero = (j->ext.flags & VIMG_BS_ZERO) && j->p->min_sparse;
+        u->offset = j->pos;
+        u->zero = zero;
+        u->length = zero ? left : MIN(left, BUFFER_SIZE);
+        j->pos += u->length;
+        if (zero && j->skip_zero) {
+            progress_locked(j, u->length);
+            continue;
+        }
+        u->ticket = j->next_ticket++;
+        return true;
+    }
+    return false;
+}
+
+/* Write BUF (the source's bytes of U) honouring -S: zero runs of at least
+ * min_sparse bytes, aligned to it, are zeroed or skipped, not written. */
+static int write_data(struct job *j, const struct unit *u, const char *buf)
+{
+    uint64_t s = j->p->min_sparse;
+    uint64_t off = u->offset, end = u->offset + u->length;
+
+    if (!s) {
+        return vimg_internal_pwrite(j->dst, buf, u->length, off, 0);
+    }
+    while (off < end) {
+        /* A run of s-aligned blocks that are all zero or all data. */
+        uint64_t run_end = MIN(ROUND_DOWN(off, s) + s, end);
+        bool zero = is_zero(buf + (off - u->offset), run_end - off);
+        while (run_end < end) {
+            uint64_t next = MIN(run_end + s, end);
+            if (is_zero(buf + (run_end - u->offset), next - run_end) != zero) {
+                break;
+            }
+            run_end = next;
+        }
+        int r;
+        if (zero && j->skip_zero) {
+            r = 0;
+        } else if (zero) {
+            r = vimg_internal_zero(j->dst, off, run_end - off,
+                                   VIMG_ZERO_MAY_UNMAP);
+        } else {
+            r = vimg_internal_pwrite(j->dst, buf + (off - u->offset),
+                                     run_end - off, off, 0);
+        }
+        if (r < 0) {
+            return r;
+        }
+        off = run_end;
+    }
+    return 0;
+}
+
+/* -B: write only what differs from the target's backing image, in
+ * min_sparse (or 64 KiB) pieces. */
+static int write_differences(struct job *j, const struct unit *u,
+                             const char *buf, char *base)
+{
+    uint64_t piece = j->p->min_sparse ? j->p->min_sparse : 65536;
+    int r = vimg_internal_read_backing(j->dst, base, u->length, u->offset);
+    if (r < 0) {
+        return r;
+    }
+    for (uint64_t at = 0; at < u->length; at += piece) {
+        uint64_t n = MIN(piece, u->length - at);
+        if (memcmp(buf + at, base + at, n) == 0) {
+            continue;
+        }
+        r = is_zero(buf + at, n)
+                ? vimg_internal_zero(j->dst, u->offset + at, n, 0)
+                : vimg_internal_pwrite(j->dst, buf + at, n, u->offset + at,
+                                       0);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static int process(struct job *j, const struct unit *u, char *buf,
+                   char *base)
+{
+    bool in_order = !j->p->out_of_order;
+    int r = 0;
+
+    if (!u->zero || base) {
+        if (u->zero) {
+            memset(buf, 0, u->length);
+        } else if ((r = vimg_internal_pread(j->src, buf, u->length,
+                                            u->offset)) < 0) {
+            return r;
+        }
+    }
+    if (in_order) {
+        pthread_mutex_lock(&j->lock);
+        while (j->next_write != u->ticket && !j->error) {
+            pthread_cond_wait(&j->turn, &j->lock);
+        }
+        pthread_mutex_unlock(&j->lock);
+        if (j->error) {
+            return 0;
+        }
+    }
+    if (base) {
+        /* Zero units of any length go piecewise through the buffer. */
+        for (uint64_t at = 0; at < u->length && r == 0; at += BUFFER_SIZE) {
+            struct unit part = { u->offset + at,
+                                 MIN(BUFFER_SIZE, u->length - at), u->zero,
+                                 u->ticket };
+            if (u->zero) {
+                memset(buf, 0, part.length);
+            } else if (at) {
+                break; /* data units are at most one buffer */
+            }
+            r = write_differences(j, &part, buf, base);
+        }
+    } else if (u->zero) {
+        r = vimg_internal_zero(j->dst, u->offset, u->length,
+                               VIMG_ZERO_MAY_UNMAP);
+    } else {
+        r = write_data(j, u, buf);
+    }
+    pthread_mutex_lock(&j->lock);
+    if (in_order) {
+        j->next_write++;
+        pthread_cond_broadcast(&j->turn);
+    }
+    if (r == 0) {
+        progress_locked(j, u->length);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return r;
+}
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+    char *buf = NULL, *base = NULL;
+    struct unit u;
+
+    if (posix_memalign((void **)&buf, 4096, BUFFER_SIZE) != 0 ||
+        (j->p->target_backing &&
+         posix_memalign((void **)&base, 4096, BUFFER_SIZE) != 0)) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        fail(j, -ENOMEM);
+        free(buf);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        bool more = dispatch(j, &u);
+        pthread_mutex_unlock(&j->lock);
+        if (!more) {
+            break;
+        }
+        vimg_internal_error_clear();
+        int r = process(j, &u, buf, base);
+        if (r < 0) {
+            fail(j, r);
+            break;
+        }
+    }
+    pthread_mutex_lock(&j->lock);
+    pthread_cond_broadcast(&j->turn);
+    pthread_mutex_unlock(&j->lock);
+    free(buf);
+    free(base);
+    return NULL;
+}
+
+int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
+                 const struct vimg_convert_params *p)
+{
+    static const struct vimg_convert_params defaults = { .min_sparse = 4096 };
+    struct job j = { .src = src, .dst = dst, .p = p ? p : &defaults };
+    pthread_t threads[MAX_WORKERS];
+    int n, started = 0;
+
+    vimg_internal_error_clear();
+    if (!dst->writable) {
+        vimg_internal_img_error(dst, EROFS, "target is opened read-only");
+        return -1;
+    }
+    if (dst->size < src->size) {
+        vimg_internal_img_error(dst, EINVAL, "target (%llu bytes) is "
+                                "smaller than the source (%llu bytes)",
+                                (unsigned long long)dst->size,
+                                (unsigned long long)src->size);
+        return -1;
+    }
+    j.size = src->size;
+    j.skip_zero = j.p->target_is_new && vimg_has_zero_init(dst) &&
+                  !dst->backing_name;
+    n = j.p->workers > 0 ? j.p->workers : DEFAULT_WORKERS;
+    n = n > MAX_WORKERS ? MAX_WORKERS : n;
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_cond_init(&j.turn, NULL);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&threads[i], NULL, worker, &j) != 0) {
+            if (started == 0) {
+                worker(&j); /* no threads to be had: do it here */
+            }
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pthread_cond_destroy(&j.turn);
+    pthread_mutex_destroy(&j.lock);
+    vimg_internal_error_clear();
+    if (j.error) {
+        vimg_internal_error(j.error, "%s", j.message);
+        return -1;
+    }
+    if (vimg_internal_flush(dst) < 0) {
+        return -1;
+    }
+    return 0;
+}

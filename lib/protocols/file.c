@@ -1,0 +1,371 @@
+/* The file protocol: regular files and block devices through pread/pwrite,
+ * fallocate, SEEK_DATA/SEEK_HOLE, and QEMU-compatible image locks. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../internal.h"
+#include "file-lock.h"
+
+struct file_state {
+    int fd;
+    bool is_block_device;
+    _Atomic uint64_t size;       /* grows as formats append */
+    _Atomic bool no_zero_range;  /* kernel said ENOTSUP once: stop asking */
+    _Atomic bool no_punch_hole;
+    _Atomic bool no_seek_data;
+};
+
+static int file_open(struct vimg_image *img, const struct vimg_opts *opts)
+{
+    struct file_state *s = img->opaque;
+    int flags = O_CLOEXEC | (img->writable ? O_RDWR : O_RDONLY);
+    struct stat st;
+
+    (void)opts;
+    s->fd = -1;
+    if (img->params.flags & VIMG_OPEN_NOCACHE) {
+        flags |= O_DIRECT;
+    }
+    s->fd = open(img->filename, flags);
+    if (s->fd < 0 && errno == EINVAL && (flags & O_DIRECT)) {
+        return vimg_internal_img_error(img, EINVAL, "this file system does "
+                                       "not support O_DIRECT (-t/-T none)");
+    }
+    if (s->fd < 0) {
+        return vimg_internal_img_error(img, errno, "Could not open: %s",
+                                       strerror(errno));
+    }
+    if (fstat(s->fd, &st) < 0) {
+        return vimg_internal_img_error(img, errno, "stat: %s",
+                                       strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        return vimg_internal_img_error(img, EISDIR, "Is a directory, not "
+                                       "an image");
+    }
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t bytes;
+        if (ioctl(s->fd, BLKGETSIZE64, &bytes) < 0) {
+            return vimg_internal_img_error(img, errno, "BLKGETSIZE64: %s",
+                                           strerror(errno));
+        }
+        s->is_block_device = true;
+        atomic_store(&s->size, bytes);
+    } else if (S_ISREG(st.st_mode)) {
+        atomic_store(&s->size, (uint64_t)st.st_size);
+    } else {
+        return vimg_internal_img_error(img, EINVAL, "not a regular file or "
+                                       "block device");
+    }
+    img->size = atomic_load(&s->size);
+    if (flags & O_DIRECT) {
+        /* Logical block size for O_DIRECT; 4096 is always safe for files. */
+        unsigned int bs = 4096;
+        if (s->is_block_device && ioctl(s->fd, BLKSSZGET, &bs) < 0) {
+            bs = 4096;
+        }
+        img->request_alignment = bs;
+    }
+    return 0;
+}
+
+static int file_close(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+    int r = 0;
+
+    if (s->fd >= 0 && img->writable && fdatasync(s->fd) < 0) {
+        r = vimg_internal_img_error(img, errno, "flush: %s",
+                                    strerror(errno));
+    }
+    if (s->fd >= 0 && close(s->fd) < 0 && r == 0) {
+        r = vimg_internal_img_error(img, errno, "close: %s",
+                                    strerror(errno));
+    }
+    return r;
+}
+
+static void grow_size(struct file_state *s, uint64_t end)
+{
+    uint64_t cur = atomic_load(&s->size);
+    while (end > cur && !atomic_compare_exchange_weak(&s->size, &cur, end)) {
+    }
+}
+
+static int file_pread(struct vimg_image *img, void *buf, uint64_t count,
+                      uint64_t offset)
+{
+    struct file_state *s = img->opaque;
+    char *p = buf;
+
+    while (count > 0) {
+        ssize_t n = pread(s->fd, p, count, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return vimg_internal_img_error(img, errno, "read at offset "
+                                           "%llu: %s",
+                                           (unsigned long long)offset,
+                                           strerror(errno));
+        }
+        if (n == 0) {
+            /* Past the end of the file reads as zeros, as formats that
+             * append clusters expect. */
+            memset(p, 0, count);
+            return 0;
+        }
+        p += n;
+        offset += (uint64_t)n;
+        count -= (uint64_t)n;
+    }
+    return 0;
+}
+
+static int file_pwrite(struct vimg_image *img, const void *buf,
+                       uint64_t count, uint64_t offset, unsigned flags)
+{
+    struct file_state *s = img->opaque;
+    const char *p = buf;
+    uint64_t end = offset + count;
+
+    while (count > 0) {
+        ssize_t n = pwrite(s->fd, p, count, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return vimg_internal_img_error(img, errno, "write at offset "
+                                           "%llu: %s",
+                                           (unsigned long long)offset,
+                                           strerror(errno));
+        }
+        p += n;
+        offset += (uint64_t)n;
+        count -= (uint64_t)n;
+    }
+    grow_size(s, end);
+    if ((flags & VIMG_WRITE_FUA) && fdatasync(s->fd) < 0) {
+        return vimg_internal_img_error(img, errno, "flush: %s",
+                                       strerror(errno));
+    }
+    return 0;
+}
+
+static int try_fallocate(struct vimg_image *img, int mode, uint64_t offset,
+                         uint64_t count, _Atomic bool *unsupported)
+{
+    struct file_state *s = img->opaque;
+
+    if (atomic_load(unsupported)) {
+        return -ENOTSUP;
+    }
+    for (;;) {
+        if (fallocate(s->fd, mode, (off_t)offset, (off_t)count) == 0) {
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
+            atomic_store(unsupported, true);
+            return -ENOTSUP;
+        }
+        return vimg_internal_img_error(img, errno, "fallocate at offset "
+                                       "%llu: %s",
+                                       (unsigned long long)offset,
+                                       strerror(errno));
+    }
+}
+
+static int file_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
+                     unsigned flags)
+{
+    struct file_state *s = img->opaque;
+    int r;
+
+    if (s->is_block_device) {
+        /* Block devices: let the core write zeroed buffers. */
+        return -ENOTSUP;
+    }
+    if (flags & VIMG_ZERO_MAY_UNMAP) {
+        r = try_fallocate(img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          offset, count, &s->no_punch_hole);
+        if (r != -ENOTSUP) {
+            if (r == 0 && offset + count > atomic_load(&s->size)) {
+                /* Punching keeps the size: extend explicitly. */
+                if (ftruncate(s->fd, (off_t)(offset + count)) < 0) {
+                    return vimg_internal_img_error(img, errno, "truncate: %s",
+                                                   strerror(errno));
+                }
+                grow_size(s, offset + count);
+            }
+            return r;
+        }
+    }
+    r = try_fallocate(img, FALLOC_FL_ZERO_RANGE, offset, count,
+                      &s->no_zero_range);
+    if (r == 0) {
+        grow_size(s, offset + count);
+    }
+    return r;
+}
+
+static int file_discard(struct vimg_image *img, uint64_t offset,
+                        uint64_t count)
+{
+    struct file_state *s = img->opaque;
+    int r;
+
+    if (s->is_block_device) {
+        uint64_t range[2] = { offset, count };
+        (void)ioctl(s->fd, BLKDISCARD, range); /* only a hint */
+        return 0;
+    }
+    r = try_fallocate(img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      offset, count, &s->no_punch_hole);
+    return r == -ENOTSUP ? 0 : r;
+}
+
+static int file_flush(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+
+    if (fdatasync(s->fd) < 0) {
+        return vimg_internal_img_error(img, errno, "flush: %s",
+                                       strerror(errno));
+    }
+    return 0;
+}
+
+static int write_zero_buffers(struct vimg_image *img, uint64_t from,
+                              uint64_t to)
+{
+    static const char zeros[65536];
+    while (from < to) {
+        uint64_t n = to - from < sizeof zeros ? to - from : sizeof zeros;
+        int r = file_pwrite(img, zeros, n, from, 0);
+        if (r < 0) {
+            return r;
+        }
+        from += n;
+    }
+    return 0;
+}
+
+static int file_truncate(struct vimg_image *img, uint64_t size,
+                         unsigned flags, enum vimg_prealloc prealloc)
+{
+    struct file_state *s = img->opaque;
+    uint64_t old = atomic_load(&s->size);
+    int r;
+
+    (void)flags;
+    if (s->is_block_device) {
+        if (size > old) {
+            return vimg_internal_img_error(img, EINVAL, "cannot grow a "
+                                           "block device");
+        }
+        return 0;
+    }
+    if (size > old && prealloc == VIMG_PREALLOC_FALLOC) {
+        r = posix_fallocate(s->fd, (off_t)old, (off_t)(size - old));
+        if (r != 0) {
+            return vimg_internal_img_error(img, r, "preallocation: %s",
+                                           strerror(r));
+        }
+    } else if (size > old && prealloc == VIMG_PREALLOC_FULL) {
+        r = write_zero_buffers(img, old, size);
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (ftruncate(s->fd, (off_t)size) < 0) {
+        return vimg_internal_img_error(img, errno, "truncate to %llu bytes: "
+                                       "%s", (unsigned long long)size,
+                                       strerror(errno));
+    }
+    atomic_store(&s->size, size);
+    img->size = size;
+    return 0;
+}
+
+static int file_block_status(struct vimg_image *img, uint64_t offset,
+                             uint64_t count, uint64_t *pnum, uint64_t *map,
+                             struct vimg_image **file)
+{
+    struct file_state *s = img->opaque;
+    off_t data, hole;
+
+    *map = offset;
+    *file = img;
+    *pnum = count;
+    if (s->is_block_device || atomic_load(&s->no_seek_data)) {
+        return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;
+    }
+    data = lseek(s->fd, (off_t)offset, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) {
+            /* Past the last data: a hole up to the end of the file. */
+            return VIMG_BS_ZERO | VIMG_BS_OFFSET_VALID;
+        }
+        atomic_store(&s->no_seek_data, true);
+        return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;
+    }
+    if ((uint64_t)data > offset) {
+        uint64_t n = (uint64_t)data - offset;
+        *pnum = n < count ? n : count;
+        return VIMG_BS_ZERO | VIMG_BS_OFFSET_VALID;
+    }
+    hole = lseek(s->fd, (off_t)offset, SEEK_HOLE);
+    if (hole < 0 || (uint64_t)hole <= offset) {
+        return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;
+    }
+    uint64_t n = (uint64_t)hole - offset;
+    *pnum = n < count ? n : count;
+    return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;
+}
+
+static int64_t file_allocated_size(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+    struct stat st;
+
+    if (fstat(s->fd, &st) < 0) {
+        return vimg_internal_img_error(img, errno, "stat: %s",
+                                       strerror(errno));
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+int vimg_internal_file_fd(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+    return img->drv == &vimg_driver_file ? s->fd : -1;
+}
+
+const struct vimg_driver vimg_driver_file = {
+    .name = "file",
+    .kind = VIMG_DRIVER_PROTOCOL,
+    .instance_size = sizeof(struct file_state),
+    .thread_safe = true,
+    .has_zero_init = true,
+    .open = file_open,
+    .close = file_close,
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .zero = file_zero,
+    .discard = file_discard,
+    .flush = file_flush,
+    .truncate = file_truncate,
+    .block_status = file_block_status,
+    .allocated_size = file_allocated_size,
+};

@@ -1,0 +1,52 @@
+/* The header-only helpers in common/. */
+#include <stdint.h>
+
+#include "common/byteswap.h"
+#include "common/checked-overflow.h"
+#include "common/iszero.h"
+#include "common/rounding.h"
+#include "test.h"
+
+int main(void)
+{
+    uint8_t b[8];
+    uint64_t r;
+
+    store_be32(b, 0x514649fb);
+    CHECK(b[0] == 'Q' && b[1] == 'F' && b[2] == 'I' && b[3] == 0xfb);
+    CHECK_EQ(load_be32(b), 0x514649fb);
+    store_be64(b, 0x0102030405060708ULL);
+    CHECK(b[0] == 1 && b[7] == 8);
+    CHECK(load_be64(b) == 0x0102030405060708ULL);
+    store_le64(b, 0x0102030405060708ULL);
+    CHECK(b[0] == 8 && b[7] == 1);
+    CHECK(load_le64(b) == 0x0102030405060708ULL);
+    store_le16(b, 0xbeef);
+    CHECK_EQ(load_le16(b), 0xbeef);
+    store_be16(b, 0xbeef);
+    CHECK_EQ(load_be16(b), 0xbeef);
+    store_le32(b, 0xdeadbeef);
+    CHECK(load_le32(b) == 0xdeadbeef);
+
+    CHECK(CHECKED_ADD(UINT64_MAX, (uint64_t)1, &r));
+    CHECK(!CHECKED_ADD((uint64_t)1, (uint64_t)2, &r) && r == 3);
+    CHECK(CHECKED_MUL(UINT64_MAX / 2, (uint64_t)3, &r));
+    CHECK(range_outside(UINT64_MAX - 1, 4, UINT64_MAX));
+    CHECK(range_outside(10, 10, 19));
+    CHECK(!range_outside(10, 10, 20));
+
+    CHECK_EQ(ROUND_UP(4097, 4096), 8192);
+    CHECK_EQ(ROUND_DOWN(4097, 4096), 4096);
+    CHECK_EQ(DIV_ROUND_UP(1, 512), 1);
+    CHECK(is_power_of_2(65536) && !is_power_of_2(0) && !is_power_of_2(12));
+
+    static uint8_t z[100000];
+    CHECK(is_zero(z, sizeof z));
+    CHECK(is_zero(z, 0) && is_zero(z, 5));
+    z[99999] = 1;
+    CHECK(!is_zero(z, sizeof z));
+    z[99999] = 0;
+    z[3] = 1;
+    CHECK(!is_zero(z, 10));
+    TEST_MAIN_END();
+}

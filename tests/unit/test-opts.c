@@ -1,0 +1,73 @@
+/* Size strings and -o option parsing. */
+#include "internal.h"
+#include "test.h"
+
+static const struct vimg_opt_desc desc[] = {
+    { "size", VIMG_OPT_SIZE, "" },
+    { "lazy_refcounts", VIMG_OPT_BOOL, "" },
+    { "compat", VIMG_OPT_STRING, "" },
+    { "refcount_bits", VIMG_OPT_NUMBER, "" },
+    { NULL, 0, NULL },
+};
+
+int main(void)
+{
+    uint64_t v;
+
+    CHECK(vimg_parse_size("0", &v) == 0 && v == 0);
+    CHECK(vimg_parse_size("512", &v) == 0 && v == 512);
+    CHECK(vimg_parse_size("64k", &v) == 0 && v == 65536);
+    CHECK(vimg_parse_size("1M", &v) == 0 && v == 1048576);
+    CHECK(vimg_parse_size("16G", &v) == 0 && v == 16ULL << 30);
+    CHECK(vimg_parse_size("64T", &v) == 0 && v == 64ULL << 40);
+    CHECK(vimg_parse_size("1.5G", &v) == 0 && v == 3ULL << 29);
+    CHECK(vimg_parse_size("100b", &v) == 0 && v == 100);
+    CHECK_EQ(vimg_parse_size("-1", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("12x", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("1G2", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("99999999999999999999", &v), -ERANGE);
+    CHECK_EQ(vimg_parse_size("9E", &v), -ERANGE);       /* > INT64_MAX */
+    CHECK_EQ(vimg_parse_size("16777216T", &v), -ERANGE);
+    CHECK_EQ(vimg_parse_size("0.5", &v), -EINVAL);      /* half a byte */
+
+    struct vimg_opts o;
+    CHECK_EQ(vimg_internal_opts_parse("size=1M,lazy_refcounts,compat=1.1",
+                                      desc, "x.img", &o), 0);
+    CHECK_EQ(o.count, 3);
+    CHECK(vimg_internal_opts_get_size(&o, "size", 0, &v) == 0 &&
+          v == 1048576);
+    bool b = false;
+    CHECK(vimg_internal_opts_get_bool(&o, "lazy_refcounts", false, &b) == 0 &&
+          b);
+    CHECK(!strcmp(vimg_internal_opts_get(&o, "compat", ""), "1.1"));
+    CHECK(vimg_internal_opts_get(&o, "refcount_bits", NULL) == NULL);
+    vimg_internal_opts_free(&o);
+
+    /* ",," escapes a comma inside a value. */
+    CHECK_EQ(vimg_internal_opts_parse("compat=a,,b", desc, "x", &o), 0);
+    CHECK(!strcmp(vimg_internal_opts_get(&o, "compat", ""), "a,b"));
+    vimg_internal_opts_free(&o);
+
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("bogus=1", desc, "x.img", &o), -EINVAL);
+    CHECK_ERROR(EINVAL, "x.img: invalid parameter 'bogus'");
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("size=lots", desc, "x.img", &o),
+             -EINVAL);
+    CHECK_ERROR(EINVAL, "x.img: parameter 'size' expects a size");
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("lazy_refcounts=maybe", desc, "x", &o),
+             -EINVAL);
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("refcount_bits=-3", desc, "x", &o),
+             -EINVAL);
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("compat", desc, "x", &o), -EINVAL);
+
+    enum vimg_prealloc pa;
+    struct vimg_opts empty = { 0 };
+    CHECK(vimg_internal_opts_get_prealloc(&empty, &pa) == 0 &&
+          pa == VIMG_PREALLOC_OFF);
+    TEST_MAIN_END();
+}
