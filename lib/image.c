@@ -266,14 +266,17 @@ static bool chain_contains(struct vimg_image *img, const char *path)
 
 static int open_backing(struct vimg_image *img, int depth)
 {
+    bool opening = !(img->params.flags & VIMG_OPEN_NO_BACKING) &&
+                   img->params.refs != VIMG_REFS_NEVER;
     int r = vimg_internal_resolve_reference(img, img->backing_name,
                                             &img->backing_path);
+    if (!opening) {
+        /* Only reported (info): a name we would refuse is not an error. */
+        vimg_internal_error_clear();
+        return 0;
+    }
     if (r < 0) {
         return r;
-    }
-    if ((img->params.flags & VIMG_OPEN_NO_BACKING) ||
-        img->params.refs == VIMG_REFS_NEVER) {
-        return 0;
     }
     if (depth + 1 >= MAX_CHAIN_DEPTH) {
         return vimg_internal_img_error(img, ELOOP, "backing chain is longer "
