@@ -104,7 +104,7 @@ static struct vimg_image *open_protocol(const char *filename,
     }
     int r = img->drv->open(img, NULL);
     if (r < 0) {
-        image_free(img, true);
+        image_free(img, false);
         return NULL;
     }
     return img;
@@ -189,7 +189,7 @@ static struct vimg_image *open_format(struct vimg_image *file,
             vimg_internal_img_error(img, r, "could not open as %s",
                                     drv->name);
         }
-        image_free(img, true);
+        image_free(img, false);
         return NULL;
     }
     if (img->backing_name && open_backing(img, depth) < 0) {
