@@ -44,6 +44,10 @@ enum {
     VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
                                         it (reads of unallocated areas fail) */
     VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
+    VIMG_OPEN_CHECK = 1u << 5,       /* opened to check or repair: a
+                                        corrupt or dirty image opens
+                                        read-write without automatic
+                                        repair (qemu-img check -r) */
 };
 
 /* What metadata inside an image (backing file, external data file, extent
