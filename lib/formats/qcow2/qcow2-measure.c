@@ -3,9 +3,10 @@
  * the same numbers (tools size volumes from them). The estimate counts the
  * metadata of a fully allocated image in both results, as QEMU does. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/byteswap.h"
+#include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
 #include "qcow2.h"
 
@@ -162,18 +163,66 @@ static int source_data_size(struct vimg_image *src, uint64_t ssize,
     return 0;
 }
 
-/* Whether SRC could hold persistent bitmaps: a qcow2 v3 image. Reads the
- * version field straight from the header so that measure needs nothing
- * from the driver's open state. */
-static bool source_supports_bitmaps(struct vimg_image *src)
+/* Persistent bitmaps of SRC, sized as QEMU sizes them for the target:
+ * each bitmap fully allocated in clusters of the new CLUSTER_SIZE, plus its
+ * bitmap table, plus the directory. Reported only when SRC could hold
+ * bitmaps at all (a qcow2 v3 image). The directory was validated (offset,
+ * size capped) when SRC was opened. */
+static int source_bitmaps(struct vimg_image *src, uint64_t cs, bool *has,
+                          uint64_t *size)
 {
-    uint8_t version[4];
+    struct qcow2_state *s;
+    uint64_t total = 0, dir_total = 0, vsize = src->size;
 
-    if (strcmp(src->drv->name, "qcow2") != 0 || !src->file ||
-        vimg_internal_pread(src->file, version, sizeof version, 4) < 0) {
-        return false;
+    *has = false;
+    *size = 0;
+    if (src->drv != &vimg_driver_qcow2) {
+        return 0;
     }
-    return load_be32(version) >= 3;
+    s = qcow2_state(src);
+    *has = s->version >= 3;
+    if (!*has || !s->has_bitmaps_ext || !s->nb_bitmaps ||
+        !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
+        return 0;
+    }
+    uint8_t *dir = malloc(s->bitmap_dir_size ? s->bitmap_dir_size : 1);
+    if (!dir) {
+        return vimg_internal_img_error(src, ENOMEM, "out of memory");
+    }
+    int r = vimg_internal_pread(src->file, dir, s->bitmap_dir_size,
+                                s->bitmap_dir_offset);
+    uint64_t pos = 0;
+    for (uint32_t i = 0; r == 0 && i < s->nb_bitmaps; i++) {
+        uint64_t len;
+        if (range_outside(pos, QCOW2_BMDIR_FIXED_SIZE, s->bitmap_dir_size)) {
+            r = vimg_internal_img_error(src, EINVAL, "bitmap directory "
+                                        "entry %u lies outside the "
+                                        "directory", i);
+            break;
+        }
+        const uint8_t *e = dir + pos;
+        unsigned gbits = e[QCOW2_BMDIR_GRANULARITY];
+        len = QCOW2_BMDIR_FIXED_SIZE +
+              (uint64_t)load_be32(e + QCOW2_BMDIR_EXTRA_DATA_SIZE) +
+              load_be16(e + QCOW2_BMDIR_NAME_SIZE);
+        if (gbits < 9 || gbits > 31 ||
+            range_outside(pos, len, s->bitmap_dir_size)) {
+            r = vimg_internal_img_error(src, EINVAL, "bitmap directory "
+                                        "entry %u is invalid", i);
+            break;
+        }
+        uint64_t bits = DIV_ROUND_UP(vsize, UINT64_C(1) << gbits);
+        uint64_t clusters = DIV_ROUND_UP(DIV_ROUND_UP(bits, 8), cs);
+        total += clusters * cs + ROUND_UP(clusters * 8, cs);
+        /* The new directory has no extra data. */
+        dir_total += ROUND_UP(QCOW2_BMDIR_FIXED_SIZE +
+                              (uint64_t)load_be16(e + QCOW2_BMDIR_NAME_SIZE),
+                              8);
+        pos += ROUND_UP(len, 8);
+    }
+    free(dir);
+    *size = total + ROUND_UP(dir_total, cs);
+    return r;
 }
 
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
@@ -221,10 +270,10 @@ int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
     out->fully_allocated = fully_allocated_size(vsize, &p);
     out->required = out->fully_allocated - vsize + required;
     /* Bitmaps are reported when both ends could store them: a v3 target
-     * and a qcow2 v3 source. vimg keeps no persistent bitmaps of its own
-     * and copies none, so their size is 0. */
-    out->has_bitmaps = p.version >= 3 && src &&
-                       source_supports_bitmaps(src);
-    out->bitmaps = 0;
+     * and a qcow2 v3 source. */
+    if (src && p.version >= 3) {
+        return source_bitmaps(src, p.cluster_size, &out->has_bitmaps,
+                              &out->bitmaps);
+    }
     return 0;
 }

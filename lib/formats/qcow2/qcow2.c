@@ -915,5 +915,6 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .truncate = qcow2_truncate,
     .block_status = qcow2_block_status,
     .get_info = qcow2_get_info,
+    .measure = qcow2_measure,
     .check = qcow2_check,
 };
