@@ -234,7 +234,8 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
         const char *n = feature_name(s, QCOW2_FEAT_TYPE_INCOMPATIBLE, bit,
                                      name);
         return vimg_internal_img_error(img, ENOTSUP, "unsupported qcow2 "
-                                       "feature: %s", n ? n : "unknown");
+                                       "feature: %s (incompatible bit %u)",
+                                       n ? n : "unknown", bit);
     }
     if (s->incompat & QCOW2_INCOMPAT_EXTL2) {
         return vimg_internal_img_error(img, ENOTSUP, "unsupported qcow2 "
