@@ -425,18 +425,23 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
             (!s->lazy && (r = vimg_internal_flush(img->file)) < 0)) {
             return r;
         }
-        for (uint64_t t = start >> s->rb_bits;
-             t <= (start + n + m - 1) >> s->rb_bits; t++) {
-            uint64_t b = s->rt[t] / s->cluster_size;
-            uint8_t be[8];
-            if (b < start + n || b >= start + n + m) {
-                continue;
-            }
-            store_be64(be, s->rt[t]);
-            if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, sizeof be,
-                                      s->rt_offset + t * 8)) < 0) {
-                return r;
-            }
+        /* One write for all the new entries: a new block's own refcount
+         * may live in another new block, so entries written one by one
+         * could leave a block referenced whose refcount is not. */
+        uint64_t t0 = start >> s->rb_bits;
+        uint64_t nt = ((start + n + m - 1) >> s->rb_bits) - t0 + 1;
+        uint8_t *be = malloc(nt * 8);
+        if (!be) {
+            return vimg_internal_img_error(img, ENOMEM, "out of memory");
+        }
+        for (uint64_t i = 0; i < nt; i++) {
+            store_be64(be + i * 8, s->rt[t0 + i]);
+        }
+        r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, nt * 8,
+                             s->rt_offset + t0 * 8);
+        free(be);
+        if (r < 0) {
+            return r;
         }
     }
     s->free_hint = first_free == start ? start + n + m : first_free;
