@@ -23,7 +23,8 @@ extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error as a one-line message; returns 1. */
 int fail_lib(void);
-/* Print a command's usage for --help (stdout) or a bad call (stderr). */
+/* Print a command's usage for --help (stdout), or one error line for a
+ * call with the wrong number of arguments (returns 1). */
 int usage(const struct command *c, bool error);
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };

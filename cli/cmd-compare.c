@@ -29,7 +29,7 @@ static int run(int argc, char **argv)
         case 'q': quiet = true; break;
         case 's': strict = true; break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: usage(&cmd_compare, true); return 2;
+        default: return 2; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {

@@ -96,7 +96,7 @@ static int run(int argc, char **argv)
                 return fail("--progress must be 'bar' or 'json'");
             }
             break;
-        default: return usage(&cmd_convert, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {

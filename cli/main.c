@@ -1,4 +1,5 @@
 /* vimg: the command table and global options. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,10 @@ struct vimg_image *open_image(const char *file, const char *format,
 
 int main(int argc, char **argv)
 {
+    /* Past RLIMIT_FSIZE, write() must fail with EFBIG so the error is
+     * reported and the partial output removed, rather than the kernel
+     * killing us mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         help(stderr);
         return 1;
@@ -66,6 +71,11 @@ int main(int argc, char **argv)
                     break;
                 }
             }
+            /* getopt prefixes its messages with argv[0]: make them read
+             * "vimg: COMMAND: unrecognized option ...". */
+            char name[64];
+            snprintf(name, sizeof name, "vimg: %s", commands[i]->name);
+            argv[1] = name;
             return commands[i]->run(argc - 1, argv + 1);
         }
     }

@@ -26,12 +26,13 @@ int fail_lib(void)
 
 int usage(const struct command *c, bool error)
 {
-    FILE *f = error ? stderr : stdout;
-    fprintf(f, "%s", c->usage);
     if (error) {
-        fprintf(f, "Try 'vimg %s --help' for more information.\n", c->name);
+        fail("%s: wrong number of arguments (see 'vimg %s --help')",
+             c->name, c->name);
+        return 1;
     }
-    return error ? 1 : 0;
+    fputs(c->usage, stdout);
+    return 0;
 }
 
 int parse_output(const char *arg, enum output_format *out)

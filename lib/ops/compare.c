@@ -42,10 +42,11 @@ static int nonzero_from(struct vimg_image *img, uint64_t offset, uint64_t end,
                 }
                 if (!is_zero(buf, n)) {
                     uint64_t i = 0;
-                    while (!buf[i] && i < n) {
+                    while (i < n && !buf[i]) {
                         i++;
                     }
-                    *where = at + i;
+                    /* qemu-img reports the sector, not the byte. */
+                    *where = MAX(ROUND_DOWN(at + i, 512), offset);
                     return 0;
                 }
             }
