@@ -35,6 +35,19 @@ static char *temp_name_beside(const char *target)
     return tmp;
 }
 
+/* The library's error, naming TARGET where it names the temporary file. */
+static void fail_target(const char *tmp, const char *target)
+{
+    const char *m = vimg_get_error();
+    size_t n = tmp ? strlen(tmp) : 0;
+
+    if (m && n && strncmp(m, tmp, n) == 0) {
+        fail("%s%s", target, m + n);
+    } else {
+        fail_lib();
+    }
+}
+
 static int run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -131,7 +144,7 @@ static int run(int argc, char **argv)
         cp.size_given = true;
         cp.options = options;
         if (vimg_create(build, &cp) < 0) {
-            fail_lib();
+            fail_target(tmp, target);
             goto out;
         }
         p.target_is_new = true;
@@ -139,8 +152,10 @@ static int run(int argc, char **argv)
         fail("-o cannot be used with -n");
         goto out;
     }
-    dst = open_image(build, out_fmt, dst_flags);
+    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags };
+    dst = vimg_open(build, &op);
     if (!dst) {
+        fail_target(tmp, target);
         goto out;
     }
     if (cp.backing_file) {
@@ -151,13 +166,13 @@ static int run(int argc, char **argv)
     p.opaque = &prog;
     if (vimg_convert(src, dst, &p) < 0) {
         progress_finish(&prog);
-        fail_lib();
+        fail_target(tmp, target);
         goto out;
     }
     progress_finish(&prog);
     if (vimg_close(dst) < 0) {
         dst = NULL;
-        fail_lib();
+        fail_target(tmp, target);
         goto out;
     }
     dst = NULL;

@@ -13,6 +13,7 @@
 #include "../../common/iszero.h"
 #include "../../common/rounding.h"
 #include "../internal.h"
+#include "../protocols/file-lock.h"
 
 #define BUFFER_SIZE (2u << 20)
 #define DEFAULT_WORKERS 8
@@ -251,6 +252,27 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Like qemu-img, refuse to copy a source that another process may be
+ * writing (the copy would mix old and new data), unless it was opened with
+ * -U. Readers of raw images otherwise share writes, so this lock is taken
+ * only for the copy. */
+static int lock_source(struct vimg_image *src)
+{
+    for (struct vimg_image *l = src; l; l = l->backing) {
+        if (l->params.flags & (VIMG_OPEN_NO_LOCK | VIMG_OPEN_FORCE_SHARE)) {
+            continue;
+        }
+        int r = vimg_internal_file_lock(l->file ? l->file : l,
+                                        FILE_PERM_READ,
+                                        FILE_PERM_ALL & ~(unsigned)
+                                                            FILE_PERM_WRITE);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
 int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                  const struct vimg_convert_params *p)
 {
@@ -269,6 +291,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                                 "smaller than the source (%llu bytes)",
                                 (unsigned long long)dst->size,
                                 (unsigned long long)src->size);
+        return -1;
+    }
+    if (lock_source(src) < 0) {
         return -1;
     }
     j.size = src->size;
