@@ -126,11 +126,16 @@ static int run(int argc, char **argv)
         }
         off += e.length;
     }
-    if (rc == 0 && have) {
+    if (rc == 0 && !have) {
+        /* An empty range: qemu-img shows one empty, absent extent. */
+        cur = (struct entry){ .start = start };
+        have = true;
+    }
+    if (rc == 0) {
         print_entry(&cur, out, first);
     }
     if (out == OUTPUT_JSON && rc == 0) {
-        printf(have ? "]\n" : "[]\n");
+        printf("]\n");
     }
     vimg_close(img);
     return rc;

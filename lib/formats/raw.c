@@ -48,12 +48,12 @@ static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
                                    "backing file", c->filename);
     }
     r = vimg_internal_truncate(file, ROUND_UP(c->size, SECTOR), 0, prealloc);
-    if (r < 0 || prealloc != VIMG_PREALLOC_OFF || c->size == 0) {
+    if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0) {
         return r;
     }
-    /* Like qemu-img, allocate the first block (up to 4 KiB) of a sparse
-     * image, so that its disk usage and map match qemu-img's own files and
-     * O_DIRECT users can probe the alignment from an allocated block. */
+    /* Like qemu-img, write the first block (up to 4 KiB) of a sparse or
+     * fallocated image, so that its disk usage and map match qemu-img's
+     * own files and O_DIRECT users can probe the alignment from it. */
     static const char zeros[4096];
     return vimg_internal_pwrite(file, zeros,
                                 MIN(ROUND_UP(c->size, SECTOR), sizeof zeros),
