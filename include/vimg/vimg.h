@@ -268,7 +268,8 @@ void vimg_value_free(struct vimg_value *v);
 
 /* ---- Helpers shared with the CLI ------------------------------------- */
 
-/* Parse a size as qemu-img does: a number with an optional suffix
+/* Parse a size as qemu-img does: a decimal or 0x-hexadecimal number (a
+ * decimal may have a fraction, "1.5G") with an optional suffix
  * k K M G T P E (powers of 1024) or b/B. Rejects negatives, overflow and
  * trailing garbage. */
 int vimg_parse_size(const char *text, uint64_t *out);
