@@ -96,12 +96,16 @@ static bool dispatch(struct job *j, struct unit *u)
     return false;
 }
 
-/* Write BUF (the source's bytes of U) honouring -S: zero runs of at least
- * min_sparse bytes, aligned to it, are zeroed or skipped, not written. */
+/* Write BUF (the source's bytes of U) honouring -S: a zero run of at
+ * least min_sparse bytes, made of min_sparse-aligned blocks, is zeroed or
+ * skipped; shorter zero runs are written with the data around them, so
+ * they neither fragment the writes nor punch small holes. */
 static int write_data(struct job *j, const struct unit *u, const char *buf)
 {
     uint64_t s = j->p->min_sparse;
     uint64_t off = u->offset, end = u->offset + u->length;
+    uint64_t pending = off; /* start of the data not yet written */
+    int r;
 
     if (!s) {
         return vimg_internal_pwrite(j->dst, buf, u->length, off, 0);
@@ -117,20 +121,24 @@ static int write_data(struct job *j, const struct unit *u, const char *buf)
             }
             run_end = next;
         }
-        int r;
-        if (zero && j->skip_zero) {
-            r = 0;
-        } else if (zero) {
-            r = vimg_internal_zero(j->dst, off, run_end - off,
-                                   VIMG_ZERO_MAY_UNMAP);
-        } else {
-            r = vimg_internal_pwrite(j->dst, buf + (off - u->offset),
-                                     run_end - off, off, 0);
-        }
-        if (r < 0) {
-            return r;
+        if (zero && run_end - off >= s) {
+            if (pending < off &&
+                (r = vimg_internal_pwrite(j->dst, buf + (pending - u->offset),
+                                          off - pending, pending, 0)) < 0) {
+                return r;
+            }
+            if (!j->skip_zero &&
+                (r = vimg_internal_zero(j->dst, off, run_end - off,
+                                        VIMG_ZERO_MAY_UNMAP)) < 0) {
+                return r;
+            }
+            pending = run_end;
         }
         off = run_end;
+    }
+    if (pending < end) {
+        return vimg_internal_pwrite(j->dst, buf + (pending - u->offset),
+                                    end - pending, pending, 0);
     }
     return 0;
 }
@@ -180,9 +188,10 @@ static int process(struct job *j, const struct unit *u, char *buf,
         while (j->next_write != u->ticket && !j->error) {
             pthread_cond_wait(&j->turn, &j->lock);
         }
+        bool stop = j->error != 0;
         pthread_mutex_unlock(&j->lock);
-        if (j->error) {
-            return 0;
+        if (stop) {
+            return 0; /* another worker failed: the job is over */
         }
     }
     if (base) {
