@@ -29,7 +29,8 @@ int usage(const struct command *c, bool error);
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 int parse_output(const char *arg, enum output_format *out);
-/* -t/-T cache modes: none and directsync bypass the page cache. */
+/* -t/-T cache modes: none and directsync bypass the page cache; unsafe
+ * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
 

@@ -60,7 +60,10 @@ static int run(int argc, char **argv)
     struct vimg_convert_params p = { .min_sparse = 4096 };
     struct progress prog;
     enum progress_mode pmode = PROGRESS_NONE;
-    unsigned src_flags = 0, dst_flags = VIMG_OPEN_RDWR;
+    unsigned src_flags = 0;
+    /* qemu-img convert writes its target with cache=unsafe by default:
+     * no flushes, the copy can be redone after a crash. */
+    unsigned dst_flags = VIMG_OPEN_RDWR | VIMG_OPEN_NO_FLUSH;
     bool no_create = false;
     uint64_t n;
     int c;
@@ -213,8 +216,8 @@ const struct command cmd_convert = {
     "  -n                 TARGET exists already: do not create it\n"
     "  -m N               parallel workers (default 8)\n"
     "  -W                 allow out-of-order writes\n"
-    "  -t/-T CACHE        target/source cache mode; none bypasses the page "
-    "cache\n"
+    "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"
+    "                     target's default: no flush), none (O_DIRECT), ...\n"
     "  -U                 read SOURCE even if another process has it open\n"
     "  -p                 progress bar on a terminal\n"
     "  --progress=json    one JSON line per update on stdout\n"

@@ -54,7 +54,11 @@ int parse_cache(const char *arg, unsigned *open_flags)
                                          "directsync" };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(arg, modes[i]) == 0) {
-            if (i >= 3) {
+            *open_flags &= ~(unsigned)(VIMG_OPEN_NOCACHE |
+                                       VIMG_OPEN_NO_FLUSH);
+            if (i == 1) {
+                *open_flags |= VIMG_OPEN_NO_FLUSH;
+            } else if (i >= 3) {
                 *open_flags |= VIMG_OPEN_NOCACHE;
             }
             return 0;

@@ -44,6 +44,9 @@ enum {
     VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
                                         it (reads of unallocated areas fail) */
     VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
+    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
+                                        so a crash may lose recent writes
+                                        (qemu-img convert's target default) */
 };
 
 /* What metadata inside an image (backing file, external data file, extent
