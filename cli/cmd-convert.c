@@ -155,7 +155,8 @@ static int run(int argc, char **argv)
         fail("-o cannot be used with -n");
         goto out;
     }
-    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags };
+    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags,
+                                   .refs = cli_ref_policy() };
     dst = vimg_open(build, &op);
     if (!dst) {
         fail_target(tmp, target);
