@@ -50,6 +50,7 @@ sync
 run() {
     tool=$1 in=$2 mode=$3
     rm -f "$D/out.img"
+    sync
     cache=""
     if [ "$mode" = direct ]; then
         cache="-t none -T none"
@@ -73,9 +74,15 @@ for in in dense sparse; do
         : > "$D/t.vimg"; : > "$D/t.qemu"; : > "$D/t.qemu-best"
         # Warm the cache for the page-cache runs.
         [ $mode = cache ] && cat "$D/$in.img" > /dev/null
+        # Each round starts with the next tool, so none always goes first.
         r=0
         while [ $r -lt "$RUNS" ]; do
-            for tool in vimg qemu qemu-best; do
+            case $((r % 3)) in
+                0) order="vimg qemu qemu-best" ;;
+                1) order="qemu qemu-best vimg" ;;
+                2) order="qemu-best vimg qemu" ;;
+            esac
+            for tool in $order; do
                 run $tool $in $mode >> "$D/t.$tool"
             done
             r=$((r + 1))
