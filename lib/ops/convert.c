@@ -334,5 +334,8 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     if (vimg_internal_flush(dst) < 0) {
         return -1;
     }
+    if (j.size == 0 && j.p->progress) {
+        j.p->progress(j.p->opaque, 0, 0); /* an empty copy is complete */
+    }
     return 0;
 }

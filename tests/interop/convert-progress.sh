@@ -22,4 +22,9 @@ PY
 "$VIMG" convert -p -f raw -O raw "$src" "$T/b.img" > "$T/out" 2> "$T/err"
 [ ! -s "$T/out" ] && [ ! -s "$T/err" ] || fail "-p without a terminal printed output"
 cmp "$T/a.img" "$T/b.img" || fail "copies differ"
+# An empty image still reports completion.
+"$VIMG" create -q -f raw "$T/empty.img" 0
+"$VIMG" convert --progress=json -f raw -O raw "$T/empty.img" "$T/e.img" > "$T/e.json"
+python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert o["done"] == o["total"] == 0, o' "$T/e.json" ||
+    fail "empty image progress: $(cat "$T/e.json")"
 expect_status 1 "$VIMG" convert --progress=bogus -f raw "$src" "$T/c.img"
