@@ -63,6 +63,12 @@ static int run(int argc, char **argv)
             printf("Images are identical.\n");
         }
         rc = 0;
+    } else if (r == 2) {
+        if (!quiet) {
+            printf("Strict mode: Offset %llu block status mismatch!\n",
+                   (unsigned long long)diff);
+        }
+        rc = 1;
     } else {
         if (!quiet && !(strict && size_mismatch)) {
             printf("Content mismatch at offset %llu!\n",

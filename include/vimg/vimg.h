@@ -237,9 +237,11 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                  const struct vimg_convert_params *p);
 
 /* Compare guest-visible contents. Returns 0 when identical, 1 when they
- * differ (FIRST_DIFF set to the first differing offset, or to the smaller
- * size for a size mismatch under STRICT), -1 on error. Without STRICT, a
- * larger image whose extra tail reads as zeros still matches. */
+ * differ (FIRST_DIFF set to the first differing 512-byte sector, or to the
+ * smaller size for a size mismatch under STRICT), 2 under STRICT when the
+ * block status (data, zero, allocated, extent reaching the end) differs at
+ * FIRST_DIFF, as qemu-img compare -s checks; -1 on error. Without STRICT,
+ * a larger image whose extra tail reads as zeros still matches. */
 int vimg_compare(struct vimg_image *a, struct vimg_image *b, bool strict,
                  uint64_t *first_diff, vimg_progress_fn progress,
                  void *opaque);
