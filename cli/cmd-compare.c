@@ -87,7 +87,8 @@ const struct command cmd_compare = {
     "IMAGE1 IMAGE2\n"
     "Compare what a guest would read from two images of any formats.\n"
     "  -f FMT, -F FMT  formats of IMAGE1 and IMAGE2 (default: probe)\n"
-    "  -s              strict: images of different sizes differ\n"
+    "  -s              strict: images of different sizes or block status\n"
+    "                  differ\n"
     "  -p              progress bar; -q quiet; -U force share\n"
     "Without -s, the larger image's extra tail must read as zeros.\n"
     "Exit status: 0 identical, 1 different, 2 error.\n",
