@@ -8,13 +8,16 @@
 # vimg is faster). Asserts nothing.
 #
 # Usage: bench/convert.sh VIMG   (env: RUNS=5 DENSE_MIB=1024 SPARSE_GIB=8
-#                                  BENCH_DIR=/var/tmp)
+#                                  BENCH_DIR=/var/tmp MODES="cache direct";
+#                                  BENCH_DIR=/dev/shm MODES=cache measures
+#                                  the engines without the disk's noise)
 set -eu
 VIMG=${1:?usage: bench/convert.sh path/to/vimg}
 case $VIMG in /*) ;; *) VIMG=$(pwd)/$VIMG ;; esac
 RUNS=${RUNS:-5}
 DENSE_MIB=${DENSE_MIB:-1024}
 SPARSE_GIB=${SPARSE_GIB:-8}
+MODES=${MODES:-cache direct}
 command -v qemu-img >/dev/null || { echo "qemu-img is not installed" >&2; exit 1; }
 D=$(mktemp -d "${BENCH_DIR:-/var/tmp}/vimg-bench.XXXXXX")
 trap 'rm -rf "$D"' EXIT INT TERM
@@ -70,7 +73,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 printf '\n%-8s %-7s %10s %10s %12s %9s %11s\n' input mode "vimg s" "qemu-img s" "qemu -m16 -W" "qemu/vimg" "best/vimg"
 for in in dense sparse; do
-    for mode in cache direct; do
+    for mode in $MODES; do
         : > "$D/t.vimg"; : > "$D/t.qemu"; : > "$D/t.qemu-best"
         # Warm the cache for the page-cache runs.
         [ $mode = cache ] && cat "$D/$in.img" > /dev/null

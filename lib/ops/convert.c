@@ -31,7 +31,12 @@ struct job {
     uint64_t size;
     bool skip_zero;           /* target reads zeros where we write nothing */
     pthread_mutex_t lock;
-    pthread_cond_t turn;
+    /* In-order writes: the worker holding ticket T waits on turn[T % n].
+     * At most n tickets are outstanding (one per worker) and they are
+     * consecutive from next_write, so each slot has at most one waiter and
+     * a finished write wakes exactly the next writer, not every worker. */
+    pthread_cond_t turn[MAX_WORKERS];
+    int n;
     uint64_t pos;             /* dispatcher cursor */
     struct vimg_extent ext;   /* cached block status at pos */
     bool ext_valid;
@@ -40,6 +45,15 @@ struct job {
     int error;                /* first -errno */
     char message[1024];
 };
+
+/* Wake every waiting writer (the job failed or a worker left). Called
+ * with the lock held. */
+static void wake_all(struct job *j)
+{
+    for (int i = 0; i < j->n; i++) {
+        pthread_cond_broadcast(&j->turn[i]);
+    }
+}
 
 static void fail(struct job *j, int r)
 {
@@ -50,7 +64,7 @@ static void fail(struct job *j, int r)
         snprintf(j->message, sizeof j->message, "%s",
                  m ? m : strerror(-j->error));
     }
-    pthread_cond_broadcast(&j->turn);
+    wake_all(j);
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -186,7 +200,8 @@ static int process(struct job *j, const struct unit *u, char *buf,
     if (in_order) {
         pthread_mutex_lock(&j->lock);
         while (j->next_write != u->ticket && !j->error) {
-            pthread_cond_wait(&j->turn, &j->lock);
+            pthread_cond_wait(&j->turn[u->ticket % (uint64_t)j->n],
+                              &j->lock);
         }
         bool stop = j->error != 0;
         pthread_mutex_unlock(&j->lock);
@@ -216,7 +231,7 @@ static int process(struct job *j, const struct unit *u, char *buf,
     pthread_mutex_lock(&j->lock);
     if (in_order) {
         j->next_write++;
-        pthread_cond_broadcast(&j->turn);
+        pthread_cond_signal(&j->turn[j->next_write % (uint64_t)j->n]);
     }
     if (r == 0) {
         progress_locked(j, u->length);
@@ -254,7 +269,7 @@ static void *worker(void *arg)
         }
     }
     pthread_mutex_lock(&j->lock);
-    pthread_cond_broadcast(&j->turn);
+    wake_all(j);
     pthread_mutex_unlock(&j->lock);
     free(buf);
     free(base);
@@ -310,8 +325,11 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                   !dst->backing_name;
     n = j.p->workers > 0 ? j.p->workers : DEFAULT_WORKERS;
     n = n > MAX_WORKERS ? MAX_WORKERS : n;
+    j.n = n;
     pthread_mutex_init(&j.lock, NULL);
-    pthread_cond_init(&j.turn, NULL);
+    for (int i = 0; i < n; i++) {
+        pthread_cond_init(&j.turn[i], NULL);
+    }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&threads[i], NULL, worker, &j) != 0) {
             if (started == 0) {
@@ -324,7 +342,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
     }
-    pthread_cond_destroy(&j.turn);
+    for (int i = 0; i < n; i++) {
+        pthread_cond_destroy(&j.turn[i]);
+    }
     pthread_mutex_destroy(&j.lock);
     vimg_internal_error_clear();
     if (j.error) {
