@@ -774,17 +774,21 @@ int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
         free(dir);
         return -1;
     }
-    /* The walk's paths start from PATH without a trailing slash. */
-    if (!(p = strdup(path ? path : ""))) {
+    /* Paths handed to FN are absolute: "/" + PATH without the slashes
+     * around it. */
+    path = path ? path : "";
+    path += strspn(path, "/");
+    if (!(p = malloc(strlen(path) + 2))) {
         iso_node_reset(dir);
         free(dir);
         iso_error(iso, ENOMEM, "out of memory");
         return -1;
     }
-    size_t n = strlen(p);
-    while (n > 0 && p[n - 1] == '/') {
-        p[--n] = '\0';
+    size_t n = strlen(path);
+    while (n > 0 && path[n - 1] == '/') {
+        n--;
     }
+    sprintf(p, "%s%.*s", n ? "/" : "", (int)n, path);
     if (dir->st.type != VIMG_ISO_DIRECTORY) {
         r = list_one(&c, p, dir);
     } else {
