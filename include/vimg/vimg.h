@@ -266,6 +266,59 @@ const struct vimg_value *vimg_value_get(const struct vimg_value *v,
 char *vimg_value_to_json(const struct vimg_value *v);
 void vimg_value_free(struct vimg_value *v);
 
+/* ---- ISO 9660 creation ---------------------------------------------- */
+
+/* A file placed at the top of the image under a name of the caller's
+ * choosing (the NoCloud seed names its files exactly, whatever the host
+ * files are called). */
+struct vimg_iso_graft {
+    const char *name;       /* name in the image: one component, no '/' */
+    const char *host_path;  /* a regular file on the host */
+};
+
+/* Fill with vimg_iso_create_params_init(), then change what you need. */
+struct vimg_iso_create_params {
+    const char *volume_id;    /* 1..32 printable ASCII chars; NULL "CDROM" */
+    const char *volume_set;   /* the text fields below: up to 128 printable */
+    const char *publisher;    /* ASCII chars each, NULL for blank */
+    const char *preparer;
+    const char *application;  /* NULL: "VIMG" */
+    const char *system_id;    /* up to 32 chars; NULL: "LINUX" */
+    bool rock_ridge;          /* RRIP 1.12: names, modes, owners, times, */
+                              /* symlinks, devices; default on */
+    bool joliet;              /* UCS-2 names up to 64 chars; default on */
+    /* El Torito. Paths are inside the image ("isolinux/isolinux.bin"). */
+    const char *bios_boot;    /* BIOS boot image, or NULL */
+    const char *efi_boot;     /* UEFI boot image (platform 0xEF), or NULL */
+    const char *boot_catalog; /* NULL: "boot.cat"; its folder must exist */
+    bool no_emul_boot;        /* default on; off: floppy emulation, which
+                                 needs a 1.2, 1.44 or 2.88 MB image */
+    unsigned boot_load_size;  /* 512-byte sectors the BIOS loads; default 4 */
+    bool boot_info_table;     /* patch the table isolinux and GRUB read at
+                                 byte 8 of the BIOS image; default on */
+    /* Seconds since 1970 for every volume date; file times later than it
+     * are clamped to it (the reproducible-builds SOURCE_DATE_EPOCH rule).
+     * Negative (the default): now, and no clamping. */
+    int64_t source_date_epoch;
+    const struct vimg_iso_graft *grafts; /* extra files at the top level */
+    size_t n_grafts;
+};
+
+void vimg_iso_create_params_init(struct vimg_iso_create_params *p);
+
+/* Write an ISO 9660 image (level 3, with Rock Ridge and Joliet trees as P
+ * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT. The
+ * image goes to a temporary file beside OUTPUT, renamed over it only when
+ * complete, so a failure leaves no partial output. Entries are sorted and
+ * no host name or random id is recorded: the same tree and the same
+ * source_date_epoch give byte-identical images. Devices, FIFOs and sockets
+ * are recorded through Rock Ridge only (skipped without it); symbolic
+ * links appear in the Rock Ridge tree only. Folders deeper
+ * than 8 levels are written in place (as xorriso does without
+ * relocation); files over 4 GiB use multiple extents. */
+int vimg_iso_create(const char *output, const char *source_dir,
+                    const struct vimg_iso_create_params *p);
+
 /* ---- ISO 9660 reading ------------------------------------------------ */
 /* An ISO 9660 file system (with Rock Ridge, Joliet and El Torito) read
  * through any open image: a raw .iso, or the same bytes inside qcow2. Names
