@@ -398,6 +398,7 @@ int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out)
 {
     char *copy = strdup(path), *save = NULL, *sofar;
     struct iso_dir *d = malloc(sizeof *d);
+    uint64_t saved_entries = iso->entries;
     int r = 0;
 
     iso_node_reset(out);
@@ -414,6 +415,8 @@ int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out)
     out->st = iso->root.st;
     out->lba = iso->root.lba;
     sofar[0] = '\0';
+    /* A lookup may run inside a walk's callback: count its own records. */
+    saved_entries = iso->entries;
     iso->entries = 0;
     for (char *c = strtok_r(copy, "/", &save); c;
          c = strtok_r(NULL, "/", &save)) {
@@ -444,6 +447,7 @@ int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out)
     }
     r = 0;
 out:
+    iso->entries = saved_entries;
     free(copy);
     free(d);
     free(sofar);
