@@ -46,6 +46,8 @@ void print_human_value(FILE *f, const struct vimg_value *v, int indent);
 /* JSON to stdout followed by a newline. */
 int print_json(const struct vimg_value *v);
 
+/* The global open policy (--refs/--untrusted). */
+enum vimg_ref_policy cli_ref_policy(void);
 /* Open FILE for a command; prints the error and returns NULL on failure. */
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags);

@@ -43,7 +43,7 @@ static int run(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *src_fmt = NULL, *out_fmt = "raw", *options = NULL;
-    struct vimg_create_params cp = { 0 };
+    struct vimg_create_params cp = { .refs = cli_ref_policy() };
     struct vimg_convert_params p = { .min_sparse = 4096 };
     struct progress prog;
     enum progress_mode pmode = PROGRESS_NONE;

@@ -11,7 +11,8 @@ static int run(int argc, char **argv)
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
-    struct vimg_create_params p = { .format = "raw" };
+    struct vimg_create_params p = { .format = "raw",
+                                    .refs = cli_ref_policy() };
     bool quiet = false;
     int c;
 

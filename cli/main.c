@@ -14,9 +14,13 @@ static const struct command *const commands[] = {
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
+/* What image metadata may make vimg open (global --refs/--untrusted). */
+static enum vimg_ref_policy ref_policy = VIMG_REFS_FOLLOW;
+
 static void help(FILE *f)
 {
-    fprintf(f, "Usage: vimg COMMAND [OPTIONS] ...\n"
+    fprintf(f, "Usage: vimg [--untrusted | --refs=POLICY] COMMAND [OPTIONS] "
+               "...\n"
                "vimg: create, inspect, convert and check virtual-machine disk "
                "images.\n\nCommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
@@ -26,14 +30,25 @@ static void help(FILE *f)
     for (const char *const *n = vimg_list_formats(); *n; n++) {
         fprintf(f, " %s", *n);
     }
-    fprintf(f, "\n\n'vimg COMMAND --help' describes a command; 'man vimg' "
+    fprintf(f, "\n\nGlobal options:\n"
+               "  --refs=POLICY  which files named inside an image (backing "
+               "files,\n"
+               "                 data files) may be opened: follow (default), "
+               "same-dir\n"
+               "                 (only inside the image's folder) or never\n"
+               "  --untrusted    same as --refs=never: for images from "
+               "elsewhere;\n"
+               "                 info reports references without opening "
+               "them\n"
+               "\n'vimg COMMAND --help' describes a command; 'man vimg' "
                "has everything.\n");
 }
 
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags)
 {
-    struct vimg_open_params p = { .format = format, .flags = flags };
+    struct vimg_open_params p = { .format = format, .flags = flags,
+                                  .refs = ref_policy };
     struct vimg_image *img = vimg_open(file, &p);
     if (!img) {
         fail_lib();
@@ -41,8 +56,47 @@ struct vimg_image *open_image(const char *file, const char *format,
     return img;
 }
 
+enum vimg_ref_policy cli_ref_policy(void)
+{
+    return ref_policy;
+}
+
+/* Global options before the command; returns how many were consumed, or
+ * -1 after printing an error. */
+static int global_options(int argc, char **argv)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--untrusted")) {
+            ref_policy = VIMG_REFS_NEVER;
+        } else if (!strncmp(argv[i], "--refs=", 7)) {
+            const char *v = argv[i] + 7;
+            if (!strcmp(v, "follow")) {
+                ref_policy = VIMG_REFS_FOLLOW;
+            } else if (!strcmp(v, "same-dir")) {
+                ref_policy = VIMG_REFS_SAME_DIR;
+            } else if (!strcmp(v, "never")) {
+                ref_policy = VIMG_REFS_NEVER;
+            } else {
+                fail("--refs must be follow, same-dir or never, not '%s'", v);
+                return -1;
+            }
+        } else {
+            break;
+        }
+    }
+    return i - 1;
+}
+
 int main(int argc, char **argv)
 {
+    int skip = global_options(argc, argv);
+    if (skip < 0) {
+        return 1;
+    }
+    argv[skip] = argv[0];
+    argc -= skip;
+    argv += skip;
     if (argc < 2) {
         help(stderr);
         return 1;

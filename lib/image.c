@@ -104,7 +104,7 @@ static struct vimg_image *open_protocol(const char *filename,
     }
     int r = img->drv->open(img, NULL);
     if (r < 0) {
-        image_free(img, true);
+        image_free(img, false);
         return NULL;
     }
     return img;
@@ -131,9 +131,12 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 
 static int open_backing(struct vimg_image *img, int depth);
 
+/* Open the format on FILE. PARENT is the image whose backing file this is
+ * (NULL at the top), linked before the backing chain is followed so loop
+ * detection sees the whole chain. */
 static struct vimg_image *open_format(struct vimg_image *file,
                                       const struct vimg_open_params *p,
-                                      int depth)
+                                      struct vimg_image *parent, int depth)
 {
     const struct vimg_driver *drv = NULL;
     struct vimg_opts opts = { 0 };
@@ -171,6 +174,7 @@ static struct vimg_image *open_format(struct vimg_image *file,
     }
     img->file = file;
     file = NULL;
+    img->parent = parent;
     img->probed_raw = probed_raw;
     if (take_locks(img, img->file) < 0 ||
         vimg_internal_opts_parse(p->options, drv->runtime_opts,
@@ -185,7 +189,7 @@ static struct vimg_image *open_format(struct vimg_image *file,
             vimg_internal_img_error(img, r, "could not open as %s",
                                     drv->name);
         }
-        image_free(img, true);
+        image_free(img, false);
         return NULL;
     }
     if (img->backing_name && open_backing(img, depth) < 0) {
@@ -262,14 +266,17 @@ static bool chain_contains(struct vimg_image *img, const char *path)
 
 static int open_backing(struct vimg_image *img, int depth)
 {
+    bool opening = !(img->params.flags & VIMG_OPEN_NO_BACKING) &&
+                   img->params.refs != VIMG_REFS_NEVER;
     int r = vimg_internal_resolve_reference(img, img->backing_name,
                                             &img->backing_path);
+    if (!opening) {
+        /* Only reported (info): a name we would refuse is not an error. */
+        vimg_internal_error_clear();
+        return 0;
+    }
     if (r < 0) {
         return r;
-    }
-    if ((img->params.flags & VIMG_OPEN_NO_BACKING) ||
-        img->params.refs == VIMG_REFS_NEVER) {
-        return 0;
     }
     if (depth + 1 >= MAX_CHAIN_DEPTH) {
         return vimg_internal_img_error(img, ELOOP, "backing chain is longer "
@@ -288,11 +295,10 @@ static int open_backing(struct vimg_image *img, int depth)
         return vimg_internal_img_error(img, ENOENT, "could not open backing "
                                        "file '%s'", img->backing_name);
     }
-    struct vimg_image *b = open_format(file, &bp, depth + 1);
+    struct vimg_image *b = open_format(file, &bp, img, depth + 1);
     if (!b) {
         return -vimg_get_errno();
     }
-    b->parent = img;
     /* Record the probed format so info can report it. */
     if (!img->backing_format && !(img->backing_format =
                                       strdup(b->drv->name))) {
@@ -300,14 +306,13 @@ static int open_backing(struct vimg_image *img, int depth)
         return vimg_internal_error(ENOMEM, "out of memory");
     }
     img->backing = b;
-    /* The chain check above ran before this image had a parent link. */
     return 0;
 }
 
 struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p)
 {
-    return open_format(file, p ? p : &default_params, 0);
+    return open_format(file, p ? p : &default_params, NULL, 0);
 }
 
 struct vimg_image *vimg_open(const char *filename,
@@ -332,7 +337,7 @@ struct vimg_image *vimg_open(const char *filename,
         return NULL;
     }
     struct vimg_image *file = open_protocol(filename, p);
-    return file ? open_format(file, p, 0) : NULL;
+    return file ? open_format(file, p, NULL, 0) : NULL;
 }
 
 struct vimg_image *vimg_open_buffer(const void *data, size_t len,
@@ -349,7 +354,7 @@ struct vimg_image *vimg_open_buffer(const void *data, size_t len,
         return NULL;
     }
     mem->writable = p->flags & VIMG_OPEN_RDWR;
-    return open_format(mem, &mp, 0);
+    return open_format(mem, &mp, NULL, 0);
 }
 
 int vimg_close(struct vimg_image *img)
@@ -521,7 +526,7 @@ static int backing_size(const char *filename,
                                    .flags = VIMG_OPEN_NO_BACKING |
                                             VIMG_OPEN_FORCE_SHARE };
     struct vimg_image *file = open_protocol(path, &bp);
-    struct vimg_image *b = file ? open_format(file, &bp, 0) : NULL;
+    struct vimg_image *b = file ? open_format(file, &bp, NULL, 0) : NULL;
     if (!b) {
         return -vimg_get_errno();
     }

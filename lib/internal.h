@@ -90,7 +90,9 @@ struct vimg_driver {
      * the policy. OPTS holds validated runtime options. */
     int (*open)(struct vimg_image *img, const struct vimg_opts *opts);
     /* Release everything; img->file is closed by the core afterwards.
-     * Return the first error of a final flush (the handle goes anyway). */
+     * Return the first error of a final flush (the handle goes anyway).
+     * Called only after a successful open: a failing open releases what
+     * it allocated itself before returning. */
     int (*close)(struct vimg_image *img);
     /* Formats: lay out a new image on FILE (an empty, writable protocol
      * image). Protocols do not implement it (the core creates files). */

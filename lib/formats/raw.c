@@ -100,6 +100,8 @@ static int raw_block_status(struct vimg_image *img, uint64_t offset,
     return (int)(e.flags | VIMG_BS_ALLOCATED);
 }
 
+/* As qemu-img: a raw file needs its whole virtual size, sparse or not
+ * (a sparse copy may use less, but callers size storage by this). */
 static int raw_measure(const struct vimg_opts *opts, uint64_t size,
                        struct vimg_image *src, struct vimg_measure *out)
 {
@@ -111,24 +113,6 @@ static int raw_measure(const struct vimg_opts *opts, uint64_t size,
     }
     out->fully_allocated = src ? (uint64_t)vimg_internal_get_size(src) : size;
     out->required = out->fully_allocated;
-    if (src && prealloc == VIMG_PREALLOC_OFF) {
-        /* Only data needs room; holes and zero extents stay sparse. */
-        uint64_t off = 0, used = 0;
-        while (off < out->fully_allocated) {
-            struct vimg_extent e;
-            r = vimg_internal_block_status(src, off,
-                                           out->fully_allocated - off,
-                                           VIMG_BS_CHAIN, &e);
-            if (r < 0) {
-                return r;
-            }
-            if (!(e.flags & VIMG_BS_ZERO)) {
-                used += e.length;
-            }
-            off += e.length;
-        }
-        out->required = used;
-    }
     return 0;
 }
 

@@ -23,13 +23,26 @@ struct file_state {
     _Atomic bool no_seek_data;
 };
 
+static int file_open_fd(struct vimg_image *img);
+
 static int file_open(struct vimg_image *img, const struct vimg_opts *opts)
+{
+    struct file_state *s = img->opaque;
+    (void)opts;
+    int r = file_open_fd(img);
+    if (r < 0 && s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+    return r;
+}
+
+static int file_open_fd(struct vimg_image *img)
 {
     struct file_state *s = img->opaque;
     int flags = O_CLOEXEC | (img->writable ? O_RDWR : O_RDONLY);
     struct stat st;
 
-    (void)opts;
     s->fd = -1;
     if (img->params.flags & VIMG_OPEN_NOCACHE) {
         flags |= O_DIRECT;
