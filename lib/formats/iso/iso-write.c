@@ -370,9 +370,6 @@ static int write_data(struct iso_writer *w)
 
 static int write_image(struct iso_writer *w)
 {
-    if (ftruncate(w->fd, (off_t)(w->total_blocks * ISO_SECTOR_SIZE)) < 0) {
-        return iso_fail(w, errno, "%s", strerror(errno));
-    }
     int r = write_descriptors(w);
     if (r == 0) {
         r = write_tables(w, false);
@@ -385,6 +382,11 @@ static int write_image(struct iso_writer *w)
     }
     if (r == 0) {
         r = iso_eltorito_patch_info_table(w);
+    }
+    /* Trailing holes of the last file: the size comes last. */
+    if (r == 0 &&
+        ftruncate(w->fd, (off_t)(w->total_blocks * ISO_SECTOR_SIZE)) < 0) {
+        r = iso_fail(w, errno, "%s", strerror(errno));
     }
     return r;
 }
