@@ -396,14 +396,15 @@ int iso_dir_next(struct iso_dir *d, struct iso_node *out)
 
 int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out)
 {
-    char *copy = strdup(path), *save = NULL, *sofar;
+    char *copy = strdup(path), *save = NULL, *sofar, *dirpath;
     struct iso_dir *d = malloc(sizeof *d);
     uint64_t saved_entries = iso->entries;
     int r = 0;
 
     iso_node_reset(out);
     sofar = malloc(strlen(path) + 2);
-    if (!copy || !d || !sofar ||
+    dirpath = malloc(strlen(path) + 2);
+    if (!copy || !d || !sofar || !dirpath ||
         !(out->extents = malloc(iso->root.n_extents *
                                 sizeof *out->extents))) {
         r = iso_error(iso, ENOMEM, "out of memory");
@@ -428,7 +429,9 @@ int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out)
                           *sofar ? sofar : "/");
             goto out;
         }
-        if ((r = iso_dir_open(iso, out, sofar, d)) < 0) {
+        /* D keeps DIRPATH for its messages while SOFAR grows. */
+        strcpy(dirpath, sofar);
+        if ((r = iso_dir_open(iso, out, dirpath, d)) < 0) {
             goto out;
         }
         strcat(sofar, "/");
@@ -451,6 +454,7 @@ out:
     free(copy);
     free(d);
     free(sofar);
+    free(dirpath);
     return r;
 }
 
