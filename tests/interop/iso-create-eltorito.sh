@@ -51,3 +51,9 @@ cmp "$T/b2" "$T/bios.orig" || fail "image patched despite --no-boot-info-table"
 "$VIMG" iso create -o "$T/t3.iso" -e EFI/efiboot.img "$src"
 xorriso -indev "$T/t3.iso" -report_el_torito plain > "$T/r" 2>&1
 grep -Eq '^El Torito boot img : +1 +UEFI +y +none ' "$T/r" || fail "EFI only"
+# Floppy emulation: the media type follows the image size.
+truncate -s 1474560 "$src/floppy.img"
+"$VIMG" iso create -o "$T/t4.iso" -b floppy.img --floppy-emul "$src"
+xorriso -indev "$T/t4.iso" -report_el_torito plain > "$T/r" 2>&1
+grep -Eq '^El Torito boot img : +1 +BIOS +y +fd1.4 +0x0000 +0x00 +1 ' "$T/r" ||
+    { cat "$T/r"; fail "1.44 MB floppy emulation"; }

@@ -187,19 +187,20 @@ static int iso_order(const void *a, const void *b)
 
 /* ---- Joliet ------------------------------------------------------------ */
 
-/* One UCS-2 character from UTF-8 at *P; anything that is not valid UTF-8
- * for the Basic Multilingual Plane becomes '_' (one byte consumed). */
+/* One UCS-2 character from UTF-8 at *P. A character outside the Basic
+ * Multilingual Plane becomes one '_'; a byte that is not valid UTF-8
+ * becomes '_' on its own. */
 static uint16_t ucs2_next(const unsigned char **p)
 {
     const unsigned char *s = *p;
     uint32_t c = s[0];
-    int more = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ?
-               2 : -1;
+    int more = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 :
+               (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
     if (more < 0) {
         (*p)++;
         return '_';
     }
-    c &= more == 0 ? 0x7F : more == 1 ? 0x1F : 0x0F;
+    c &= more == 0 ? 0x7F : more == 1 ? 0x1F : more == 2 ? 0x0F : 0x07;
     for (int i = 1; i <= more; i++) {
         if ((s[i] & 0xC0) != 0x80) {
             (*p)++;
@@ -208,7 +209,7 @@ static uint16_t ucs2_next(const unsigned char **p)
         c = c << 6 | (s[i] & 0x3F);
     }
     *p += more + 1;
-    if ((more == 1 && c < 0x80) || (more == 2 && c < 0x800) ||
+    if ((more == 1 && c < 0x80) || (more == 2 && c < 0x800) || more == 3 ||
         (c >= 0xD800 && c <= 0xDFFF)) {
         return '_';
     }
