@@ -297,8 +297,10 @@ struct vimg_iso_create_params {
     bool boot_info_table;     /* patch the table isolinux and GRUB read at
                                  byte 8 of the BIOS image; default on */
     /* Seconds since 1970 for every volume date; file times later than it
-     * are clamped to it (the reproducible-builds SOURCE_DATE_EPOCH rule).
-     * Negative (the default): now, and no clamping. */
+     * are clamped to it (the reproducible-builds SOURCE_DATE_EPOCH rule),
+     * and the modification time also stands for the access and change
+     * times, which reading and copying a tree move. Negative (the
+     * default): now, and every time as it is. */
     int64_t source_date_epoch;
     const struct vimg_iso_graft *grafts; /* extra files at the top level */
     size_t n_grafts;

@@ -1,11 +1,12 @@
 #!/bin/sh
 # vimg iso create refuses bad parameters with one clear line and writes
 # nothing: volume id length and characters, boot images that are missing
-# or not files, a catalog in a missing folder, a bad load size.
+# or not files or empty, a catalog in a missing folder, a bad load size.
 . "$(dirname "$0")/functions.sh"
 mkdir -p "$T/src/boot"
 head -c 4096 /dev/urandom > "$T/src/boot/img"
 head -c 32 /dev/urandom > "$T/src/tiny"
+: > "$T/src/empty"
 check() {   # check PATTERN ARGS...
     pat=$1; shift
     expect_status 1 "$VIMG" iso create -o "$T/o.iso" "$@" "$T/src"
@@ -24,6 +25,7 @@ check "boot catalog 'no/where.cat': its folder is not in the image" \
 check "boot catalog 'boot' exists and is not a regular file" \
     -b boot/img -c boot
 check "too small for a boot information table" -b tiny
+check "EFI boot image 'empty' is empty" -e empty
 check "floppy emulation needs" -b boot/img --floppy-emul
 check "boot-load-size must be 1 to 65535" -b boot/img --boot-load-size 0
 check "publisher" --publisher "$(head -c 129 /dev/zero | tr '\0' x)"

@@ -31,6 +31,10 @@ static int find_image(struct iso_writer *w, const char *path,
         return iso_fail(w, ENOENT, "%s boot image '%s' is not a regular "
                         "file in the image", what, path);
     }
+    if (n->size == 0) {
+        return iso_fail(w, EINVAL, "%s boot image '%s' is empty", what,
+                        path);
+    }
     *out = n;
     return 0;
 }

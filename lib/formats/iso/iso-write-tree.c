@@ -79,8 +79,15 @@ static void set_attrs(struct iso_writer *w, struct iso_node *n,
     n->host_ino = st->st_ino;
     n->host_nlink = st->st_nlink;
     n->mtime = iso_tree_clamp_time(w, st->st_mtim.tv_sec);
-    n->atime = iso_tree_clamp_time(w, st->st_atim.tv_sec);
-    n->ctime = iso_tree_clamp_time(w, st->st_ctim.tv_sec);
+    if (w->clamp) {
+        /* Reading the tree moves access times and copying it moves change
+         * times: a reproducible image records the modification time for
+         * all three. */
+        n->atime = n->ctime = n->mtime;
+    } else {
+        n->atime = st->st_atim.tv_sec;
+        n->ctime = st->st_ctim.tv_sec;
+    }
     if (S_ISREG(st->st_mode)) {
         n->content = ISO_CONTENT_FILE;
     }
@@ -134,20 +141,24 @@ static int add_entry(struct iso_writer *w, struct iso_node *dir,
     }
     set_attrs(w, n, &st);
     if (S_ISLNK(st.st_mode)) {
-        char buf[ISO_WRITE_MAX_LINK];
-        ssize_t len = readlink(n->host_path, buf, sizeof buf);
+        /* On the heap: the walk recurses once per folder level. */
+        n->link_target = malloc(ISO_WRITE_MAX_LINK);
+        if (!n->link_target) {
+            return vimg_internal_error(ENOMEM, "out of memory");
+        }
+        ssize_t len = readlink(n->host_path, n->link_target,
+                               ISO_WRITE_MAX_LINK);
         if (len < 0) {
             return vimg_internal_error(errno, "%s: %s", n->host_path,
                                        strerror(errno));
         }
-        if ((size_t)len >= sizeof buf) {
+        if (len >= ISO_WRITE_MAX_LINK) {
             return vimg_internal_error(ENAMETOOLONG, "%s: symbolic link "
                                        "target too long", n->host_path);
         }
-        n->link_target = strndup(buf, (size_t)len);
-        if (!n->link_target) {
-            return vimg_internal_error(ENOMEM, "out of memory");
-        }
+        n->link_target[len] = '\0';
+        char *fit = realloc(n->link_target, (size_t)len + 1);
+        n->link_target = fit ? fit : n->link_target;
     }
     if (S_ISDIR(st.st_mode)) {
         return walk(w, n);
