@@ -2,9 +2,10 @@
 # vimg iso create: a tree with long and non-ASCII names, modes, symlinks
 # (relative, absolute, multi-component, 400-char targets), hard links, a
 # FIFO, a 400-file folder and a 12-level deep tree reads back identically
-# through xorriso and isoinfo's Rock Ridge view, without warnings.
+# through xorriso and isoinfo's Rock Ridge view, without warnings, and
+# passes isovfy.
 . "$(dirname "$0")/functions.sh"
-requires xorriso isoinfo
+requires xorriso isoinfo isovfy
 src=$T/src
 mkdir -p "$src"
 d=$src; for i in $(seq 1 12); do d=$d/level$i; done
@@ -42,6 +43,10 @@ diff "$T/want" "$T/names" || fail "isoinfo -R names differ"
 # The plain ISO 9660 view is valid too.
 isoinfo -l -i "$T/t.iso" > /dev/null 2>"$T/ie"
 [ ! -s "$T/ie" ] || { cat "$T/ie"; fail "isoinfo -l printed errors"; }
+
+# genisoimage's verifier: records, path tables and order are consistent.
+isovfy "$T/t.iso" > "$T/v" 2>&1
+tail -1 "$T/v" | grep -qx 'No errors found' || { cat "$T/v"; fail "isovfy"; }
 
 # Hard links: one extent, link count 2.
 isoinfo -R -l -i "$T/t.iso" | grep -E ' (hard1|hard2) *$' > "$T/h"
