@@ -14,12 +14,15 @@ command -v xorriso >/dev/null || { echo "xorriso not installed"; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/vimg-bench-iso.XXXXXX")
 trap 'rm -rf "$T"' EXIT INT TERM
 
-# Regular files (under 16 MiB) and symlinks in path order, up to MIB MiB.
-(cd /usr && find share lib/x86_64-linux-gnu \( -type f -o -type l \) \
-    -readable -printf '%s %p\n' 2>/dev/null | LC_ALL=C sort -k2) |
-    awk -v max=$((MIB * 1048576)) '$1 < 16777216 { t += $1; print $2;
-                                   if (t >= max) exit }' \
-    > "$T/list"
+# Half from /usr/share (many small files), half from the libraries (fewer,
+# larger ones): regular files under 16 MiB and symlinks, in path order.
+pick() {
+    (cd /usr && find "$1" \( -type f -o -type l \) -readable \
+        -printf '%s %p\n' 2>/dev/null | LC_ALL=C sort -k2) |
+        awk -v max=$((MIB * 1048576 / 2)) '$1 < 16777216 { t += $1; print $2;
+                                           if (t >= max) exit }'
+}
+{ pick share; pick lib/x86_64-linux-gnu; } > "$T/list"
 mkdir "$T/src"
 tar -C /usr -cf - -T "$T/list" 2>/dev/null | tar -C "$T/src" -xf -
 files=$(wc -l < "$T/list")
