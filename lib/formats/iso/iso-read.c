@@ -158,8 +158,10 @@ static int add_extent(struct vimg_iso *iso, struct iso_node *n,
         return iso_error(iso, EINVAL, "%s: more than %d extents", what,
                          ISO_MAX_EXTENTS);
     }
-    if ((r = iso_check_extent(iso,
-                              iso_load_both32(rec + ISO_DR_EXTENT_OFFSET),
+    /* Data follows the extended attribute record, when there is one. */
+    uint64_t lba = (uint64_t)iso_load_both32(rec + ISO_DR_EXTENT_OFFSET) +
+                   rec[ISO_DR_EXT_ATTR_LENGTH_OFFSET];
+    if ((r = iso_check_extent(iso, lba,
                               iso_load_both32(rec +
                                               ISO_DR_DATA_LENGTH_OFFSET),
                               what, &e)) < 0) {
