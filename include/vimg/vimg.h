@@ -47,6 +47,10 @@ enum {
     VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
                                         so a crash may lose recent writes
                                         (qemu-img convert's target default) */
+    VIMG_OPEN_CHECK = 1u << 6,       /* opened to check or repair: a
+                                        corrupt or dirty image opens
+                                        read-write without automatic
+                                        repair (qemu-img check -r) */
 };
 
 /* What metadata inside an image (backing file, external data file, extent
