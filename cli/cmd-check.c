@@ -128,7 +128,7 @@ static int run(int argc, char **argv)
             }
             break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: return usage(&cmd_check, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 1) {

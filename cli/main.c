@@ -1,4 +1,5 @@
 /* vimg: the command table and global options. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -90,6 +91,10 @@ static int global_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Past RLIMIT_FSIZE, write() must fail with EFBIG so the error is
+     * reported and the partial output removed, rather than the kernel
+     * killing us mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
     int skip = global_options(argc, argv);
     if (skip < 0) {
         return 1;
@@ -112,7 +117,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(argv[1], commands[i]->name) == 0) {
-            for (int a = 2; a < argc; a++) {
+            for (int a = 2; a < argc && !commands[i]->own_help; a++) {
                 if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
                     return usage(commands[i], false);
                 }
@@ -120,6 +125,11 @@ int main(int argc, char **argv)
                     break;
                 }
             }
+            /* getopt prefixes its messages with argv[0]: make them read
+             * "vimg: COMMAND: unrecognized option ...". */
+            char name[64];
+            snprintf(name, sizeof name, "vimg: %s", commands[i]->name);
+            argv[1] = name;
             return commands[i]->run(argc - 1, argv + 1);
         }
     }

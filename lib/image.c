@@ -223,7 +223,9 @@ int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
                                        "file paths are followed", name);
     }
     const char *dir = dirname(dir_copy);
-    if (name[0] == '/') {
+    /* As QEMU combines paths: an image named without a folder resolves
+     * references against the current folder, written as given. */
+    if (name[0] == '/' || !strchr(img->filename, '/')) {
         joined = strdup(name);
     } else if (asprintf(&joined, "%s/%s", dir, name) < 0) {
         joined = NULL;
@@ -450,6 +452,7 @@ struct vimg_value *vimg_get_info(struct vimg_image *img)
         (r = vimg_internal_value_set_str(info, "filename",
                                          img->filename)) < 0 ||
         (img->drv->get_info && (r = img->drv->get_info(img, info)) < 0) ||
+        (r = vimg_internal_iso_describe(img, info)) < 0 ||
         (r = vimg_internal_value_set_str(info, "format",
                                          img->drv->name)) < 0 ||
         (actual >= 0 &&

@@ -95,7 +95,8 @@ static int file_close(struct vimg_image *img)
     struct file_state *s = img->opaque;
     int r = 0;
 
-    if (s->fd >= 0 && img->writable && fdatasync(s->fd) < 0) {
+    if (s->fd >= 0 && img->writable &&
+        !(img->params.flags & VIMG_OPEN_NO_FLUSH) && fdatasync(s->fd) < 0) {
         r = vimg_internal_img_error(img, errno, "flush: %s",
                                     strerror(errno));
     }
