@@ -189,13 +189,11 @@ static int process(struct job *j, const struct unit *u, char *buf,
     bool in_order = !j->p->out_of_order;
     int r = 0;
 
-    if (!u->zero || base) {
-        if (u->zero) {
-            memset(buf, 0, u->length);
-        } else if ((r = vimg_internal_pread(j->src, buf, u->length,
-                                            u->offset)) < 0) {
-            return r;
-        }
+    /* Zero units may be longer than the buffer; with -B they are filled
+     * piecewise below. */
+    if (!u->zero && (r = vimg_internal_pread(j->src, buf, u->length,
+                                             u->offset)) < 0) {
+        return r;
     }
     if (in_order) {
         pthread_mutex_lock(&j->lock);
