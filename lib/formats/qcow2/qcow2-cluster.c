@@ -61,11 +61,17 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
     }
     for (size_t i = 0; r == 0 && i < f->n; i++) {
         r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
-        if (r == 0 && s->data == img->file) {
-            /* Best effort: a file that cannot punch holes keeps the
+        for (uint64_t off = f->v[i].offset;
+             r == 0 && off < f->v[i].offset + f->v[i].len;
+             off += s->cluster_size) {
+            /* Give back only clusters nothing else (a snapshot) still
+             * uses. Best effort: a file that cannot punch holes keeps the
              * bytes, which is harmless. */
-            (void)vimg_internal_discard(img->file, f->v[i].offset,
-                                        f->v[i].len);
+            uint64_t rc;
+            r = qcow2_get_refcount(img, off / s->cluster_size, &rc);
+            if (r == 0 && rc == 0 && s->data == img->file) {
+                (void)vimg_internal_discard(img->file, off, s->cluster_size);
+            }
         }
     }
     free(f->v);
