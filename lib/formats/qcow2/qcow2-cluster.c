@@ -299,6 +299,12 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
     if (s->crypt_method) {
         return refuse_encrypted(img);
     }
+    if (!s->data) {
+        return vimg_internal_img_error(img, EPERM, "external data file '%s' "
+                                       "was not opened (the open policy "
+                                       "follows no references)",
+                                       s->data_file_name);
+    }
     while (count) {
         uint8_t *table;
         uint64_t idx, coff = offset & (s->cluster_size - 1);

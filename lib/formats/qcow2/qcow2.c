@@ -708,7 +708,11 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
         }
     }
     s->data = img->file;
-    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
+    if ((s->incompat & QCOW2_INCOMPAT_DATA_FILE) && !img->writable &&
+        img->params.refs == VIMG_REFS_NEVER) {
+        /* Report the reference without following it; data reads fail. */
+        s->data = NULL;
+    } else if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
         if ((r = vimg_internal_open_reference(img, s->data_file_name,
                                               img->writable,
                                               &s->data_file)) < 0) {
