@@ -168,6 +168,41 @@ static void test_corrupt_bit(void)
     }
 }
 
+/* An L2 entry pointing at the L1 table: the write is refused before it
+ * lands, the image is marked corrupt on disk, and later writes fail. */
+static void test_overlap(void)
+{
+    uint8_t b[5 * CS];
+    char data[CS];
+
+    memset(b, 0, sizeof b);
+    build(b);
+    store_be64(b + 3 * CS, (4 * CS) | QCOW2_L1E_COPIED);
+    store_be64(b + 4 * CS, (3 * CS) | QCOW2_L2E_COPIED);
+    store_be16(b + 2 * CS + 4 * 2, 1);
+    struct vimg_image *mem = vimg_internal_memory_new("t.qcow2", b, sizeof b,
+                                                      sizeof b);
+    struct vimg_open_params p = { .format = "qcow2",
+                                  .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *img = mem ? vimg_internal_open_on(mem, &p) : NULL;
+    CHECK(img != NULL);
+    if (!img) {
+        return;
+    }
+    memset(data, 0xab, sizeof data);
+    CHECK_EQ(vimg_pwrite(img, data, sizeof data, 0, 0), -1);
+    CHECK_ERROR(EIO, "t.qcow2: Marking image as corrupt: Preventing invalid "
+                "write on metadata (overlaps with active L1 table)");
+    size_t len;
+    const uint8_t *disk = vimg_internal_memory_data(mem, &len);
+    CHECK(load_be64(disk + QCOW2_HDR_INCOMPATIBLE_FEATURES) &
+          QCOW2_INCOMPAT_CORRUPT);
+    CHECK_EQ(load_be64(disk + 3 * CS), (4 * CS) | QCOW2_L1E_COPIED);
+    CHECK_EQ(vimg_pwrite(img, data, sizeof data, 8192, 0), -1);
+    CHECK_ERROR(EIO, "t.qcow2: image is marked corrupt");
+    vimg_close(img);
+}
+
 static void test_refcount_widths(void)
 {
     uint8_t block[4096];
@@ -206,6 +241,7 @@ int main(void)
     test_hostile();
     test_feature_name();
     test_corrupt_bit();
+    test_overlap();
     test_refcount_widths();
     TEST_MAIN_END();
 }
