@@ -284,9 +284,9 @@ int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
         }
         if (!layer->backing || offset >= layer->backing->size) {
             /* Nothing below, or past the backing file's end: zeros,
-             * reported at the deepest layer asked (as qemu-img map). */
+             * decided by this layer (qemu-img map reports its depth). */
             ext->flags = VIMG_BS_ZERO;
-            ext->depth = depth + (layer->backing != NULL);
+            ext->depth = depth;
             ext->file = NULL;
             return 0;
         }
