@@ -6,7 +6,8 @@
 requires qemu-img qemu-io
 
 qemu-img create -q -f qcow2 "$T/a.qcow2" 8M
-qemu-io -c 'write -P 0x11 0 1M' -c 'write -P 0x12 3M 64k' "$T/a.qcow2" >/dev/null
+qemu-io -c 'write -P 0x11 0 1M' -c 'write -P 0x12 3M 64k' "$T/a.qcow2" \
+    >/dev/null
 qemu-img snapshot -c one "$T/a.qcow2"
 qemu-io -c 'write -P 0x21 512k 1M' "$T/a.qcow2" >/dev/null
 qemu-img snapshot -c two "$T/a.qcow2"

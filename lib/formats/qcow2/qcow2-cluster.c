@@ -453,9 +453,8 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
     if (s->crypt_method) {
         return refuse_encrypted(img);
     }
-    if (s->corrupt) {
-        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
-                                       "writes are refused");
+    if ((r = qcow2_begin_write(img)) < 0) {
+        return r;
     }
     while (count && r == 0) {
         uint8_t *table;
@@ -621,9 +620,8 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
          * the guest disk itself). */
         return -ENOTSUP;
     }
-    if (s->corrupt) {
-        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
-                                       "writes are refused");
+    if ((r = qcow2_begin_write(img)) < 0) {
+        return r;
     }
     if (start >= end) {
         return -ENOTSUP;
@@ -655,6 +653,7 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
     uint64_t end = offset + count == img->size ? ROUND_UP(img->size, cs)
                                                : ROUND_DOWN(offset + count,
                                                             cs);
+    int r;
 
     if ((s->version < 3 && img->backing_name) ||
         (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
@@ -663,9 +662,8 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
          * leaving the data is a valid discard. */
         return 0;
     }
-    if (s->corrupt) {
-        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
-                                       "writes are refused");
+    if ((r = qcow2_begin_write(img)) < 0) {
+        return r;
     }
     if (start >= end) {
         return 0;

@@ -320,9 +320,8 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
         return vimg_internal_img_error(img, EINVAL, "The new size must be a "
                                        "multiple of 512");
     }
-    if (s->corrupt) {
-        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
-                                       "writes are refused");
+    if ((r = qcow2_begin_write(img)) < 0) {
+        return r;
     }
     if (size < old) {
         bool free;

@@ -426,6 +426,24 @@ int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
     return vimg_internal_pwrite(img->file, h + pos, len, pos, 0);
 }
 
+int qcow2_begin_write(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    /* Autoclear bits name features this writer does not maintain
+     * (bitmaps); the spec says to clear them when modifying the image. */
+    uint64_t keep = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+
+    if (s->corrupt) {
+        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
+                                       "writes are refused");
+    }
+    if (s->autoclear == keep || (img->params.flags & VIMG_OPEN_CHECK)) {
+        return 0;
+    }
+    s->autoclear = keep;
+    return qcow2_update_header_fields(img, QCOW2_HDR_AUTOCLEAR_FEATURES, 8);
+}
+
 int qcow2_mark_dirty(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);
@@ -723,16 +741,6 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     s->free_hint = 1;
     s->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     if (img->writable && !check_mode) {
-        /* Autoclear bits name features this writer does not maintain
-         * (bitmaps); the spec says to clear them on modification. */
-        uint64_t keep = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
-        if (s->autoclear != keep) {
-            s->autoclear = keep;
-            if ((r = qcow2_update_header_fields(
-                     img, QCOW2_HDR_AUTOCLEAR_FEATURES, 8)) < 0) {
-                goto fail;
-            }
-        }
         if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
             /* Refcounts may be stale after a crash with lazy refcounts:
              * rebuild them before writing. */
@@ -801,9 +809,10 @@ static int add_snapshots(struct qcow2_state *s, struct vimg_value *info)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         struct vimg_value *o = vimg_internal_value_new(VIMG_VALUE_OBJECT);
+        int64_t icount = (int64_t)sn->icount;
         if (!o || (sn->has_icount &&
                    (r = vimg_internal_value_set_int(o, "icount",
-                                                    (int64_t)sn->icount)) < 0) ||
+                                                    icount)) < 0) ||
             (r = vimg_internal_value_set_int(o, "vm-clock-nsec",
                                              (int64_t)(sn->vm_clock_nsec %
                                                        1000000000))) < 0 ||

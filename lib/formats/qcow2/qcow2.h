@@ -135,6 +135,9 @@ int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
 /* Write the in-memory header fields at byte POS (LEN bytes of them). */
 int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
                                unsigned len);
+/* Before any change to the image: refuse when corrupt, clear the
+ * autoclear bits of features not maintained here. */
+int qcow2_begin_write(struct vimg_image *img);
 /* Set the dirty bit before the first deferred refcount write (lazy
  * refcounts). */
 int qcow2_mark_dirty(struct vimg_image *img);
