@@ -112,7 +112,10 @@ static struct vimg_image *open_protocol(const char *filename,
 
 /* The locks QEMU would take for this use: writers do not share writes or
  * resizes; readers of formats with metadata do not share writes (their
- * metadata could change under them); raw readers share everything. */
+ * metadata could change under them); raw readers share everything.
+ * Writers of formats with metadata need resize permission (they grow
+ * their file); a raw writer asks for it only when resized (vimg_truncate),
+ * so it may write beside a reader that refuses resizes, as in QEMU. */
 static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 {
     unsigned perm = FILE_PERM_READ, shared = FILE_PERM_ALL;
@@ -121,7 +124,10 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
         return 0;
     }
     if (fmt->writable) {
-        perm |= FILE_PERM_WRITE | FILE_PERM_RESIZE;
+        perm |= FILE_PERM_WRITE;
+        if (fmt->drv != &vimg_driver_raw) {
+            perm |= FILE_PERM_RESIZE;
+        }
         shared &= ~(unsigned)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
     } else if (fmt->drv != &vimg_driver_raw) {
         shared &= ~(unsigned)FILE_PERM_WRITE;

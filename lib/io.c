@@ -7,6 +7,7 @@
 #include "../common/checked-overflow.h"
 #include "../common/rounding.h"
 #include "internal.h"
+#include "protocols/file-lock.h"
 
 #define LOCK(img)                                                           \
     bool locked_ = !(img)->drv->thread_safe;                                \
@@ -377,6 +378,12 @@ int vimg_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                   enum vimg_prealloc prealloc)
 {
     PUBLIC_ENTRY(img);
+    /* Raw writers open without resize permission (see take_locks). */
+    if (img->writable && !(img->params.flags & VIMG_OPEN_NO_LOCK) &&
+        vimg_internal_file_lock_more(img->file ? img->file : img,
+                                     FILE_PERM_RESIZE) < 0) {
+        return -1;
+    }
     return public_result(img, vimg_internal_truncate(img, size, flags,
                                                      prealloc));
 }
