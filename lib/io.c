@@ -72,7 +72,13 @@ static int bounce_io(struct vimg_image *img, void *buf, uint64_t count,
     if (posix_memalign(&bounce, a, len) != 0) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    LOCK(img);
+    /* A read-modify-write touches bytes outside the request: two of them
+     * sharing a block (parallel convert workers, -W) must not interleave,
+     * even on a thread-safe driver. */
+    bool locked_ = !img->drv->thread_safe || wbuf;
+    if (locked_) {
+        pthread_mutex_lock(&img->lock);
+    }
     if (!wbuf || start != offset || len != count) {
         r = img->drv->pread(img, bounce, len, start);
     } else {
