@@ -14,10 +14,16 @@ struct command {
     int (*run)(int argc, char **argv);
     const char *synopsis;   /* one line for `vimg --help` */
     const char *usage;      /* full text for `vimg COMMAND --help` */
+    bool own_help;          /* has subcommands that answer --help */
 };
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
-    cmd_map, cmd_resize, cmd_check, cmd_measure;
+    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso;
+
+/* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
+ * is the subcommand name. */
+int iso_create_main(int argc, char **argv);
+int iso_cidata_main(int argc, char **argv);
 
 /* "vimg: MESSAGE" on stderr; returns 1 for `return fail(...)`. */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -120,7 +120,7 @@ static int run(int argc, char **argv)
             } else {
                 return fail("-r must be 'leaks' or 'all', not '%s'", optarg);
             }
-            flags |= VIMG_OPEN_RDWR;
+            flags |= VIMG_OPEN_RDWR | VIMG_OPEN_CHECK;
             break;
         case 'T':
             if (parse_cache(optarg, &flags)) {

@@ -53,6 +53,11 @@ static void print_human(const struct vimg_value *info)
         const struct vimg_value *data = vimg_value_get(v, "data");
         print_human_value(stdout, data ? data : v, 4);
     }
+    /* An ISO 9660 volume inside a format that has facts of its own. */
+    if ((v = vimg_value_get(info, "iso9660"))) {
+        printf("ISO 9660 information:\n");
+        print_human_value(stdout, v, 4);
+    }
 }
 
 static int run(int argc, char **argv)

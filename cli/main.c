@@ -11,7 +11,7 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(argv[1], commands[i]->name) == 0) {
-            for (int a = 2; a < argc; a++) {
+            for (int a = 2; a < argc && !commands[i]->own_help; a++) {
                 if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
                     return usage(commands[i], false);
                 }

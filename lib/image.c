@@ -456,6 +456,7 @@ struct vimg_value *vimg_get_info(struct vimg_image *img)
         (r = vimg_internal_value_set_str(info, "filename",
                                          img->filename)) < 0 ||
         (img->drv->get_info && (r = img->drv->get_info(img, info)) < 0) ||
+        (r = vimg_internal_iso_describe(img, info)) < 0 ||
         (r = vimg_internal_value_set_str(info, "format",
                                          img->drv->name)) < 0 ||
         (actual >= 0 &&

@@ -231,6 +231,12 @@ const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
 struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p);
 
+/* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
+ * INFO (lib/formats/iso/iso-describe.c); 0 and nothing added when there is
+ * none or it is unreadable, <0 only for out-of-memory. */
+int vimg_internal_iso_describe(struct vimg_image *img,
+                               struct vimg_value *info);
+
 /* Registry. */
 const struct vimg_driver *vimg_internal_find_driver(const char *name);
 const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
@@ -238,6 +244,7 @@ const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
 extern const struct vimg_driver vimg_driver_file;
 extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
+extern const struct vimg_driver vimg_driver_qcow2;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

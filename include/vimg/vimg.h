@@ -47,6 +47,10 @@ enum {
     VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
                                         so a crash may lose recent writes
                                         (qemu-img convert's target default) */
+    VIMG_OPEN_CHECK = 1u << 6,       /* opened to check or repair: a
+                                        corrupt or dirty image opens
+                                        read-write without automatic
+                                        repair (qemu-img check -r) */
 };
 
 /* What metadata inside an image (backing file, external data file, extent
@@ -270,6 +274,135 @@ const struct vimg_value *vimg_value_get(const struct vimg_value *v,
 /* JSON text in qemu-img's layout (4-space indent), caller frees. */
 char *vimg_value_to_json(const struct vimg_value *v);
 void vimg_value_free(struct vimg_value *v);
+
+/* ---- ISO 9660 creation ---------------------------------------------- */
+
+/* A file placed at the top of the image under a name of the caller's
+ * choosing (the NoCloud seed names its files exactly, whatever the host
+ * files are called). */
+struct vimg_iso_graft {
+    const char *name;       /* name in the image: one component, no '/' */
+    const char *host_path;  /* a regular file on the host */
+};
+
+/* Fill with vimg_iso_create_params_init(), then change what you need. */
+struct vimg_iso_create_params {
+    const char *volume_id;    /* 1..32 printable ASCII chars; NULL "CDROM" */
+    const char *volume_set;   /* the text fields below: up to 128 printable */
+    const char *publisher;    /* ASCII chars each, NULL for blank */
+    const char *preparer;
+    const char *application;  /* NULL: "VIMG" */
+    const char *system_id;    /* up to 32 chars; NULL: "LINUX" */
+    bool rock_ridge;          /* RRIP 1.12: names, modes, owners, times, */
+                              /* symlinks, devices; default on */
+    bool joliet;              /* UCS-2 names up to 64 chars; default on */
+    /* El Torito. Paths are inside the image ("isolinux/isolinux.bin"). */
+    const char *bios_boot;    /* BIOS boot image, or NULL */
+    const char *efi_boot;     /* UEFI boot image (platform 0xEF), or NULL */
+    const char *boot_catalog; /* NULL: "boot.cat"; its folder must exist */
+    bool no_emul_boot;        /* default on; off: floppy emulation, which
+                                 needs a 1.2, 1.44 or 2.88 MB image */
+    unsigned boot_load_size;  /* 512-byte sectors the BIOS loads; default 4 */
+    bool boot_info_table;     /* patch the table isolinux and GRUB read at
+                                 byte 8 of the BIOS image; default on */
+    /* Seconds since 1970 for every volume date; file times later than it
+     * are clamped to it (the reproducible-builds SOURCE_DATE_EPOCH rule),
+     * and the modification time also stands for the access and change
+     * times, which reading and copying a tree move. Negative (the
+     * default): now, and every time as it is. */
+    int64_t source_date_epoch;
+    const struct vimg_iso_graft *grafts; /* extra files at the top level */
+    size_t n_grafts;
+};
+
+void vimg_iso_create_params_init(struct vimg_iso_create_params *p);
+
+/* Write an ISO 9660 image (level 3, with Rock Ridge and Joliet trees as P
+ * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT. The
+ * image goes to a temporary file beside OUTPUT, renamed over it only when
+ * complete, so a failure leaves no partial output. Entries are sorted and
+ * no host name or random id is recorded: the same tree and the same
+ * source_date_epoch give byte-identical images. Devices, FIFOs and sockets
+ * are recorded through Rock Ridge only (skipped without it); symbolic
+ * links appear in the Rock Ridge tree only. Folders deeper
+ * than 8 levels are written in place (as xorriso does without
+ * relocation); files over 4 GiB use multiple extents. */
+int vimg_iso_create(const char *output, const char *source_dir,
+                    const struct vimg_iso_create_params *p);
+
+/* ---- ISO 9660 reading ------------------------------------------------ */
+/* An ISO 9660 file system (with Rock Ridge, Joliet and El Torito) read
+ * through any open image: a raw .iso, or the same bytes inside qcow2. Names
+ * are the best the image offers: Rock Ridge, else Joliet, else the ISO 9660
+ * name without ";1" and a trailing ".". Paths are '/'-separated, absolute
+ * or relative to the root. Everything read from the image is validated;
+ * malformed metadata fails with a message naming the image and the entry. */
+
+struct vimg_iso;
+
+enum vimg_iso_type {
+    VIMG_ISO_FILE,
+    VIMG_ISO_DIRECTORY,
+    VIMG_ISO_SYMLINK,
+    VIMG_ISO_CHARDEV,
+    VIMG_ISO_BLOCKDEV,
+    VIMG_ISO_FIFO,
+    VIMG_ISO_SOCKET,
+};
+
+struct vimg_iso_stat {
+    const char *name;          /* best name, UTF-8 ("" for the root) */
+    enum vimg_iso_type type;
+    uint64_t size;             /* bytes of file data (all extents) */
+    uint32_t mode;             /* st_mode with type bits; without Rock
+                                  Ridge 0444 files, 0555 directories */
+    uint32_t nlink, uid, gid;  /* 1, 0, 0 without Rock Ridge */
+    int64_t mtime, atime;      /* seconds since the epoch (UTC); Rock
+                                  Ridge TF, else the record's date */
+    const char *target;        /* symlink target, or NULL */
+    bool rock_ridge;           /* the entry carried Rock Ridge data */
+};
+
+/* Open the file system on IMG (borrowed: IMG must stay open until
+ * vimg_iso_close). NULL with EINVAL when IMG holds no ISO 9660 volume. */
+struct vimg_iso *vimg_iso_open(struct vimg_image *img);
+/* Free ISO (NULL is a no-op). */
+void vimg_iso_close(struct vimg_iso *iso);
+
+/* Describe PATH. The strings in *ST are borrowed until the next call on
+ * ISO. ENOENT when nothing has that name, ENOTDIR when a component is not a
+ * directory. */
+int vimg_iso_stat(struct vimg_iso *iso, const char *path,
+                  struct vimg_iso_stat *st);
+
+/* Called once per entry with its path from the root ("/a/b") and facts
+ * (both borrowed for the call). A non-zero return stops the listing and
+ * becomes vimg_iso_list's result. */
+typedef int (*vimg_iso_list_fn)(void *opaque, const char *path,
+                                const struct vimg_iso_stat *st);
+/* List directory PATH in on-disk order (RECURSIVE: depth first, each
+ * directory's entries right after the directory itself). PATH naming a
+ * non-directory reports that one entry. Directory loops, depth beyond 64
+ * and more than a few million entries fail with EINVAL. */
+int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
+                  vimg_iso_list_fn fn, void *opaque);
+
+/* Read up to COUNT bytes of file PATH from OFFSET: the number read (short
+ * only at the end of the file), or -1. Multi-extent files read whole. */
+int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
+                      size_t count, uint64_t offset);
+
+/* Copy PATH (a file, symlink or tree; NULL or "/" is the whole volume) into
+ * the existing directory DEST: the root's entries land directly in DEST,
+ * anything else as DEST/<last component of PATH>. Rock Ridge modes, mtimes
+ * and atimes are applied and symlinks created (never followed); ownership
+ * is not changed; device nodes and sockets are skipped, FIFOs created.
+ * Nothing is ever written outside DEST: names that are empty, ".", "..",
+ * or contain '/' or NUL, absolute symlink targets and targets that climb
+ * out of DEST fail with EPERM naming the entry; existing files are never
+ * replaced (EEXIST). Memory use does not depend on file sizes. */
+int vimg_iso_extract(struct vimg_iso *iso, const char *path,
+                     const char *dest);
 
 /* ---- Helpers shared with the CLI ------------------------------------- */
 
