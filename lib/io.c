@@ -188,10 +188,15 @@ int vimg_internal_flush(struct vimg_image *img)
 {
     int r = 0;
 
-    if (!img->writable || (img->params.flags & VIMG_OPEN_NO_FLUSH)) {
+    if (!img->writable) {
         return 0;
     }
-    if (img->drv->flush) {
+    /* cache=unsafe skips only the flush to disk (the protocol's
+     * fdatasync); formats still write their cached metadata out, in
+     * order, as QEMU's flush_to_os does. */
+    bool to_disk = img->drv->kind == VIMG_DRIVER_PROTOCOL;
+    if (img->drv->flush &&
+        !(to_disk && (img->params.flags & VIMG_OPEN_NO_FLUSH))) {
         LOCK(img);
         r = img->drv->flush(img);
         UNLOCK(img);
