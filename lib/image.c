@@ -545,7 +545,9 @@ static int backing_size(const char *filename,
  * the same "write" lock). */
 static int check_target_unused(const char *filename)
 {
-    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR };
+    /* Opened only to test the locks: nothing to sync on close. */
+    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
+                                           VIMG_OPEN_NO_FLUSH };
     struct vimg_image *file = open_protocol(filename, &p);
     if (!file) {
         vimg_internal_error_clear();
@@ -651,8 +653,12 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
         (void)fchmod(fd, 0666 & ~mask);
         close(fd);
     }
+    /* The close syncs the new file once before the rename, unless the
+     * caller asked for cache=unsafe (convert's target, as qemu-img). */
     struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
-                                            VIMG_OPEN_NO_LOCK };
+                                            VIMG_OPEN_NO_LOCK |
+                                            (p->no_flush ? VIMG_OPEN_NO_FLUSH
+                                                         : 0) };
     struct vimg_image *file = open_protocol(in_place ? filename : tmp, &wp);
     if (!file) {
         r = -vimg_get_errno();
@@ -667,9 +673,6 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
         goto out;
     }
     r = drv->create(file, &ctx);
-    if (r == 0) {
-        r = vimg_internal_flush(file);
-    }
     int r2 = image_free(file, true);
     if (r == 0) {
         r = r2;

@@ -173,6 +173,8 @@ struct vimg_create_params {
     const char *backing_file;    /* -b, or NULL */
     const char *backing_format;  /* -F, or NULL */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
+    bool no_flush;               /* cache=unsafe: do not sync the new file
+                                    to disk (convert's target) */
 };
 
 /* Create FILENAME. A failure leaves no new file behind, and a file the user
