@@ -16,7 +16,8 @@
 /* Symlink targets beyond PATH_MAX cannot come from readlink anyway. */
 #define ISO_WRITE_MAX_LINK PATH_MAX
 
-int64_t iso_tree_clamp_time(const struct iso_writer *w, int64_t t)
+/* Times later than W->now are clamped to it when W->clamp. */
+static int64_t clamp_time(const struct iso_writer *w, int64_t t)
 {
     return w->clamp && t > w->now ? w->now : t;
 }
@@ -78,7 +79,7 @@ static void set_attrs(struct iso_writer *w, struct iso_node *n,
     n->host_dev = st->st_dev;
     n->host_ino = st->st_ino;
     n->host_nlink = st->st_nlink;
-    n->mtime = iso_tree_clamp_time(w, st->st_mtim.tv_sec);
+    n->mtime = clamp_time(w, st->st_mtim.tv_sec);
     if (w->clamp) {
         /* Reading the tree moves access times and copying it moves change
          * times: a reproducible image records the modification time for
