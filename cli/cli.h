@@ -29,12 +29,14 @@ int iso_cidata_main(int argc, char **argv);
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error as a one-line message; returns 1. */
 int fail_lib(void);
-/* Print a command's usage for --help (stdout) or a bad call (stderr). */
+/* Print a command's usage for --help (stdout), or one error line for a
+ * call with the wrong number of arguments (returns 1). */
 int usage(const struct command *c, bool error);
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 int parse_output(const char *arg, enum output_format *out);
-/* -t/-T cache modes: none and directsync bypass the page cache. */
+/* -t/-T cache modes: none and directsync bypass the page cache; unsafe
+ * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
 

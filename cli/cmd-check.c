@@ -120,7 +120,7 @@ static int run(int argc, char **argv)
             } else {
                 return fail("-r must be 'leaks' or 'all', not '%s'", optarg);
             }
-            flags |= VIMG_OPEN_RDWR;
+            flags |= VIMG_OPEN_RDWR | VIMG_OPEN_CHECK;
             break;
         case 'T':
             if (parse_cache(optarg, &flags)) {
@@ -128,7 +128,7 @@ static int run(int argc, char **argv)
             }
             break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: return usage(&cmd_check, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 1) {

@@ -29,7 +29,7 @@ static int run(int argc, char **argv)
         case 'q': quiet = true; break;
         case 's': strict = true; break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: usage(&cmd_compare, true); return 2;
+        default: return 2; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {
@@ -63,6 +63,12 @@ static int run(int argc, char **argv)
             printf("Images are identical.\n");
         }
         rc = 0;
+    } else if (r == 2) {
+        if (!quiet) {
+            printf("Strict mode: Offset %llu block status mismatch!\n",
+                   (unsigned long long)diff);
+        }
+        rc = 1;
     } else {
         if (!quiet && !(strict && size_mismatch)) {
             printf("Content mismatch at offset %llu!\n",
@@ -81,7 +87,8 @@ const struct command cmd_compare = {
     "IMAGE1 IMAGE2\n"
     "Compare what a guest would read from two images of any formats.\n"
     "  -f FMT, -F FMT  formats of IMAGE1 and IMAGE2 (default: probe)\n"
-    "  -s              strict: images of different sizes differ\n"
+    "  -s              strict: images of different sizes or block status\n"
+    "                  differ\n"
     "  -p              progress bar; -q quiet; -U force share\n"
     "Without -s, the larger image's extra tail must read as zeros.\n"
     "Exit status: 0 identical, 1 different, 2 error.\n",

@@ -35,6 +35,19 @@ static char *temp_name_beside(const char *target)
     return tmp;
 }
 
+/* The library's error, naming TARGET where it names the temporary file. */
+static void fail_target(const char *tmp, const char *target)
+{
+    const char *m = vimg_get_error();
+    size_t n = tmp ? strlen(tmp) : 0;
+
+    if (m && n && strncmp(m, tmp, n) == 0) {
+        fail("%s%s", target, m + n);
+    } else {
+        fail_lib();
+    }
+}
+
 static int run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -47,7 +60,10 @@ static int run(int argc, char **argv)
     struct vimg_convert_params p = { .min_sparse = 4096 };
     struct progress prog;
     enum progress_mode pmode = PROGRESS_NONE;
-    unsigned src_flags = 0, dst_flags = VIMG_OPEN_RDWR;
+    unsigned src_flags = 0;
+    /* qemu-img convert writes its target with cache=unsafe by default:
+     * no flushes, the copy can be redone after a crash. */
+    unsigned dst_flags = VIMG_OPEN_RDWR | VIMG_OPEN_NO_FLUSH;
     bool no_create = false;
     uint64_t n;
     int c;
@@ -96,7 +112,7 @@ static int run(int argc, char **argv)
                 return fail("--progress must be 'bar' or 'json'");
             }
             break;
-        default: return usage(&cmd_convert, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {
@@ -131,7 +147,7 @@ static int run(int argc, char **argv)
         cp.size_given = true;
         cp.options = options;
         if (vimg_create(build, &cp) < 0) {
-            fail_lib();
+            fail_target(tmp, target);
             goto out;
         }
         p.target_is_new = true;
@@ -139,8 +155,11 @@ static int run(int argc, char **argv)
         fail("-o cannot be used with -n");
         goto out;
     }
-    dst = open_image(build, out_fmt, dst_flags);
+    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags,
+                                   .refs = cli_ref_policy() };
+    dst = vimg_open(build, &op);
     if (!dst) {
+        fail_target(tmp, target);
         goto out;
     }
     if (cp.backing_file) {
@@ -151,13 +170,13 @@ static int run(int argc, char **argv)
     p.opaque = &prog;
     if (vimg_convert(src, dst, &p) < 0) {
         progress_finish(&prog);
-        fail_lib();
+        fail_target(tmp, target);
         goto out;
     }
     progress_finish(&prog);
     if (vimg_close(dst) < 0) {
         dst = NULL;
-        fail_lib();
+        fail_target(tmp, target);
         goto out;
     }
     dst = NULL;
@@ -198,8 +217,8 @@ const struct command cmd_convert = {
     "  -n                 TARGET exists already: do not create it\n"
     "  -m N               parallel workers (default 8)\n"
     "  -W                 allow out-of-order writes\n"
-    "  -t/-T CACHE        target/source cache mode; none bypasses the page "
-    "cache\n"
+    "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"
+    "                     target's default: no flush), none (O_DIRECT), ...\n"
     "  -U                 read SOURCE even if another process has it open\n"
     "  -p                 progress bar on a terminal\n"
     "  --progress=json    one JSON line per update on stdout\n"

@@ -35,7 +35,7 @@ static int run(int argc, char **argv)
             p.options = optarg;
             break;
         case 'u': break; /* unsafe: accepted for qemu-img compatibility */
-        default: return usage(&cmd_create, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind < 1 || argc - optind > 2) {

@@ -84,7 +84,7 @@ static int run(int argc, char **argv)
             break;
         case 'B': chain = true; break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: return usage(&cmd_info, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 1) {

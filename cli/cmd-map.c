@@ -81,7 +81,7 @@ static int run(int argc, char **argv)
             }
             break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: return usage(&cmd_map, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 1) {
@@ -126,11 +126,16 @@ static int run(int argc, char **argv)
         }
         off += e.length;
     }
-    if (rc == 0 && have) {
+    if (rc == 0 && !have) {
+        /* An empty range: qemu-img shows one empty, absent extent. */
+        cur = (struct entry){ .start = start };
+        have = true;
+    }
+    if (rc == 0) {
         print_entry(&cur, out, first);
     }
     if (out == OUTPUT_JSON && rc == 0) {
-        printf(have ? "]\n" : "[]\n");
+        printf("]\n");
     }
     vimg_close(img);
     return rc;

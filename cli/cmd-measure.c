@@ -36,7 +36,7 @@ static int run(int argc, char **argv)
             }
             have_size = true;
             break;
-        default: return usage(&cmd_measure, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (have_size == (argc - optind == 1) || argc - optind > 1) {

@@ -36,7 +36,7 @@ static int run(int argc, char **argv)
             prealloc = (enum vimg_prealloc)i;
             break;
         }
-        default: return usage(&cmd_resize, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     /* "-1G" looks like an option to getopt; qemu-img takes it after "--". */

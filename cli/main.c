@@ -1,4 +1,5 @@
 /* vimg: the command table and global options. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +91,10 @@ static int global_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Past RLIMIT_FSIZE, write() must fail with EFBIG so the error is
+     * reported and the partial output removed, rather than the kernel
+     * killing us mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
     int skip = global_options(argc, argv);
     if (skip < 0) {
         return 1;
@@ -120,6 +125,11 @@ int main(int argc, char **argv)
                     break;
                 }
             }
+            /* getopt prefixes its messages with argv[0]: make them read
+             * "vimg: COMMAND: unrecognized option ...". */
+            char name[64];
+            snprintf(name, sizeof name, "vimg: %s", commands[i]->name);
+            argv[1] = name;
             return commands[i]->run(argc - 1, argv + 1);
         }
     }

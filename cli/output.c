@@ -26,12 +26,13 @@ int fail_lib(void)
 
 int usage(const struct command *c, bool error)
 {
-    FILE *f = error ? stderr : stdout;
-    fprintf(f, "%s", c->usage);
     if (error) {
-        fprintf(f, "Try 'vimg %s --help' for more information.\n", c->name);
+        fail("%s: wrong number of arguments (see 'vimg %s --help')",
+             c->name, c->name);
+        return 1;
     }
-    return error ? 1 : 0;
+    fputs(c->usage, stdout);
+    return 0;
 }
 
 int parse_output(const char *arg, enum output_format *out)
@@ -53,7 +54,11 @@ int parse_cache(const char *arg, unsigned *open_flags)
                                          "directsync" };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(arg, modes[i]) == 0) {
-            if (i >= 3) {
+            *open_flags &= ~(unsigned)(VIMG_OPEN_NOCACHE |
+                                       VIMG_OPEN_NO_FLUSH);
+            if (i == 1) {
+                *open_flags |= VIMG_OPEN_NO_FLUSH;
+            } else if (i >= 3) {
                 *open_flags |= VIMG_OPEN_NOCACHE;
             }
             return 0;

@@ -223,7 +223,9 @@ int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
                                        "file paths are followed", name);
     }
     const char *dir = dirname(dir_copy);
-    if (name[0] == '/') {
+    /* As QEMU combines paths: an image named without a folder resolves
+     * references against the current folder, written as given. */
+    if (name[0] == '/' || !strchr(img->filename, '/')) {
         joined = strdup(name);
     } else if (asprintf(&joined, "%s/%s", dir, name) < 0) {
         joined = NULL;

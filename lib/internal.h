@@ -244,6 +244,7 @@ const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
 extern const struct vimg_driver vimg_driver_file;
 extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
+extern const struct vimg_driver vimg_driver_qcow2;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

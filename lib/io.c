@@ -181,7 +181,7 @@ int vimg_internal_flush(struct vimg_image *img)
 {
     int r = 0;
 
-    if (!img->writable) {
+    if (!img->writable || (img->params.flags & VIMG_OPEN_NO_FLUSH)) {
         return 0;
     }
     if (img->drv->flush) {

@@ -20,6 +20,21 @@ int vimg_parse_size(const char *text, uint64_t *out)
     while (isspace((unsigned char)*p)) {
         p++;
     }
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') &&
+        isxdigit((unsigned char)p[2])) {
+        /* qemu-img takes hexadecimal sizes too ("0x10000"), whole only. */
+        for (p += 2; isxdigit((unsigned char)*p); p++, digits = true) {
+            int c = tolower((unsigned char)*p);
+            unsigned d = (unsigned)(isdigit(c) ? c - '0' : c - 'a' + 10);
+            if (__builtin_mul_overflow(value, 16, &value) ||
+                __builtin_add_overflow(value, (uint64_t)d, &value)) {
+                return -ERANGE;
+            }
+        }
+        if (*p == '.') {
+            return -EINVAL;
+        }
+    }
     for (; isdigit((unsigned char)*p); p++, digits = true) {
         if (__builtin_mul_overflow(value, 10, &value) ||
             __builtin_add_overflow(value, (uint64_t)(*p - '0'), &value)) {

@@ -44,6 +44,13 @@ enum {
     VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
                                         it (reads of unallocated areas fail) */
     VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
+    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
+                                        so a crash may lose recent writes
+                                        (qemu-img convert's target default) */
+    VIMG_OPEN_CHECK = 1u << 6,       /* opened to check or repair: a
+                                        corrupt or dirty image opens
+                                        read-write without automatic
+                                        repair (qemu-img check -r) */
 };
 
 /* What metadata inside an image (backing file, external data file, extent
@@ -234,9 +241,11 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                  const struct vimg_convert_params *p);
 
 /* Compare guest-visible contents. Returns 0 when identical, 1 when they
- * differ (FIRST_DIFF set to the first differing offset, or to the smaller
- * size for a size mismatch under STRICT), -1 on error. Without STRICT, a
- * larger image whose extra tail reads as zeros still matches. */
+ * differ (FIRST_DIFF set to the first differing 512-byte sector, or to the
+ * smaller size for a size mismatch under STRICT), 2 under STRICT when the
+ * block status (data, zero, allocated, extent reaching the end) differs at
+ * FIRST_DIFF, as qemu-img compare -s checks; -1 on error. Without STRICT,
+ * a larger image whose extra tail reads as zeros still matches. */
 int vimg_compare(struct vimg_image *a, struct vimg_image *b, bool strict,
                  uint64_t *first_diff, vimg_progress_fn progress,
                  void *opaque);
@@ -397,7 +406,8 @@ int vimg_iso_extract(struct vimg_iso *iso, const char *path,
 
 /* ---- Helpers shared with the CLI ------------------------------------- */
 
-/* Parse a size as qemu-img does: a number with an optional suffix
+/* Parse a size as qemu-img does: a decimal or 0x-hexadecimal number (a
+ * decimal may have a fraction, "1.5G") with an optional suffix
  * k K M G T P E (powers of 1024) or b/B. Rejects negatives, overflow and
  * trailing garbage. */
 int vimg_parse_size(const char *text, uint64_t *out);

@@ -2,7 +2,11 @@
  * holes. Everything passes to the protocol below. */
 #include <errno.h>
 
+#include "../../common/rounding.h"
 #include "../internal.h"
+
+/* qemu-img sizes raw images in whole 512-byte sectors. */
+#define SECTOR 512
 
 static const struct vimg_opt_desc raw_create_opts[] = {
     { "size", VIMG_OPT_SIZE, "Virtual disk size" },
@@ -43,7 +47,17 @@ static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
         return vimg_internal_error(ENOTSUP, "%s: raw images cannot have a "
                                    "backing file", c->filename);
     }
-    return vimg_internal_truncate(file, c->size, 0, prealloc);
+    r = vimg_internal_truncate(file, ROUND_UP(c->size, SECTOR), 0, prealloc);
+    if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0) {
+        return r;
+    }
+    /* Like qemu-img, write the first block (up to 4 KiB) of a sparse or
+     * fallocated image, so that its disk usage and map match qemu-img's
+     * own files and O_DIRECT users can probe the alignment from it. */
+    static const char zeros[4096];
+    return vimg_internal_pwrite(file, zeros,
+                                MIN(ROUND_UP(c->size, SECTOR), sizeof zeros),
+                                0, 0);
 }
 
 static int raw_pread(struct vimg_image *img, void *buf, uint64_t count,
@@ -100,8 +114,9 @@ static int raw_block_status(struct vimg_image *img, uint64_t offset,
     return (int)(e.flags | VIMG_BS_ALLOCATED);
 }
 
-/* As qemu-img: a raw file needs its whole virtual size, sparse or not
- * (a sparse copy may use less, but callers size storage by this). */
+/* As qemu-img: a raw file needs its whole virtual size, holes or not
+ * (qemu-img cannot know the target file system keeps them), rounded up to
+ * whole sectors. */
 static int raw_measure(const struct vimg_opts *opts, uint64_t size,
                        struct vimg_image *src, struct vimg_measure *out)
 {
@@ -111,8 +126,15 @@ static int raw_measure(const struct vimg_opts *opts, uint64_t size,
     if (r < 0) {
         return r;
     }
-    out->fully_allocated = src ? (uint64_t)vimg_internal_get_size(src) : size;
-    out->required = out->fully_allocated;
+    if (src) {
+        size = (uint64_t)vimg_internal_get_size(src);
+    }
+    if (size > INT64_MAX) {
+        return vimg_internal_error(EINVAL, "measure: size %llu is too large",
+                                   (unsigned long long)size);
+    }
+    out->required = ROUND_UP(size, SECTOR);
+    out->fully_allocated = out->required;
     return 0;
 }
 

@@ -42,10 +42,11 @@ static int nonzero_from(struct vimg_image *img, uint64_t offset, uint64_t end,
                 }
                 if (!is_zero(buf, n)) {
                     uint64_t i = 0;
-                    while (!buf[i] && i < n) {
+                    while (i < n && !buf[i]) {
                         i++;
                     }
-                    *where = at + i;
+                    /* qemu-img reports the sector, not the byte. */
+                    *where = MAX(ROUND_DOWN(at + i, 512), offset);
                     return 0;
                 }
             }
@@ -54,6 +55,19 @@ static int nonzero_from(struct vimg_image *img, uint64_t offset, uint64_t end,
     }
     *where = end;
     return 0;
+}
+
+/* qemu-img compare -s also fails when the two images' block status
+ * differs at the same offset: data, zero, allocation, and whether the
+ * extent runs to the end of the image. */
+static bool status_differs(struct vimg_image *a, const struct vimg_extent *ea,
+                           struct vimg_image *b, const struct vimg_extent *eb)
+{
+    const unsigned mask = VIMG_BS_DATA | VIMG_BS_ZERO | VIMG_BS_ALLOCATED |
+                          VIMG_BS_OFFSET_VALID;
+    bool eof_a = ea->offset + ea->length == a->size;
+    bool eof_b = eb->offset + eb->length == b->size;
+    return (ea->flags & mask) != (eb->flags & mask) || eof_a != eof_b;
 }
 
 static int compare(struct vimg_image *a, struct vimg_image *b, bool strict,
@@ -76,6 +90,10 @@ static int compare(struct vimg_image *a, struct vimg_image *b, bool strict,
             (r = vimg_internal_block_status(b, off, common - off,
                                             VIMG_BS_CHAIN, &eb)) < 0) {
             return r;
+        }
+        if (strict && status_differs(a, &ea, b, &eb)) {
+            *first_diff = off;
+            return 2;
         }
         uint64_t n = MIN(ea.length, eb.length);
         bool za = ea.flags & VIMG_BS_ZERO, zb = eb.flags & VIMG_BS_ZERO;

@@ -13,6 +13,7 @@
 #include "../../common/iszero.h"
 #include "../../common/rounding.h"
 #include "../internal.h"
+#include "../protocols/file-lock.h"
 
 #define BUFFER_SIZE (2u << 20)
 #define DEFAULT_WORKERS 8
@@ -30,7 +31,12 @@ struct job {
     uint64_t size;
     bool skip_zero;           /* target reads zeros where we write nothing */
     pthread_mutex_t lock;
-    pthread_cond_t turn;
+    /* In-order writes: the worker holding ticket T waits on turn[T % n].
+     * At most n tickets are outstanding (one per worker) and they are
+     * consecutive from next_write, so each slot has at most one waiter and
+     * a finished write wakes exactly the next writer, not every worker. */
+    pthread_cond_t turn[MAX_WORKERS];
+    int n;
     uint64_t pos;             /* dispatcher cursor */
     struct vimg_extent ext;   /* cached block status at pos */
     bool ext_valid;
@@ -39,6 +45,15 @@ struct job {
     int error;                /* first -errno */
     char message[1024];
 };
+
+/* Wake every waiting writer (the job failed or a worker left). Called
+ * with the lock held. */
+static void wake_all(struct job *j)
+{
+    for (int i = 0; i < j->n; i++) {
+        pthread_cond_broadcast(&j->turn[i]);
+    }
+}
 
 static void fail(struct job *j, int r)
 {
@@ -49,7 +64,7 @@ static void fail(struct job *j, int r)
         snprintf(j->message, sizeof j->message, "%s",
                  m ? m : strerror(-j->error));
     }
-    pthread_cond_broadcast(&j->turn);
+    wake_all(j);
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -95,12 +110,16 @@ static bool dispatch(struct job *j, struct unit *u)
     return false;
 }
 
-/* Write BUF (the source's bytes of U) honouring -S: zero runs of at least
- * min_sparse bytes, aligned to it, are zeroed or skipped, not written. */
+/* Write BUF (the source's bytes of U) honouring -S: a zero run of at
+ * least min_sparse bytes, made of min_sparse-aligned blocks, is zeroed or
+ * skipped; shorter zero runs are written with the data around them, so
+ * they neither fragment the writes nor punch small holes. */
 static int write_data(struct job *j, const struct unit *u, const char *buf)
 {
     uint64_t s = j->p->min_sparse;
     uint64_t off = u->offset, end = u->offset + u->length;
+    uint64_t pending = off; /* start of the data not yet written */
+    int r;
 
     if (!s) {
         return vimg_internal_pwrite(j->dst, buf, u->length, off, 0);
@@ -116,20 +135,24 @@ static int write_data(struct job *j, const struct unit *u, const char *buf)
             }
             run_end = next;
         }
-        int r;
-        if (zero && j->skip_zero) {
-            r = 0;
-        } else if (zero) {
-            r = vimg_internal_zero(j->dst, off, run_end - off,
-                                   VIMG_ZERO_MAY_UNMAP);
-        } else {
-            r = vimg_internal_pwrite(j->dst, buf + (off - u->offset),
-                                     run_end - off, off, 0);
-        }
-        if (r < 0) {
-            return r;
+        if (zero && run_end - off >= s) {
+            if (pending < off &&
+                (r = vimg_internal_pwrite(j->dst, buf + (pending - u->offset),
+                                          off - pending, pending, 0)) < 0) {
+                return r;
+            }
+            if (!j->skip_zero &&
+                (r = vimg_internal_zero(j->dst, off, run_end - off,
+                                        VIMG_ZERO_MAY_UNMAP)) < 0) {
+                return r;
+            }
+            pending = run_end;
         }
         off = run_end;
+    }
+    if (pending < end) {
+        return vimg_internal_pwrite(j->dst, buf + (pending - u->offset),
+                                    end - pending, pending, 0);
     }
     return 0;
 }
@@ -177,11 +200,13 @@ static int process(struct job *j, const struct unit *u, char *buf,
     if (in_order) {
         pthread_mutex_lock(&j->lock);
         while (j->next_write != u->ticket && !j->error) {
-            pthread_cond_wait(&j->turn, &j->lock);
+            pthread_cond_wait(&j->turn[u->ticket % (uint64_t)j->n],
+                              &j->lock);
         }
+        bool stop = j->error != 0;
         pthread_mutex_unlock(&j->lock);
-        if (j->error) {
-            return 0;
+        if (stop) {
+            return 0; /* another worker failed: the job is over */
         }
     }
     if (base) {
@@ -206,7 +231,7 @@ static int process(struct job *j, const struct unit *u, char *buf,
     pthread_mutex_lock(&j->lock);
     if (in_order) {
         j->next_write++;
-        pthread_cond_broadcast(&j->turn);
+        pthread_cond_signal(&j->turn[j->next_write % (uint64_t)j->n]);
     }
     if (r == 0) {
         progress_locked(j, u->length);
@@ -244,11 +269,32 @@ static void *worker(void *arg)
         }
     }
     pthread_mutex_lock(&j->lock);
-    pthread_cond_broadcast(&j->turn);
+    wake_all(j);
     pthread_mutex_unlock(&j->lock);
     free(buf);
     free(base);
     return NULL;
+}
+
+/* Like qemu-img, refuse to copy a source that another process may be
+ * writing (the copy would mix old and new data), unless it was opened with
+ * -U. Readers of raw images otherwise share writes, so this lock is taken
+ * only for the copy. */
+static int lock_source(struct vimg_image *src)
+{
+    for (struct vimg_image *l = src; l; l = l->backing) {
+        if (l->params.flags & (VIMG_OPEN_NO_LOCK | VIMG_OPEN_FORCE_SHARE)) {
+            continue;
+        }
+        int r = vimg_internal_file_lock(l->file ? l->file : l,
+                                        FILE_PERM_READ,
+                                        FILE_PERM_ALL & ~(unsigned)
+                                                            FILE_PERM_WRITE);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
 }
 
 int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
@@ -271,13 +317,19 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                                 (unsigned long long)src->size);
         return -1;
     }
+    if (lock_source(src) < 0) {
+        return -1;
+    }
     j.size = src->size;
     j.skip_zero = j.p->target_is_new && vimg_has_zero_init(dst) &&
                   !dst->backing_name;
     n = j.p->workers > 0 ? j.p->workers : DEFAULT_WORKERS;
     n = n > MAX_WORKERS ? MAX_WORKERS : n;
+    j.n = n;
     pthread_mutex_init(&j.lock, NULL);
-    pthread_cond_init(&j.turn, NULL);
+    for (int i = 0; i < n; i++) {
+        pthread_cond_init(&j.turn[i], NULL);
+    }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&threads[i], NULL, worker, &j) != 0) {
             if (started == 0) {
@@ -290,7 +342,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
     }
-    pthread_cond_destroy(&j.turn);
+    for (int i = 0; i < n; i++) {
+        pthread_cond_destroy(&j.turn[i]);
+    }
     pthread_mutex_destroy(&j.lock);
     vimg_internal_error_clear();
     if (j.error) {
@@ -299,6 +353,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     }
     if (vimg_internal_flush(dst) < 0) {
         return -1;
+    }
+    if (j.size == 0 && j.p->progress) {
+        j.p->progress(j.p->opaque, 0, 0); /* an empty copy is complete */
     }
     return 0;
 }

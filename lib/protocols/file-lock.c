@@ -57,9 +57,11 @@ int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
             fcntl(fd, F_OFD_SETLK, &all);
             return vimg_internal_img_error(img, EAGAIN, "Failed to get "
                                            "shared \"%s\" lock: is another "
-                                           "process using the image? (-U "
-                                           "reads it anyway)",
-                                           perm_names[bit]);
+                                           "process using the image?%s",
+                                           perm_names[bit],
+                                           perm & FILE_PERM_WRITE
+                                               ? ""
+                                               : " (-U reads it anyway)");
         }
     }
     return 0;

@@ -95,7 +95,8 @@ static int file_close(struct vimg_image *img)
     struct file_state *s = img->opaque;
     int r = 0;
 
-    if (s->fd >= 0 && img->writable && fdatasync(s->fd) < 0) {
+    if (s->fd >= 0 && img->writable &&
+        !(img->params.flags & VIMG_OPEN_NO_FLUSH) && fdatasync(s->fd) < 0) {
         r = vimg_internal_img_error(img, errno, "flush: %s",
                                     strerror(errno));
     }
@@ -106,11 +107,15 @@ static int file_close(struct vimg_image *img)
     return r;
 }
 
-static void grow_size(struct file_state *s, uint64_t end)
+/* Formats on top read img->size (vimg_internal_get_size) to find the end
+ * of the file they append to, so keep it current too. */
+static void grow_size(struct vimg_image *img, struct file_state *s,
+                      uint64_t end)
 {
     uint64_t cur = atomic_load(&s->size);
     while (end > cur && !atomic_compare_exchange_weak(&s->size, &cur, end)) {
     }
+    __atomic_store_n(&img->size, atomic_load(&s->size), __ATOMIC_RELAXED);
 }
 
 static int file_pread(struct vimg_image *img, void *buf, uint64_t count,
@@ -165,7 +170,7 @@ static int file_pwrite(struct vimg_image *img, const void *buf,
         offset += (uint64_t)n;
         count -= (uint64_t)n;
     }
-    grow_size(s, end);
+    grow_size(img, s, end);
     if ((flags & VIMG_WRITE_FUA) && fdatasync(s->fd) < 0) {
         return vimg_internal_img_error(img, errno, "flush: %s",
                                        strerror(errno));
@@ -219,7 +224,7 @@ static int file_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                     return vimg_internal_img_error(img, errno, "truncate: %s",
                                                    strerror(errno));
                 }
-                grow_size(s, offset + count);
+                grow_size(img, s, offset + count);
             }
             return r;
         }
@@ -227,7 +232,7 @@ static int file_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
     r = try_fallocate(img, FALLOC_FL_ZERO_RANGE, offset, count,
                       &s->no_zero_range);
     if (r == 0) {
-        grow_size(s, offset + count);
+        grow_size(img, s, offset + count);
     }
     return r;
 }

@@ -16,6 +16,13 @@ int main(void)
 
     CHECK(vimg_parse_size("0", &v) == 0 && v == 0);
     CHECK(vimg_parse_size("512", &v) == 0 && v == 512);
+    CHECK(vimg_parse_size("0x10", &v) == 0 && v == 16);
+    CHECK(vimg_parse_size("0XfF", &v) == 0 && v == 255);
+    CHECK(vimg_parse_size("0x1k", &v) == 0 && v == 1024);
+    CHECK_EQ(vimg_parse_size("0x1.5k", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("0x", &v), -EINVAL);
+    CHECK_EQ(vimg_parse_size("0x10000000000000000", &v), -ERANGE);
+    CHECK_EQ(vimg_parse_size("0x8000000000000000", &v), -ERANGE);
     CHECK(vimg_parse_size("64k", &v) == 0 && v == 65536);
     CHECK(vimg_parse_size("1M", &v) == 0 && v == 1048576);
     CHECK(vimg_parse_size("16G", &v) == 0 && v == 16ULL << 30);

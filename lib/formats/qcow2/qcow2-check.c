@@ -1,0 +1,608 @@
+/* Check and repair: rebuild every refcount in memory from what references
+ * clusters (header, L1/L2 tables of the image and its snapshots, the
+ * snapshot table, refcount table and blocks, encryption header, bitmaps),
+ * compare with the refcounts on disk, and repair leaks, refcounts that are
+ * too low, OFLAG_COPIED flags, or the whole refcount structure. Messages
+ * and counters follow qemu-img check. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../common/rounding.h"
+#include "qcow2.h"
+
+/* The in-memory refcount array is bounded like QEMU's (INT_MAX clusters);
+ * references past the end of the file are reported, not counted. */
+#define MAX_CHECK_CLUSTERS ((uint64_t)INT32_MAX)
+
+struct check {
+    struct vimg_image *img;
+    struct qcow2_state *s;
+    struct vimg_check_result *res;
+    vimg_report_fn report;
+    void *opaque;
+    unsigned fix;
+    uint64_t nb;        /* clusters in the refs array */
+    uint32_t *refs;     /* references found, saturating */
+    bool rebuild;
+    uint8_t *buf;       /* one cluster */
+};
+
+static void say(struct check *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(struct check *c, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    if (!c->report) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->report(c->opaque, msg);
+}
+
+/* Count one reference to every cluster of [OFFSET, OFFSET+LEN). */
+static void inc_refs(struct check *c, uint64_t offset, uint64_t len)
+{
+    uint64_t cs = c->s->cluster_size;
+
+    if (len == 0) {
+        return;
+    }
+    for (uint64_t k = offset / cs; k <= (offset + len - 1) / cs; k++) {
+        if (k >= c->nb) {
+            say(c, "ERROR: cluster %" PRIu64 " (offset 0x%" PRIx64 ") lies "
+                "past the end of the file", k, k * cs);
+            c->res->corruptions++;
+            return;
+        }
+        if (c->refs[k] != UINT32_MAX) {
+            c->refs[k]++;
+        }
+    }
+}
+
+static int read_at(struct check *c, void *buf, uint64_t len, uint64_t off)
+{
+    int r = vimg_internal_pread(c->img->file, buf, len, off);
+    if (r < 0) {
+        c->res->check_errors++;
+    }
+    return r;
+}
+
+static void check_l2(struct check *c, uint64_t l2_offset, bool active)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t next = 0;
+
+    if (read_at(c, c->buf, s->cluster_size, l2_offset) < 0) {
+        say(c, "ERROR: I/O error in check_refcounts_l2");
+        return;
+    }
+    for (uint64_t i = 0; i < qcow2_l2_entries(s); i++) {
+        uint64_t e = load_be64(c->buf + i * 8);
+        uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
+        if (e & QCOW2_L2E_COMPRESSED) {
+            unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
+            uint64_t host = e & (((uint64_t)1 << x) - 1);
+            uint64_t sectors = ((e & ~(QCOW2_L2E_COMPRESSED |
+                                       QCOW2_L2E_COPIED)) >> x) + 1;
+            if (e & QCOW2_L2E_COPIED) {
+                say(c, "ERROR: coffset=0x%" PRIx64 ": copied flag must "
+                    "never be set for compressed clusters", host);
+                c->res->corruptions++;
+            }
+            inc_refs(c, host, sectors * QCOW2_COMPRESSED_SECTOR_SIZE -
+                                  (host & (QCOW2_COMPRESSED_SECTOR_SIZE - 1)));
+            if (active) {
+                c->res->allocated_clusters++;
+                c->res->compressed_clusters++;
+                c->res->fragmented_clusters++;
+            }
+            continue;
+        }
+        if (!off) {
+            continue;
+        }
+        if (off & (s->cluster_size - 1)) {
+            c->res->corruptions++;
+            say(c, "ERROR offset=%" PRIx64 ": %s cluster is not properly "
+                "aligned; L2 entry corrupted.", off,
+                s->version >= 3 && (e & QCOW2_L2E_ZERO) ? "Preallocated"
+                                                        : "Data");
+        }
+        if (active) {
+            c->res->allocated_clusters++;
+            if (next && off != next) {
+                c->res->fragmented_clusters++;
+            }
+            next = off + s->cluster_size;
+        }
+        if (s->data == c->img->file) {
+            inc_refs(c, off, s->cluster_size);
+        }
+    }
+}
+
+static void check_l1(struct check *c, uint64_t l1_offset, uint64_t l1_size,
+                     bool active)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t *l1 = active ? s->l1 : NULL;
+    uint8_t *raw = NULL;
+
+    inc_refs(c, l1_offset, l1_size * 8);
+    if (!active && l1_size) {
+        raw = malloc(l1_size * 8);
+        if (!raw || read_at(c, raw, l1_size * 8, l1_offset) < 0) {
+            if (!raw) {
+                c->res->check_errors++;
+            }
+            say(c, "ERROR: I/O error in check_refcounts_l1");
+            free(raw);
+            return;
+        }
+    }
+    for (uint64_t i = 0; i < l1_size; i++) {
+        uint64_t e = l1 ? l1[i] : load_be64(raw + i * 8);
+        uint64_t l2 = e & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        inc_refs(c, l2, s->cluster_size);
+        if (l2 & (s->cluster_size - 1)) {
+            say(c, "ERROR l2_offset=%" PRIx64 ": Table is not cluster "
+                "aligned; L1 entry corrupted", l2);
+            c->res->corruptions++;
+            continue;
+        }
+        check_l2(c, l2, active);
+    }
+    free(raw);
+}
+
+static void check_bitmaps(struct check *c)
+{
+    struct qcow2_state *s = c->s;
+    uint8_t *dir;
+    uint64_t off = 0;
+
+    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) ||
+        !s->bitmap_dir_size) {
+        return;
+    }
+    inc_refs(c, s->bitmap_dir_offset, s->bitmap_dir_size);
+    if (!(dir = malloc(s->bitmap_dir_size)) ||
+        read_at(c, dir, s->bitmap_dir_size, s->bitmap_dir_offset) < 0) {
+        free(dir);
+        return;
+    }
+    for (uint32_t i = 0; i < s->nb_bitmaps &&
+                         off + QCOW2_BMDIR_FIXED_SIZE <= s->bitmap_dir_size;
+         i++) {
+        const uint8_t *e = dir + off;
+        uint64_t table = load_be64(e + QCOW2_BMDIR_TABLE_OFFSET);
+        uint32_t n = load_be32(e + QCOW2_BMDIR_TABLE_SIZE);
+        uint64_t bytes = (uint64_t)n * 8;
+        inc_refs(c, table, bytes);
+        uint8_t *t = bytes && bytes <= (64u << 20) ? malloc(bytes) : NULL;
+        if (t && read_at(c, t, bytes, table) == 0) {
+            for (uint32_t j = 0; j < n; j++) {
+                uint64_t b = load_be64(t + j * 8) & QCOW2_BMT_OFFSET_MASK;
+                if (b) {
+                    inc_refs(c, b, s->cluster_size);
+                }
+            }
+        }
+        free(t);
+        off += ROUND_UP(QCOW2_BMDIR_FIXED_SIZE +
+                        (uint64_t)load_be32(e + QCOW2_BMDIR_EXTRA_DATA_SIZE) +
+                        load_be16(e + QCOW2_BMDIR_NAME_SIZE), 8);
+    }
+    free(dir);
+}
+
+static void check_refblocks(struct check *c)
+{
+    struct qcow2_state *s = c->s;
+
+    for (uint64_t i = 0; i < s->rt_entries; i++) {
+        uint64_t off = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
+        if (s->rt[i] & QCOW2_RTE_RESERVED) {
+            say(c, "ERROR refcount table entry %" PRIu64 " has reserved "
+                "bits set", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        if (!off) {
+            continue;
+        }
+        if (off & (s->cluster_size - 1)) {
+            say(c, "ERROR refcount block %" PRIu64 " is not cluster aligned; "
+                "refcount table entry corrupted", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        if (off / s->cluster_size >= c->nb) {
+            say(c, "ERROR refcount block %" PRIu64 " is outside image", i);
+            c->res->corruptions++;
+            c->rebuild = true;
+            continue;
+        }
+        inc_refs(c, off, s->cluster_size);
+        if (c->refs[off / s->cluster_size] != 1) {
+            say(c, "ERROR refcount block %" PRIu64 " refcount=%" PRIu32, i,
+                c->refs[off / s->cluster_size]);
+            c->res->corruptions++;
+            c->rebuild = true;
+        }
+    }
+}
+
+static int calculate(struct check *c)
+{
+    struct qcow2_state *s = c->s;
+
+    memset(c->refs, 0, c->nb * sizeof *c->refs);
+    c->res->allocated_clusters = c->res->fragmented_clusters = 0;
+    c->res->compressed_clusters = 0;
+    inc_refs(c, 0, s->cluster_size);
+    check_l1(c, s->l1_offset, s->l1_size, true);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        check_l1(c, s->snapshots[i].l1_offset, s->snapshots[i].l1_size,
+                 false);
+    }
+    inc_refs(c, s->snapshots_offset, s->nb_snapshots ? s->snapshots_size : 0);
+    inc_refs(c, s->rt_offset, s->rt_clusters * s->cluster_size);
+    inc_refs(c, s->crypto_offset, s->crypto_length);
+    check_bitmaps(c);
+    check_refblocks(c);
+    return 0;
+}
+
+/* The refcount on disk of cluster K (0 where the table entry is broken:
+ * check_refblocks reported it). */
+static int disk_refcount(struct check *c, uint64_t k, uint64_t *rc)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t t = k >> s->rb_bits;
+    uint64_t off = t < s->rt_entries ? s->rt[t] & QCOW2_RTE_OFFSET_MASK : 0;
+    uint8_t *block;
+    int r;
+
+    *rc = 0;
+    if (!off || (off & (s->cluster_size - 1)) ||
+        off / s->cluster_size >= c->nb) {
+        return 0;
+    }
+    if ((r = qcow2_cache_get(c->img, &s->rb_cache, off, false, &block)) < 0) {
+        c->res->check_errors++;
+        return r;
+    }
+    *rc = qcow2_refcount_load(block, s->refcount_order,
+                              k & (((uint64_t)1 << s->rb_bits) - 1));
+    return 0;
+}
+
+static int compare(struct check *c, unsigned fix, uint64_t *highest)
+{
+    struct qcow2_state *s = c->s;
+    int r;
+
+    *highest = 0;
+    for (uint64_t k = 0; k < c->nb; k++) {
+        uint64_t rc1, rc2 = c->refs[k];
+        if (disk_refcount(c, k, &rc1) < 0) {
+            say(c, "Can't get refcount for cluster %" PRIu64 ": I/O error",
+                k);
+            continue;
+        }
+        if (rc1 || rc2) {
+            *highest = k;
+        }
+        if (rc1 == rc2) {
+            continue;
+        }
+        int64_t *fixed = NULL;
+        if (rc1 == 0) {
+            c->rebuild = true;
+        } else if (rc1 > rc2 && (fix & VIMG_CHECK_FIX_LEAKS)) {
+            fixed = &c->res->leaks_fixed;
+        } else if (rc1 < rc2 && (fix & VIMG_CHECK_FIX_ERRORS)) {
+            fixed = &c->res->corruptions_fixed;
+        }
+        say(c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%"
+            PRIu64, fixed ? "Repairing" : rc1 < rc2 ? "ERROR" : "Leaked",
+            k, rc1, rc2);
+        if (fixed) {
+            r = qcow2_update_refcount(c->img, k * s->cluster_size,
+                                      s->cluster_size,
+                                      (int64_t)(rc2 - rc1));
+            if (r == 0) {
+                (*fixed)++;
+                continue;
+            }
+            c->res->check_errors++;
+        }
+        if (rc1 < rc2) {
+            c->res->corruptions++;
+        } else {
+            c->res->leaks++;
+        }
+    }
+    return 0;
+}
+
+/* Write a new refcount table and blocks after everything in use, from the
+ * counted references; the old structure becomes leaked clusters. */
+static int rebuild(struct check *c)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t cs = s->cluster_size, per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t first = 0, m = 0, k = 1, end;
+    int r;
+
+    for (uint64_t i = 0; i < c->nb; i++) {
+        if (c->refs[i]) {
+            first = i + 1;
+        }
+    }
+    for (;;) {
+        end = first + m + k;
+        uint64_t m2 = DIV_ROUND_UP(end, per_block);
+        uint64_t k2 = DIV_ROUND_UP(m2 * 8, cs);
+        if (m2 == m && k2 == k) {
+            break;
+        }
+        m = m2;
+        k = k2;
+    }
+    if (k * cs > QCOW2_MAX_RT_BYTES || end > MAX_CHECK_CLUSTERS) {
+        return vimg_internal_img_error(c->img, EFBIG, "cannot rebuild the "
+                                       "refcount structure: too large");
+    }
+    uint32_t *refs = realloc(c->refs, end * sizeof *refs);
+    uint64_t *rt = calloc(k * cs / 8, sizeof *rt);
+    uint8_t *buf = calloc(1, cs);
+    if (refs) {
+        memset(refs + c->nb, 0, (end - c->nb) * sizeof *refs);
+        c->refs = refs;
+        c->nb = end;
+    }
+    if (!refs || !rt || !buf) {
+        free(rt);
+        free(buf);
+        return vimg_internal_img_error(c->img, ENOMEM, "out of memory");
+    }
+    for (uint64_t i = first; i < end; i++) {
+        c->refs[i] = 1;
+    }
+    r = 0;
+    for (uint64_t t = 0; t < m && r == 0; t++) {
+        memset(buf, 0, cs);
+        for (uint64_t j = 0; j < per_block && t * per_block + j < end; j++) {
+            qcow2_refcount_store(buf, s->refcount_order, j,
+                                 c->refs[t * per_block + j]);
+        }
+        rt[t] = (first + t) * cs;
+        r = vimg_internal_pwrite(c->img->file, buf, cs, rt[t], 0);
+    }
+    for (uint64_t i = 0; i < k && r == 0; i++) {
+        for (uint64_t j = 0; j < cs / 8; j++) {
+            store_be64(buf + j * 8, rt[i * cs / 8 + j]);
+        }
+        r = vimg_internal_pwrite(c->img->file, buf, cs,
+                                 (first + m + i) * cs, 0);
+    }
+    free(buf);
+    if (r == 0) {
+        r = vimg_internal_flush(c->img->file);
+    }
+    if (r < 0) {
+        free(rt);
+        return r;
+    }
+    qcow2_cache_reset(&s->rb_cache);
+    free(s->rt);
+    s->rt = rt;
+    s->rt_entries = k * cs / 8;
+    s->rt_offset = (first + m) * cs;
+    s->rt_clusters = (uint32_t)k;
+    s->free_hint = 1;
+    if ((r = qcow2_update_header_fields(c->img,
+                                        QCOW2_HDR_REFCOUNT_TABLE_OFFSET,
+                                        12)) < 0) {
+        return r;
+    }
+    return vimg_internal_flush(c->img->file);
+}
+
+static int check_copied(struct check *c, bool repair)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t rc;
+    int r;
+
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        uint64_t e = s->l1[i], l2 = e & QCOW2_L1E_OFFSET_MASK;
+        if (!l2 || (l2 & (s->cluster_size - 1))) {
+            continue;
+        }
+        if (qcow2_get_refcount(c->img, l2 / s->cluster_size, &rc) < 0) {
+            continue;
+        }
+        if ((rc == 1) != !!(e & QCOW2_L1E_COPIED)) {
+            say(c, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64
+                " l1_entry=%" PRIx64 " refcount=%" PRIu64,
+                repair ? "Repairing" : "ERROR", i, e, rc);
+            if (repair) {
+                s->l1[i] = rc == 1 ? e | QCOW2_L1E_COPIED
+                                   : e & ~QCOW2_L1E_COPIED;
+                s->l1_dirty = true;
+                c->res->corruptions_fixed++;
+            } else {
+                c->res->corruptions++;
+            }
+        }
+        uint8_t *table;
+        if ((r = qcow2_cache_get(c->img, &s->l2_cache, l2, false,
+                                 &table)) < 0) {
+            c->res->check_errors++;
+            return r;
+        }
+        for (uint64_t j = 0; j < qcow2_l2_entries(s); j++) {
+            uint64_t le = load_be64(table + j * 8);
+            uint64_t off = le & QCOW2_L2E_OFFSET_MASK;
+            if ((le & QCOW2_L2E_COMPRESSED) || !off ||
+                (off & (s->cluster_size - 1))) {
+                continue;
+            }
+            rc = 1;
+            if (s->data == c->img->file &&
+                qcow2_get_refcount(c->img, off / s->cluster_size, &rc) < 0) {
+                continue;
+            }
+            if ((rc == 1) == !!(le & QCOW2_L2E_COPIED)) {
+                continue;
+            }
+            say(c, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64
+                " refcount=%" PRIu64, repair ? "Repairing" : "ERROR", le, rc);
+            if (repair) {
+                store_be64(table + j * 8, rc == 1 ? le | QCOW2_L2E_COPIED
+                                                  : le & ~QCOW2_L2E_COPIED);
+                qcow2_cache_mark_dirty(&s->l2_cache, table);
+                c->res->corruptions_fixed++;
+            } else {
+                c->res->corruptions++;
+            }
+        }
+    }
+    return 0;
+}
+
+int qcow2_check(struct vimg_image *img, unsigned fix,
+                struct vimg_check_result *res, vimg_report_fn report,
+                void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct check c = { .img = img, .s = s, .res = res, .report = report,
+                       .opaque = opaque, .fix = fix };
+    uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
+    uint64_t highest;
+    bool was_corrupt = s->corrupt;
+    int r;
+
+    if (img->writable && (r = qcow2_flush_metadata(img)) < 0) {
+        return r;
+    }
+    if (fix) {
+        s->corrupt = false; /* repair may write a corrupt image */
+    }
+    c.nb = DIV_ROUND_UP(file_size, s->cluster_size);
+    if (c.nb > MAX_CHECK_CLUSTERS) {
+        res->check_errors++;
+        return vimg_internal_img_error(img, EFBIG, "image file too large "
+                                       "to check");
+    }
+    c.refs = calloc(c.nb ? c.nb : 1, sizeof *c.refs);
+    c.buf = malloc(s->cluster_size);
+    if (!c.refs || !c.buf) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    res->has_cluster_stats = true;
+    res->total_clusters = (int64_t)DIV_ROUND_UP(img->size, s->cluster_size);
+    calculate(&c);
+    struct vimg_check_result pre = *res;
+    compare(&c, 0, &highest);
+    if (c.rebuild && (fix & VIMG_CHECK_FIX_ERRORS)) {
+        struct vimg_check_result old = *res;
+        say(&c, "Rebuilding refcount structure");
+        if ((r = rebuild(&c)) < 0) {
+            res->check_errors++;
+            goto out;
+        }
+        res->corruptions = res->leaks = 0;
+        c.rebuild = false;
+        c.nb = DIV_ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
+                            s->cluster_size);
+        calculate(&c);
+        struct vimg_check_result saved = *res;
+        compare(&c, VIMG_CHECK_FIX_LEAKS, &highest);
+        int64_t fresh_leaks = res->leaks;
+        *res = saved;
+        if (res->corruptions < old.corruptions) {
+            res->corruptions_fixed += old.corruptions - res->corruptions;
+        }
+        if (res->leaks < old.leaks) {
+            res->leaks_fixed += old.leaks - res->leaks;
+        }
+        res->leaks += fresh_leaks;
+    } else if (fix) {
+        if (c.rebuild) {
+            say(&c, "ERROR need to rebuild refcount structures");
+            res->check_errors++;
+            r = -EIO;
+            goto out;
+        }
+        if (res->leaks || res->corruptions) {
+            *res = pre;
+            compare(&c, fix, &highest);
+        }
+    }
+    bool repair = (fix & VIMG_CHECK_FIX_ERRORS) ||
+                  ((fix & VIMG_CHECK_FIX_LEAKS) && !res->check_errors &&
+                   !res->corruptions && !res->leaks);
+    if ((r = check_copied(&c, repair)) < 0) {
+        goto out;
+    }
+    res->image_end_offset = (int64_t)((highest + 1) * s->cluster_size);
+    r = 0;
+    if (fix) {
+        if ((r = qcow2_flush_metadata(img)) < 0 ||
+            (r = vimg_internal_flush(img->file)) < 0) {
+            goto out;
+        }
+        if (!res->check_errors && !res->corruptions) {
+            was_corrupt = false;
+            if (s->version >= 3 &&
+                (s->incompat & (QCOW2_INCOMPAT_DIRTY |
+                                QCOW2_INCOMPAT_CORRUPT))) {
+                s->incompat &= ~(QCOW2_INCOMPAT_DIRTY |
+                                 QCOW2_INCOMPAT_CORRUPT);
+                s->dirty_set = false;
+                if ((r = qcow2_update_header_fields(
+                         img, QCOW2_HDR_INCOMPATIBLE_FEATURES, 8)) == 0) {
+                    r = vimg_internal_flush(img->file);
+                }
+            }
+        }
+    }
+out:
+    s->corrupt = s->corrupt || was_corrupt;
+    free(c.refs);
+    free(c.buf);
+    return r;
+}
+
+int qcow2_repair_dirty(struct vimg_image *img)
+{
+    struct vimg_check_result res = { 0 };
+    int r = qcow2_check(img, VIMG_CHECK_FIX_LEAKS | VIMG_CHECK_FIX_ERRORS,
+                        &res, NULL, NULL);
+
+    if (r == 0 && (res.corruptions || res.check_errors)) {
+        return vimg_internal_img_error(img, EIO, "could not repair the "
+                                       "refcounts of a dirty image");
+    }
+    return r;
+}

@@ -1,0 +1,866 @@
+/* Guest clusters: L1/L2 lookup, reads, allocating writes with copy-on-write
+ * of partial clusters, zero clusters, discard, block status and
+ * preallocation. Ordering: a new cluster's refcount reaches the disk
+ * before the L2 entry pointing at it (qcow2-cache.c), and an old cluster is
+ * released only once the tables no longer pointing at it are on disk. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "../../../common/checked-overflow.h"
+#include "../../../common/rounding.h"
+#include "qcow2.h"
+
+/* Clusters handled by one allocation (32 MiB at 64 KiB clusters). */
+#define MAX_RUN 512
+
+enum ctype { C_UNALLOC, C_ZERO_PLAIN, C_ZERO_ALLOC, C_NORMAL, C_COMPRESSED };
+
+/* Host ranges to release once the L2 tables are on disk. */
+struct free_list {
+    size_t n, cap;
+    struct { uint64_t offset, len; } *v;
+};
+
+static int free_list_add(struct vimg_image *img, struct free_list *f,
+                         uint64_t offset, uint64_t len)
+{
+    if (f->n && f->v[f->n - 1].offset + f->v[f->n - 1].len == offset) {
+        f->v[f->n - 1].len += len;
+        return 0;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        void *p = realloc(f->v, cap * sizeof *f->v);
+        if (!p) {
+            return vimg_internal_img_error(img, ENOMEM, "out of memory");
+        }
+        f->v = p;
+        f->cap = cap;
+    }
+    f->v[f->n].offset = offset;
+    f->v[f->n].len = len;
+    f->n++;
+    return 0;
+}
+
+/* Write the tables that stopped pointing at the listed clusters, then drop
+ * their references (and give the space back to the file). */
+static int free_list_commit(struct vimg_image *img, struct free_list *f)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r = 0;
+
+    if (f->n) {
+        r = qcow2_flush_metadata(img);
+        if (r == 0 && !s->lazy) {
+            r = vimg_internal_flush(img->file);
+        }
+    }
+    for (size_t i = 0; r == 0 && i < f->n; i++) {
+        r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
+        if (r == 0 && s->data == img->file) {
+            /* Best effort: a file that cannot punch holes keeps the
+             * bytes, which is harmless. */
+            (void)vimg_internal_discard(img->file, f->v[i].offset,
+                                        f->v[i].len);
+        }
+    }
+    free(f->v);
+    memset(f, 0, sizeof *f);
+    return r;
+}
+
+static uint64_t compressed_host(const struct qcow2_state *s, uint64_t e,
+                                uint64_t *len)
+{
+    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
+    uint64_t host = e & (((uint64_t)1 << x) - 1);
+    uint64_t sectors = ((e & ~QCOW2_L2E_COMPRESSED & ~QCOW2_L2E_COPIED) >>
+                        x) + 1;
+    *len = sectors * QCOW2_COMPRESSED_SECTOR_SIZE -
+           (host & (QCOW2_COMPRESSED_SECTOR_SIZE - 1));
+    return host;
+}
+
+static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
+                    uint64_t *host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    *host = e & QCOW2_L2E_OFFSET_MASK;
+    if (e & QCOW2_L2E_COMPRESSED) {
+        *t = C_COMPRESSED;
+        *host = 0;
+        return 0;
+    }
+    if (s->version >= 3 && (e & QCOW2_L2E_ZERO)) {
+        *t = *host ? C_ZERO_ALLOC : C_ZERO_PLAIN;
+    } else {
+        *t = *host ? C_NORMAL : C_UNALLOC;
+    }
+    if (*host & (s->cluster_size - 1)) {
+        return qcow2_signal_corruption(img, *host, "L2 entry 0x%llx points "
+                                       "at an unaligned cluster",
+                                       (unsigned long long)e);
+    }
+    return 0;
+}
+
+/* The L2 table for guest OFFSET (*TABLE NULL when it has none and ALLOC is
+ * false) and the index of OFFSET's entry. ALLOC makes the table exist and
+ * be exclusively ours (copy-on-write of a table shared with a snapshot). */
+static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
+                  uint8_t **table, uint64_t *idx)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t l1i = offset >> (s->l2_bits + s->cluster_bits);
+    uint64_t old, fresh;
+    uint8_t *copy = NULL, *t;
+    int r;
+
+    *table = NULL;
+    *idx = (offset >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+    if (l1i >= s->l1_size) {
+        return alloc ? qcow2_signal_corruption(img, offset, "guest offset "
+                                               "beyond the L1 table") : 0;
+    }
+    old = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+    if (old & (s->cluster_size - 1)) {
+        return qcow2_signal_corruption(img, old, "L2 table offset 0x%llx "
+                                       "is not cluster aligned",
+                                       (unsigned long long)old);
+    }
+    if (old && (!alloc || (s->l1[l1i] & QCOW2_L1E_COPIED))) {
+        return qcow2_cache_get(img, &s->l2_cache, old, false, table);
+    }
+    if (!alloc) {
+        return 0;
+    }
+    if (old) {
+        if ((r = qcow2_cache_get(img, &s->l2_cache, old, false, &t)) < 0) {
+            return r;
+        }
+        if (!(copy = malloc(s->cluster_size))) {
+            return vimg_internal_img_error(img, ENOMEM, "out of memory");
+        }
+        memcpy(copy, t, s->cluster_size);
+    }
+    if ((r = qcow2_alloc_clusters(img, 1, &fresh)) < 0 ||
+        (r = qcow2_cache_get(img, &s->l2_cache, fresh, true, &t)) < 0) {
+        free(copy);
+        return r;
+    }
+    if (copy) {
+        memcpy(t, copy, s->cluster_size);
+        free(copy);
+    }
+    qcow2_cache_mark_dirty(&s->l2_cache, t);
+    s->l1[l1i] = fresh | QCOW2_L1E_COPIED;
+    s->l1_dirty = true;
+    if (old) {
+        struct free_list f = { 0 };
+        if ((r = free_list_add(img, &f, old, s->cluster_size)) < 0 ||
+            (r = free_list_commit(img, &f)) < 0) {
+            return r;
+        }
+    }
+    return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
+}
+
+static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t len, host = compressed_host(s, e, &len);
+    uint8_t *in;
+    int r;
+
+    if (len > 2 * s->cluster_size) {
+        return qcow2_signal_corruption(img, host, "compressed cluster is "
+                                       "larger than a cluster");
+    }
+    if (!(in = malloc(len))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    if ((r = vimg_internal_pread(s->data, in, len, host)) < 0) {
+        free(in);
+        return r;
+    }
+    bool ok = false;
+    if (s->compression_type == QCOW2_COMPRESSION_ZLIB) {
+        z_stream z = { 0 };
+        if (inflateInit2(&z, -12) == Z_OK) {
+            z.next_in = in;
+            z.avail_in = (uInt)len;
+            z.next_out = out;
+            z.avail_out = (uInt)s->cluster_size;
+            int zr = inflate(&z, Z_FINISH);
+            ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
+                 z.avail_out == 0;
+            inflateEnd(&z);
+        }
+    } else {
+        ZSTD_DCtx *d = ZSTD_createDCtx();
+        ZSTD_inBuffer ib = { in, len, 0 };
+        ZSTD_outBuffer ob = { out, s->cluster_size, 0 };
+        while (d && ob.pos < ob.size && ib.pos < ib.size) {
+            size_t zr = ZSTD_decompressStream(d, &ob, &ib);
+            if (ZSTD_isError(zr)) {
+                break;
+            }
+        }
+        ok = d && ob.pos == ob.size;
+        ZSTD_freeDCtx(d);
+    }
+    free(in);
+    if (!ok) {
+        return vimg_internal_img_error(img, EIO, "compressed cluster at "
+                                       "0x%llx could not be decompressed",
+                                       (unsigned long long)host);
+    }
+    return 0;
+}
+
+static int refuse_encrypted(struct vimg_image *img)
+{
+    return vimg_internal_img_error(img, ENOTSUP, "image is encrypted; vimg "
+                                   "cannot decrypt or encrypt its data");
+}
+
+/* Guest data for the cluster at guest offset GUEST whose old entry is E,
+ * as it read before a write replaced it. */
+static int old_contents(struct vimg_image *img, uint64_t e, uint64_t guest,
+                        uint8_t *out)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    enum ctype t;
+    uint64_t host;
+    int r = classify(img, e, &t, &host);
+
+    if (r < 0) {
+        return r;
+    }
+    switch (t) {
+    case C_UNALLOC:
+        return vimg_internal_read_backing(img, out, s->cluster_size, guest);
+    case C_ZERO_PLAIN:
+    case C_ZERO_ALLOC:
+        memset(out, 0, s->cluster_size);
+        return 0;
+    case C_NORMAL:
+        return vimg_internal_pread(s->data, out, s->cluster_size, host);
+    default:
+        return decompress(img, e, out);
+    }
+}
+
+/* Release the host clusters an old entry E held. */
+static int release_entry(struct vimg_image *img, struct free_list *f,
+                         uint64_t e)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    enum ctype t;
+    uint64_t host, len;
+    int r = classify(img, e, &t, &host);
+
+    if (r < 0) {
+        return r;
+    }
+    if (t == C_COMPRESSED) {
+        host = compressed_host(s, e, &len);
+        uint64_t first = ROUND_DOWN(host, s->cluster_size);
+        return free_list_add(img, f, first,
+                             ROUND_UP(host + len, s->cluster_size) - first);
+    }
+    if ((t == C_NORMAL || t == C_ZERO_ALLOC) && s->data == img->file) {
+        return free_list_add(img, f, host, s->cluster_size);
+    }
+    return 0;
+}
+
+int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
+                uint64_t offset)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *out = buf;
+    int r;
+
+    if (s->crypt_method) {
+        return refuse_encrypted(img);
+    }
+    while (count) {
+        uint8_t *table;
+        uint64_t idx, coff = offset & (s->cluster_size - 1);
+        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+            return r;
+        }
+        uint64_t n = MIN(count, (qcow2_l2_entries(s) - idx) *
+                                    s->cluster_size - coff);
+        enum ctype t = C_UNALLOC;
+        uint64_t host = 0, e = 0, k = 1;
+        if (table) {
+            e = load_be64(table + idx * 8);
+            if ((r = classify(img, e, &t, &host)) < 0) {
+                return r;
+            }
+            for (; k * s->cluster_size - coff < n; k++) {
+                uint64_t h;
+                enum ctype t2;
+                if (t == C_COMPRESSED ||
+                    (r = classify(img, load_be64(table + (idx + k) * 8),
+                                  &t2, &h)) < 0 ||
+                    t2 != t || (t == C_NORMAL &&
+                                h != host + k * s->cluster_size)) {
+                    break;
+                }
+            }
+            if (r < 0) {
+                return r;
+            }
+            n = MIN(n, k * s->cluster_size - coff);
+        }
+        switch (t) {
+        case C_UNALLOC:
+            r = vimg_internal_read_backing(img, out, n, offset);
+            break;
+        case C_ZERO_PLAIN:
+        case C_ZERO_ALLOC:
+            memset(out, 0, n);
+            break;
+        case C_NORMAL:
+            r = vimg_internal_pread(s->data, out, n, host + coff);
+            break;
+        case C_COMPRESSED: {
+            uint8_t *c = malloc(s->cluster_size);
+            r = c ? decompress(img, e, c)
+                  : vimg_internal_img_error(img, ENOMEM, "out of memory");
+            if (r == 0) {
+                memcpy(out, c + coff, n);
+            }
+            free(c);
+            break;
+        }
+        }
+        if (r < 0) {
+            return r;
+        }
+        out += n;
+        offset += n;
+        count -= n;
+    }
+    return 0;
+}
+
+static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
+                      uint64_t host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if (s->data == img->file &&
+        (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
+        return r;
+    }
+    return vimg_internal_pwrite(s->data, buf, len, host, 0);
+}
+
+/* Write a cluster of which only [FROM, TO) comes from SRC: the rest is
+ * what the cluster read before (old entry E). */
+static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
+                         uint64_t host, const uint8_t *src, uint64_t from,
+                         uint64_t to)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *c = malloc(s->cluster_size);
+    int r;
+
+    if (!c) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    r = old_contents(img, e, guest, c);
+    if (r == 0) {
+        memcpy(c + from, src, to - from);
+        r = write_data(img, c, s->cluster_size, host);
+    }
+    free(c);
+    return r;
+}
+
+/* Allocate and write K clusters at guest cluster GUEST (old entries OLD),
+ * taking [COFF, COFF+LEN) of the run from BUF. */
+static int write_new_run(struct vimg_image *img, const uint8_t *buf,
+                         uint64_t guest, uint64_t coff, uint64_t len,
+                         const uint64_t *old, uint64_t k, uint64_t *host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size, end = coff + len, first = 0, last = k;
+    int r;
+
+    if (s->data != img->file) {
+        *host = guest; /* external data files map guest = host */
+    } else if ((r = qcow2_alloc_clusters(img, k, host)) < 0) {
+        return r;
+    }
+    if (coff || (k == 1 && end < cs)) {
+        uint64_t to = k == 1 ? end : cs;
+        if ((r = write_partial(img, old[0], guest, *host, buf, coff,
+                               to)) < 0) {
+            return r;
+        }
+        first = 1;
+    }
+    if (first < k && end % cs) {
+        last = k - 1;
+        if ((r = write_partial(img, old[k - 1], guest + last * cs,
+                               *host + last * cs, buf + last * cs - coff, 0,
+                               end % cs)) < 0) {
+            return r;
+        }
+    }
+    if (first < last) {
+        r = write_data(img, buf + first * cs - coff, (last - first) * cs,
+                       *host + first * cs);
+    }
+    return r;
+}
+
+int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
+                 uint64_t offset, unsigned flags)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    const uint8_t *in = buf;
+    struct free_list f = { 0 };
+    uint64_t old[MAX_RUN];
+    int r = 0;
+
+    if (s->crypt_method) {
+        return refuse_encrypted(img);
+    }
+    if (s->corrupt) {
+        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
+                                       "writes are refused");
+    }
+    while (count && r == 0) {
+        uint8_t *table;
+        uint64_t idx, coff = offset & (s->cluster_size - 1), host, k;
+        enum ctype t;
+        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+            break;
+        }
+        uint64_t n = MIN(count, MIN(qcow2_l2_entries(s) - idx, MAX_RUN) *
+                                    s->cluster_size - coff);
+        uint64_t e = load_be64(table + idx * 8);
+        if ((r = classify(img, e, &t, &host)) < 0) {
+            break;
+        }
+        bool in_place = t == C_NORMAL && (e & QCOW2_L2E_COPIED);
+        old[0] = e;
+        for (k = 1; k * s->cluster_size - coff < n; k++) {
+            uint64_t e2 = load_be64(table + (idx + k) * 8), h;
+            enum ctype t2;
+            if ((r = classify(img, e2, &t2, &h)) < 0) {
+                break;
+            }
+            bool ip2 = t2 == C_NORMAL && (e2 & QCOW2_L2E_COPIED);
+            if (ip2 != in_place ||
+                (in_place && h != host + k * s->cluster_size)) {
+                break;
+            }
+            old[k] = e2;
+        }
+        if (r < 0) {
+            break;
+        }
+        n = MIN(n, k * s->cluster_size - coff);
+        if (in_place) {
+            r = write_data(img, in, n, host + coff);
+        } else {
+            uint64_t guest = offset - coff;
+            if ((r = write_new_run(img, in, guest, coff, n, old, k,
+                                   &host)) < 0 ||
+                (r = get_l2(img, offset, true, &table, &idx)) < 0) {
+                break;
+            }
+            for (uint64_t i = 0; i < k && r == 0; i++) {
+                store_be64(table + (idx + i) * 8,
+                           (host + i * s->cluster_size) | QCOW2_L2E_COPIED);
+            }
+            qcow2_cache_mark_dirty(&s->l2_cache, table);
+            for (uint64_t i = 0; i < k && r == 0; i++) {
+                r = release_entry(img, &f, old[i]);
+            }
+        }
+        in += n;
+        offset += n;
+        count -= n;
+    }
+    int r2 = free_list_commit(img, &f);
+    if (r == 0) {
+        r = r2;
+    }
+    if (r == 0 && (flags & VIMG_WRITE_FUA)) {
+        if ((r = qcow2_flush_metadata(img)) == 0) {
+            r = vimg_internal_flush(img->file);
+        }
+    }
+    return r;
+}
+
+/* The entry replacing E (of type T) when its cluster is zeroed (ZERO) or
+ * discarded; *RELEASE when the old host cluster must be freed. */
+static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
+                                  uint64_t e, bool zero, bool unmap,
+                                  bool backing, bool *release)
+{
+    *release = false;
+    switch (t) {
+    case C_UNALLOC:
+        return zero && backing ? QCOW2_L2E_ZERO : e;
+    case C_ZERO_PLAIN:
+        return e;
+    case C_NORMAL:
+        if (zero && !unmap && (e & QCOW2_L2E_COPIED)) {
+            return e | QCOW2_L2E_ZERO;
+        }
+        break;
+    case C_ZERO_ALLOC:
+        if (zero && !unmap) {
+            return e;
+        }
+        break;
+    default:
+        break;
+    }
+    *release = true;
+    /* Without the zero flag, discard on v3 with a backing file must still
+     * not expose the backing data. */
+    return zero || (backing && s->version >= 3) ? QCOW2_L2E_ZERO : 0;
+}
+
+/* Set the entries of whole clusters [OFFSET, OFFSET+COUNT) to read as
+ * zeros (ZERO) or to be deallocated. */
+static int clear_clusters(struct vimg_image *img, uint64_t offset,
+                          uint64_t count, bool zero, bool unmap)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct free_list f = { 0 };
+    bool backing = img->backing_name != NULL;
+    int r = 0;
+
+    while (count && r == 0) {
+        uint8_t *table;
+        uint64_t idx;
+        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+            break;
+        }
+        uint64_t k = MIN(count >> s->cluster_bits,
+                         qcow2_l2_entries(s) - idx);
+        if (!table && !(zero && backing)) {
+            /* Nothing allocated and nothing below: already zeros. */
+            offset += k * s->cluster_size;
+            count -= k * s->cluster_size;
+            continue;
+        }
+        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+            break;
+        }
+        for (uint64_t i = 0; i < k && r == 0; i++) {
+            uint64_t e = load_be64(table + (idx + i) * 8), host, ne;
+            enum ctype t;
+            if ((r = classify(img, e, &t, &host)) < 0) {
+                break;
+            }
+            bool release;
+            ne = entry_after_clear(s, t, e, zero, unmap, backing, &release);
+            if (release) {
+                r = release_entry(img, &f, e);
+            }
+            if (ne != e) {
+                store_be64(table + (idx + i) * 8, ne);
+                qcow2_cache_mark_dirty(&s->l2_cache, table);
+            }
+        }
+        offset += k * s->cluster_size;
+        count -= k * s->cluster_size;
+    }
+    int r2 = free_list_commit(img, &f);
+    return r < 0 ? r : r2;
+}
+
+int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
+               unsigned flags)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t start = ROUND_UP(offset, cs);
+    uint64_t end = offset + count == img->size ? ROUND_UP(img->size, cs)
+                                               : ROUND_DOWN(offset + count,
+                                                            cs);
+    int r;
+
+    if (s->version < 3 || s->crypt_method) {
+        return -ENOTSUP; /* the core writes zeroed buffers */
+    }
+    if (s->corrupt) {
+        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
+                                       "writes are refused");
+    }
+    if (start >= end) {
+        return -ENOTSUP;
+    }
+    uint8_t *zeros = calloc(1, cs);
+    if (!zeros) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    r = 0;
+    if (start > offset) {
+        r = qcow2_pwrite(img, zeros, start - offset, offset, 0);
+    }
+    if (r == 0 && offset + count > end) {
+        r = qcow2_pwrite(img, zeros, offset + count - end, end, 0);
+    }
+    free(zeros);
+    if (r == 0) {
+        r = clear_clusters(img, start, end - start, true,
+                           flags & VIMG_ZERO_MAY_UNMAP);
+    }
+    return r;
+}
+
+int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t start = ROUND_UP(offset, cs);
+    uint64_t end = offset + count == img->size ? ROUND_UP(img->size, cs)
+                                               : ROUND_DOWN(offset + count,
+                                                            cs);
+
+    if (s->version < 3 && img->backing_name) {
+        /* Deallocating would expose the backing file, and v2 has no zero
+         * flag: leaving the data is a valid discard. */
+        return 0;
+    }
+    if (s->corrupt) {
+        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
+                                       "writes are refused");
+    }
+    if (start >= end) {
+        return 0;
+    }
+    return clear_clusters(img, start, end - start, false, true);
+}
+
+int qcow2_block_status(struct vimg_image *img, uint64_t offset,
+                       uint64_t count, uint64_t *pnum, uint64_t *map,
+                       struct vimg_image **file)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size, done = 0, want_host = 0;
+    enum ctype first = C_UNALLOC;
+    int r;
+
+    while (done < count) {
+        uint8_t *table;
+        uint64_t idx, pos = offset + done, coff = pos & (cs - 1);
+        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+            return r;
+        }
+        uint64_t span = (qcow2_l2_entries(s) - idx) * cs - coff;
+        if (!table) {
+            if (done && first != C_UNALLOC) {
+                break;
+            }
+            done += MIN(span, count - done);
+            continue;
+        }
+        bool stop = false;
+        for (uint64_t i = idx; i < qcow2_l2_entries(s) && done < count;
+             i++) {
+            uint64_t e = load_be64(table + i * 8), host;
+            enum ctype t;
+            if ((r = classify(img, e, &t, &host)) < 0) {
+                return r;
+            }
+            if (t == C_ZERO_ALLOC) {
+                t = C_ZERO_PLAIN; /* reads as zeros either way */
+            }
+            if (done == 0) {
+                first = t;
+                want_host = host;
+                *map = host + coff;
+            } else if (t != first || t == C_COMPRESSED ||
+                       (t == C_NORMAL && host != want_host)) {
+                stop = true;
+                break;
+            }
+            want_host = host + cs;
+            done += MIN(cs - (done == 0 ? coff : 0), count - done);
+        }
+        if (stop) {
+            break;
+        }
+    }
+    *pnum = done;
+    *file = s->data;
+    switch (first) {
+    case C_UNALLOC:
+        return 0;
+    case C_ZERO_PLAIN:
+    case C_ZERO_ALLOC:
+        return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
+    case C_NORMAL:
+        return VIMG_BS_DATA | VIMG_BS_ALLOCATED |
+               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
+    default:
+        return VIMG_BS_DATA | VIMG_BS_ALLOCATED;
+    }
+}
+
+int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
+                      enum vimg_prealloc mode)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t pos = ROUND_DOWN(start, cs);
+    int r = 0;
+
+    end = ROUND_UP(end, cs);
+    while (pos < end && r == 0) {
+        uint8_t *table;
+        uint64_t idx, host, k;
+        enum ctype t;
+        if ((r = get_l2(img, pos, true, &table, &idx)) < 0) {
+            break;
+        }
+        uint64_t n = MIN((end - pos) / cs,
+                         MIN(qcow2_l2_entries(s) - idx, MAX_RUN));
+        for (k = 0; k < n; k++) {
+            if ((r = classify(img, load_be64(table + (idx + k) * 8), &t,
+                              &host)) < 0 ||
+                (t != C_UNALLOC && t != C_ZERO_PLAIN)) {
+                break;
+            }
+        }
+        if (r < 0) {
+            break;
+        }
+        if (k == 0) {
+            pos += cs;
+            continue;
+        }
+        if (s->data != img->file) {
+            host = pos;
+        } else if ((r = qcow2_alloc_clusters(img, k, &host)) < 0) {
+            break;
+        }
+        /* Reused space may hold old bytes: make it read as zeros. */
+        r = vimg_internal_zero(s->data, host, k * cs,
+                               mode == VIMG_PREALLOC_METADATA
+                                   ? VIMG_ZERO_MAY_UNMAP : 0);
+        if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
+            break;
+        }
+        for (uint64_t i = 0; i < k; i++) {
+            store_be64(table + (idx + i) * 8,
+                       (host + i * cs) | QCOW2_L2E_COPIED);
+        }
+        qcow2_cache_mark_dirty(&s->l2_cache, table);
+        pos += k * cs;
+    }
+    return r;
+}
+
+int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t pos = ROUND_UP(offset, cs);
+    uint64_t limit = (uint64_t)s->l1_size << (s->l2_bits + s->cluster_bits);
+    int r;
+
+    *free = true;
+    while (pos < limit) {
+        uint8_t *table;
+        uint64_t idx;
+        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+            return r;
+        }
+        for (uint64_t i = idx; table && i < qcow2_l2_entries(s); i++) {
+            uint64_t e = load_be64(table + i * 8);
+            if (e & (QCOW2_L2E_OFFSET_MASK | QCOW2_L2E_COMPRESSED)) {
+                *free = false;
+                return 0;
+            }
+        }
+        pos += (qcow2_l2_entries(s) - idx) * cs;
+    }
+    return 0;
+}
+
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t old_offset = s->l1_offset, old_bytes = s->l1_size * 8ull;
+    uint64_t bytes, fresh, *l1;
+    uint8_t *buf;
+    int r;
+
+    if (min_size <= s->l1_size) {
+        return 0;
+    }
+    if (CHECKED_MUL(min_size, 8, &bytes) || bytes > QCOW2_MAX_L1_BYTES) {
+        return vimg_internal_img_error(img, EFBIG, "the L1 table would "
+                                       "exceed %u bytes",
+                                       QCOW2_MAX_L1_BYTES);
+    }
+    /* Tables the old L1 names must be on disk before a copy names them. */
+    if ((r = qcow2_flush_metadata(img)) < 0) {
+        return r;
+    }
+    l1 = calloc(min_size, sizeof *l1);
+    buf = calloc(1, bytes);
+    if (!l1 || !buf) {
+        free(l1);
+        free(buf);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    memcpy(l1, s->l1, s->l1_size * sizeof *l1);
+    for (uint64_t i = 0; i < min_size; i++) {
+        store_be64(buf + i * 8, l1[i]);
+    }
+    r = qcow2_alloc_clusters(img, DIV_ROUND_UP(bytes, s->cluster_size),
+                             &fresh);
+    if (r == 0) {
+        r = qcow2_cache_flush(img, &s->rb_cache);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    if (r == 0) {
+        r = qcow2_write_meta(img, QCOW2_ROLE_L1, buf, bytes, fresh);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    free(buf);
+    if (r < 0) {
+        free(l1);
+        return r;
+    }
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = (uint32_t)min_size;
+    s->l1_offset = fresh;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_L1_SIZE, 12)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        return r;
+    }
+    if (old_bytes) {
+        r = qcow2_free_clusters(img, old_offset,
+                                ROUND_UP(old_bytes, s->cluster_size));
+    }
+    return r;
+}

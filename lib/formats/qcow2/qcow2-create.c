@@ -1,0 +1,359 @@
+/* Creating qcow2 images (the layout qemu-img create writes: header, then
+ * refcount table, one refcount block and the L1 table) and resizing. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../common/rounding.h"
+#include "qcow2.h"
+
+const struct vimg_opt_desc qcow2_create_opts[] = {
+    { "size", VIMG_OPT_SIZE, "Virtual disk size" },
+    { "compat", VIMG_OPT_STRING,
+      "Compatibility level (v2 or 0.10, v3 or 1.1)" },
+    { "backing_file", VIMG_OPT_STRING,
+      "File name of a base image" },
+    { "backing_fmt", VIMG_OPT_STRING, "Image format of the base image" },
+    { "cluster_size", VIMG_OPT_SIZE, "qcow2 cluster size" },
+    { "preallocation", VIMG_OPT_STRING,
+      "Preallocation mode (allowed values: off, metadata, falloc, full)" },
+    { "lazy_refcounts", VIMG_OPT_BOOL,
+      "Postpone refcount updates" },
+    { "refcount_bits", VIMG_OPT_NUMBER,
+      "Width of a reference count entry in bits" },
+    { "extended_l2", VIMG_OPT_BOOL,
+      "Extended L2 tables (not supported)" },
+    { "compression_type", VIMG_OPT_STRING,
+      "Compression method used for image cluster compression (zlib, "
+      "zstd)" },
+    { NULL, 0, NULL },
+};
+
+/* Feature names QEMU writes into new v3 images. */
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} feature_names[] = {
+    { QCOW2_FEAT_TYPE_INCOMPATIBLE, 0, "dirty bit" },
+    { QCOW2_FEAT_TYPE_INCOMPATIBLE, 1, "corrupt bit" },
+    { QCOW2_FEAT_TYPE_INCOMPATIBLE, 2, "external data file" },
+    { QCOW2_FEAT_TYPE_INCOMPATIBLE, 3, "compression type" },
+    { QCOW2_FEAT_TYPE_INCOMPATIBLE, 4, "extended L2 entries" },
+    { QCOW2_FEAT_TYPE_COMPATIBLE, 0, "lazy refcounts" },
+    { QCOW2_FEAT_TYPE_AUTOCLEAR, 0, "bitmaps" },
+    { QCOW2_FEAT_TYPE_AUTOCLEAR, 1, "raw external data" },
+};
+#define N_FEATURES (sizeof feature_names / sizeof feature_names[0])
+
+struct create_params {
+    uint32_t version, cluster_bits, refcount_order;
+    bool lazy, zstd;
+    enum vimg_prealloc prealloc;
+};
+
+static int parse_params(const struct vimg_create_ctx *c,
+                        struct create_params *p)
+{
+    const struct vimg_opts *o = c->opts;
+    const char *compat = vimg_internal_opts_get(o, "compat", "1.1");
+    const char *ctype = vimg_internal_opts_get(o, "compression_type",
+                                               "zlib");
+    uint64_t cs, bits;
+    bool ext_l2;
+    int r;
+
+    if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+        p->version = 3;
+    } else if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+        p->version = 2;
+    } else {
+        return vimg_internal_error(EINVAL, "%s: invalid compatibility level "
+                                   "'%s'", c->filename, compat);
+    }
+    if ((r = vimg_internal_opts_get_size(o, "cluster_size", 65536,
+                                         &cs)) < 0 ||
+        (r = vimg_internal_opts_get_size(o, "refcount_bits", 16,
+                                         &bits)) < 0 ||
+        (r = vimg_internal_opts_get_bool(o, "lazy_refcounts", false,
+                                         &p->lazy)) < 0 ||
+        (r = vimg_internal_opts_get_bool(o, "extended_l2", false,
+                                         &ext_l2)) < 0 ||
+        (r = vimg_internal_opts_get_prealloc(o, &p->prealloc)) < 0) {
+        return r;
+    }
+    if (!is_power_of_2(cs) || cs < 512 || cs > (2u << 20)) {
+        return vimg_internal_error(EINVAL, "%s: cluster size must be a power "
+                                   "of two between 512 and 2097152 bytes",
+                                   c->filename);
+    }
+    p->cluster_bits = (uint32_t)__builtin_ctzll(cs);
+    if (!is_power_of_2(bits) || bits > 64) {
+        return vimg_internal_error(EINVAL, "%s: refcount width must be a "
+                                   "power of two and may not exceed 64 "
+                                   "bits", c->filename);
+    }
+    p->refcount_order = (uint32_t)__builtin_ctzll(bits);
+    if (ext_l2) {
+        return vimg_internal_error(ENOTSUP, "%s: extended L2 entries "
+                                   "(subclusters) are not supported",
+                                   c->filename);
+    }
+    if (!strcmp(ctype, "zstd")) {
+        p->zstd = true;
+    } else if (strcmp(ctype, "zlib")) {
+        return vimg_internal_error(EINVAL, "%s: invalid compression type "
+                                   "'%s'", c->filename, ctype);
+    }
+    if (p->version == 2) {
+        if (p->lazy) {
+            return vimg_internal_error(EINVAL, "%s: Lazy refcounts only "
+                                       "supported with compatibility level "
+                                       "1.1 and above (use compat=1.1 or "
+                                       "greater)", c->filename);
+        }
+        if (bits != 16) {
+            return vimg_internal_error(EINVAL, "%s: Different refcount "
+                                       "widths than 16 bits require "
+                                       "compatibility level 1.1 or above "
+                                       "(use compat=1.1 or greater)",
+                                       c->filename);
+        }
+        if (p->zstd) {
+            return vimg_internal_error(EINVAL, "%s: Compression type "
+                                       "selection is only supported with "
+                                       "compatibility level 1.1 and above",
+                                       c->filename);
+        }
+    }
+    if (c->backing_file && p->prealloc != VIMG_PREALLOC_OFF) {
+        return vimg_internal_error(EINVAL, "%s: Backing file and "
+                                   "preallocation can only be used at the "
+                                   "same time if extended_l2 is on",
+                                   c->filename);
+    }
+    if (c->backing_file && strlen(c->backing_file) > QCOW2_MAX_BACKING_NAME) {
+        return vimg_internal_error(EINVAL, "%s: backing file name too long",
+                                   c->filename);
+    }
+    return 0;
+}
+
+/* Header cluster: fields, extensions (backing format, feature names), end
+ * marker, backing file name. */
+static int build_header(const struct vimg_create_ctx *c,
+                        const struct create_params *p, uint8_t *h)
+{
+    uint64_t cs = (uint64_t)1 << p->cluster_bits;
+    uint64_t off;
+
+    store_be32(h + QCOW2_HDR_MAGIC, QCOW2_MAGIC);
+    store_be32(h + QCOW2_HDR_VERSION, p->version);
+    store_be32(h + QCOW2_HDR_CLUSTER_BITS, p->cluster_bits);
+    /* The size is set once the L1 table exists (see lay_out). */
+    store_be64(h + QCOW2_HDR_REFCOUNT_TABLE_OFFSET, cs);
+    store_be32(h + QCOW2_HDR_REFCOUNT_TABLE_CLUSTERS, 1);
+    off = QCOW2_HDR_V2_LENGTH;
+    if (p->version == 3) {
+        store_be64(h + QCOW2_HDR_INCOMPATIBLE_FEATURES,
+                   p->zstd ? QCOW2_INCOMPAT_COMPRESSION : 0);
+        store_be64(h + QCOW2_HDR_COMPATIBLE_FEATURES,
+                   p->lazy ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+        store_be32(h + QCOW2_HDR_REFCOUNT_ORDER, p->refcount_order);
+        store_be32(h + QCOW2_HDR_HEADER_LENGTH, QCOW2_HDR_V3_LENGTH);
+        h[QCOW2_HDR_COMPRESSION_TYPE] = p->zstd ? QCOW2_COMPRESSION_ZSTD
+                                                : QCOW2_COMPRESSION_ZLIB;
+        off = QCOW2_HDR_V3_LENGTH;
+    }
+    if (c->backing_file && c->backing_format) {
+        size_t n = strlen(c->backing_format);
+        if (off + 8 + ROUND_UP(n, 8) + 8 > cs) {
+            return vimg_internal_error(EINVAL, "%s: backing format name too "
+                                       "long", c->filename);
+        }
+        store_be32(h + off + QCOW2_EXT_TYPE, QCOW2_EXT_BACKING_FORMAT);
+        store_be32(h + off + QCOW2_EXT_LENGTH, (uint32_t)n);
+        memcpy(h + off + QCOW2_EXT_DATA, c->backing_format, n);
+        off += QCOW2_EXT_DATA + ROUND_UP(n, 8);
+    }
+    if (p->version == 3 &&
+        off + 8 + N_FEATURES * QCOW2_FEAT_ENTRY_SIZE + 8 <= cs) {
+        store_be32(h + off + QCOW2_EXT_TYPE, QCOW2_EXT_FEATURE_TABLE);
+        store_be32(h + off + QCOW2_EXT_LENGTH,
+                   N_FEATURES * QCOW2_FEAT_ENTRY_SIZE);
+        uint8_t *e = h + off + QCOW2_EXT_DATA;
+        for (size_t i = 0; i < N_FEATURES; i++) {
+            e[QCOW2_FEAT_TYPE] = feature_names[i].type;
+            e[QCOW2_FEAT_BIT] = feature_names[i].bit;
+            memcpy(e + QCOW2_FEAT_NAME, feature_names[i].name,
+                   strlen(feature_names[i].name));
+            e += QCOW2_FEAT_ENTRY_SIZE;
+        }
+        off += QCOW2_EXT_DATA + N_FEATURES * QCOW2_FEAT_ENTRY_SIZE;
+    }
+    off += 8; /* end-of-extensions marker, already zero */
+    if (c->backing_file) {
+        size_t n = strlen(c->backing_file);
+        if (off + n > cs) {
+            return vimg_internal_error(EINVAL, "%s: backing file name does "
+                                       "not fit in the header cluster",
+                                       c->filename);
+        }
+        store_be64(h + QCOW2_HDR_BACKING_FILE_OFFSET, off);
+        store_be32(h + QCOW2_HDR_BACKING_FILE_SIZE, (uint32_t)n);
+        memcpy(h + off, c->backing_file, n);
+    }
+    return 0;
+}
+
+/* Run FN on a qcow2 image opened on FILE (the new image), then close it. */
+static int with_open_image(struct vimg_image *file, const char *name,
+                           int (*fn)(struct vimg_image *, void *),
+                           void *arg)
+{
+    struct vimg_image img = {
+        .drv = &vimg_driver_qcow2,
+        .file = file,
+        .filename = (char *)name,
+        .params = { .flags = VIMG_OPEN_RDWR | VIMG_OPEN_NO_BACKING,
+                    .refs = VIMG_REFS_NEVER },
+        .writable = true,
+        .request_alignment = 1,
+    };
+    struct vimg_opts none = { 0 };
+    int r;
+
+    vimg_internal_mutex_init(&img.lock);
+    img.opaque = calloc(1, sizeof(struct qcow2_state));
+    if (!img.opaque) {
+        pthread_mutex_destroy(&img.lock);
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    r = vimg_driver_qcow2.open(&img, &none);
+    if (r == 0) {
+        r = fn(&img, arg);
+        int r2 = vimg_driver_qcow2.close(&img);
+        if (r == 0) {
+            r = r2;
+        }
+    }
+    free(img.opaque);
+    free(img.backing_name);
+    free(img.backing_format);
+    pthread_mutex_destroy(&img.lock);
+    return r;
+}
+
+struct layout_args {
+    uint64_t size;
+    enum vimg_prealloc prealloc;
+};
+
+static int lay_out(struct vimg_image *img, void *arg)
+{
+    const struct layout_args *a = arg;
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t l1 = DIV_ROUND_UP(a->size, s->cluster_size << s->l2_bits);
+    int r;
+
+    if ((r = qcow2_grow_l1(img, l1)) < 0) {
+        return r;
+    }
+    img->size = a->size;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_SIZE, 8)) < 0) {
+        return r;
+    }
+    if (a->prealloc != VIMG_PREALLOC_OFF && a->size) {
+        r = qcow2_preallocate(img, 0, a->size, a->prealloc);
+    }
+    return r;
+}
+
+int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
+{
+    struct create_params p = { 0 };
+    int r;
+
+    if ((r = parse_params(c, &p)) < 0) {
+        return r;
+    }
+    uint64_t cs = (uint64_t)1 << p.cluster_bits;
+    uint64_t l1_bytes = DIV_ROUND_UP(c->size, cs << (p.cluster_bits - 3)) * 8;
+    if (l1_bytes > QCOW2_MAX_L1_BYTES) {
+        return vimg_internal_error(EFBIG, "%s: image size too large for "
+                                   "this cluster size", c->filename);
+    }
+    /* Header, refcount table and the first refcount block; the L1 table
+     * is then allocated through the driver, so it lands at cluster 3. */
+    uint8_t *buf = calloc(3, cs);
+    if (!buf) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    struct layout_args a = { c->size, p.prealloc };
+    if ((r = build_header(c, &p, buf)) == 0) {
+        store_be64(buf + cs, 2 * cs);
+        for (unsigned i = 0; i < 3; i++) {
+            qcow2_refcount_store(buf + 2 * cs, p.refcount_order, i, 1);
+        }
+        r = vimg_internal_pwrite(file, buf, 3 * cs, 0, 0);
+    }
+    free(buf);
+    if (r == 0) {
+        r = with_open_image(file, c->filename, lay_out, &a);
+    }
+    return r;
+}
+
+int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
+                   enum vimg_prealloc prealloc)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t old = img->size;
+    int r;
+
+    (void)flags;
+    if (s->corrupt) {
+        return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
+                                       "writes are refused");
+    }
+    if (size < old) {
+        bool free;
+        if (s->nb_snapshots) {
+            return vimg_internal_img_error(img, ENOTSUP, "cannot shrink an "
+                                           "image with internal snapshots");
+        }
+        if (prealloc != VIMG_PREALLOC_OFF) {
+            return vimg_internal_img_error(img, EINVAL, "preallocation "
+                                           "makes no sense when shrinking");
+        }
+        if ((r = qcow2_tail_is_free(img, size, &free)) < 0) {
+            return r;
+        }
+        if (!free) {
+            return vimg_internal_img_error(img, EINVAL, "cannot shrink: "
+                                           "clusters past the new end are "
+                                           "allocated");
+        }
+    } else if ((r = qcow2_grow_l1(img, DIV_ROUND_UP(
+                                           size, s->cluster_size
+                                                     << s->l2_bits))) < 0) {
+        return r;
+    }
+    if (size > old && prealloc != VIMG_PREALLOC_OFF) {
+        if (img->backing_name) {
+            return vimg_internal_img_error(img, ENOTSUP, "preallocation "
+                                           "with a backing file would hide "
+                                           "its data");
+        }
+        if ((r = qcow2_preallocate(img, old, size, prealloc)) < 0 ||
+            (r = qcow2_flush_metadata(img)) < 0 ||
+            (r = vimg_internal_flush(img->file)) < 0) {
+            return r;
+        }
+    }
+    img->size = size;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_SIZE, 8)) < 0) {
+        img->size = old;
+        return r;
+    }
+    return vimg_internal_flush(img->file);
+}

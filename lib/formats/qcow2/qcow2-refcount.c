@@ -1,0 +1,457 @@
+/* Refcounts: reading and updating them at every width (refcount_order
+ * 0..6), allocating clusters, growing the refcount table. Crash-safety
+ * rules: a new refcount block is on disk before the table entry naming
+ * it, and a new table before the header points at it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../common/checked-overflow.h"
+#include "../../../common/rounding.h"
+#include "qcow2.h"
+
+/* Host offsets live in bits 9-55 of table entries. */
+#define MAX_HOST_OFFSET ((uint64_t)1 << 56)
+
+uint64_t qcow2_refcount_load(const uint8_t *block, uint32_t order,
+                             uint64_t index)
+{
+    switch (order) {
+    case 0:
+    case 1:
+    case 2: {
+        /* Sub-byte refcounts are packed from the least significant bit. */
+        unsigned bits = 1u << order;
+        unsigned per_byte = 8 / bits;
+        unsigned shift = (unsigned)(index % per_byte) * bits;
+        return (block[index / per_byte] >> shift) & ((1u << bits) - 1);
+    }
+    case 3:
+        return block[index];
+    case 4:
+        return load_be16(block + index * 2);
+    case 5:
+        return load_be32(block + index * 4);
+    default:
+        return load_be64(block + index * 8);
+    }
+}
+
+void qcow2_refcount_store(uint8_t *block, uint32_t order, uint64_t index,
+                          uint64_t value)
+{
+    switch (order) {
+    case 0:
+    case 1:
+    case 2: {
+        unsigned bits = 1u << order;
+        unsigned per_byte = 8 / bits;
+        unsigned shift = (unsigned)(index % per_byte) * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << shift);
+        uint8_t *b = &block[index / per_byte];
+        *b = (uint8_t)((*b & ~mask) | ((value << shift) & mask));
+        break;
+    }
+    case 3:
+        block[index] = (uint8_t)value;
+        break;
+    case 4:
+        store_be16(block + index * 2, (uint16_t)value);
+        break;
+    case 5:
+        store_be32(block + index * 4, (uint32_t)value);
+        break;
+    default:
+        store_be64(block + index * 8, value);
+        break;
+    }
+}
+
+static uint64_t refcount_max(const struct qcow2_state *s)
+{
+    return s->refcount_order == 6 ? UINT64_MAX
+                                  : ((uint64_t)1 << (1u << s->refcount_order))
+                                        - 1;
+}
+
+/* The refcount block for table index T, or 0 when there is none. */
+static int block_offset(struct vimg_image *img, uint64_t t, uint64_t *off)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    *off = t < s->rt_entries ? s->rt[t] & QCOW2_RTE_OFFSET_MASK : 0;
+    if (*off & (s->cluster_size - 1)) {
+        return qcow2_signal_corruption(img, *off, "refcount block %llu is "
+                                       "not cluster aligned",
+                                       (unsigned long long)t);
+    }
+    return 0;
+}
+
+int qcow2_get_refcount(struct vimg_image *img, uint64_t cluster,
+                       uint64_t *refcount)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t off;
+    uint8_t *block;
+    int r;
+
+    *refcount = 0;
+    if ((r = block_offset(img, cluster >> s->rb_bits, &off)) < 0 || !off) {
+        return r;
+    }
+    if ((r = qcow2_cache_get(img, &s->rb_cache, off, false, &block)) < 0) {
+        return r;
+    }
+    *refcount = qcow2_refcount_load(block, s->refcount_order,
+                                    cluster & (((uint64_t)1 << s->rb_bits)
+                                               - 1));
+    return 0;
+}
+
+/* Find N free clusters in a row at or after the hint; *FIRST_FREE gets
+ * the first free cluster seen (the new hint if the run is elsewhere). */
+static int find_free(struct vimg_image *img, uint64_t n, uint64_t *start,
+                     uint64_t *first_free)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t covered = s->rt_entries << s->rb_bits;
+    uint64_t i = s->free_hint, run = 0;
+    bool seen = false;
+    int r;
+
+    *first_free = UINT64_MAX;
+    while (run < n) {
+        if (i >= covered) {
+            /* Past the table: all free (the table grows on allocation). */
+            if (!seen) {
+                *first_free = i;
+            }
+            if (run == 0) {
+                *start = i;
+            }
+            break;
+        }
+        uint64_t off;
+        uint8_t *block = NULL;
+        if ((r = block_offset(img, i >> s->rb_bits, &off)) < 0) {
+            return r;
+        }
+        if (off && (r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                        &block)) < 0) {
+            return r;
+        }
+        uint64_t end = ROUND_DOWN(i, per_block) + per_block;
+        for (; i < end && run < n; i++) {
+            uint64_t rc = block ? qcow2_refcount_load(block, s->refcount_order,
+                                                      i & (per_block - 1))
+                                : 0;
+            if (rc || i == 0) {
+                run = 0;
+                continue;
+            }
+            if (!seen) {
+                seen = true;
+                *first_free = i;
+            }
+            if (run++ == 0) {
+                *start = i;
+            }
+        }
+    }
+    uint64_t end_byte;
+    if (CHECKED_MUL(*start + n, s->cluster_size, &end_byte) ||
+        end_byte > MAX_HOST_OFFSET) {
+        return vimg_internal_img_error(img, ENOSPC, "no room for %llu more "
+                                       "clusters (host offsets are limited "
+                                       "to 64 PiB)", (unsigned long long)n);
+    }
+    return 0;
+}
+
+static int grow_table(struct vimg_image *img, uint64_t min_entries);
+
+/* Give table index T a refcount block. The block lies at the first
+ * cluster it covers (all of them are free while it is missing) and counts
+ * itself. Returns 1 when a block was made, 0 when it existed. */
+static int ensure_block(struct vimg_image *img, uint64_t t)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t off;
+    uint8_t *block;
+    int r;
+
+    if (t >= s->rt_entries) {
+        if ((r = grow_table(img, t + 1)) < 0) {
+            return r;
+        }
+        return 1;
+    }
+    if ((r = block_offset(img, t, &off)) < 0) {
+        return r;
+    }
+    if (off) {
+        return 0;
+    }
+    if (t == 0) {
+        return qcow2_signal_corruption(img, s->rt_offset, "refcount table "
+                                       "entry 0 is empty");
+    }
+    if (CHECKED_MUL(t << s->rb_bits, s->cluster_size, &off) ||
+        off >= MAX_HOST_OFFSET) {
+        return vimg_internal_img_error(img, ENOSPC, "no room for another "
+                                       "refcount block");
+    }
+    if ((r = qcow2_cache_get(img, &s->rb_cache, off, true, &block)) < 0) {
+        return r;
+    }
+    qcow2_refcount_store(block, s->refcount_order, 0, 1);
+    qcow2_cache_mark_dirty(&s->rb_cache, block);
+    if ((r = qcow2_cache_flush(img, &s->rb_cache)) < 0 ||
+        (!s->lazy && (r = vimg_internal_flush(img->file)) < 0)) {
+        return r;
+    }
+    uint8_t be[8];
+    store_be64(be, off);
+    if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, sizeof be,
+                              s->rt_offset + t * 8)) < 0) {
+        return r;
+    }
+    s->rt[t] = off;
+    return 1;
+}
+
+/* Replace the refcount table with a larger one of at least MIN_ENTRIES.
+ * The new table and the refcount blocks describing it go to free space
+ * (usually the end of the file): blocks first, then the table, then the
+ * header switches to it, and only then is the old table freed. */
+static int grow_table(struct vimg_image *img, uint64_t min_entries)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t per_cluster = s->cluster_size / 8;
+    uint64_t entries = MAX(min_entries, s->rt_entries + s->rt_entries / 2);
+    uint64_t start, first_free, k, m = 0;
+    int r;
+
+    for (;;) {
+        m = 0;
+        entries = ROUND_UP(entries, per_cluster);
+        k = entries / per_cluster;
+        if (k * s->cluster_size > QCOW2_MAX_RT_BYTES) {
+            return vimg_internal_img_error(img, ENOSPC, "the refcount table "
+                                           "would exceed %u bytes",
+                                           QCOW2_MAX_RT_BYTES);
+        }
+        if ((r = find_free(img, k, &start, &first_free)) < 0) {
+            return r;
+        }
+        /* Blocks follow the table; count those its range needs. */
+        for (;;) {
+            uint64_t need = 0;
+            for (uint64_t t = start >> s->rb_bits;
+                 t <= (start + k + m - 1) >> s->rb_bits; t++) {
+                if (t >= s->rt_entries || !s->rt[t]) {
+                    need++;
+                }
+            }
+            if (need == m) {
+                break;
+            }
+            m = need;
+        }
+        uint64_t last_t = (start + k + m - 1) >> s->rb_bits;
+        if (last_t < entries) {
+            break;
+        }
+        entries = last_t + 1;
+    }
+
+    uint64_t *rt = calloc(entries, sizeof *rt);
+    uint8_t *buf = calloc(1, s->cluster_size);
+    uint64_t *old = s->rt;
+    uint64_t old_offset = s->rt_offset, old_clusters = s->rt_clusters;
+    if (!rt || !buf) {
+        free(rt);
+        free(buf);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    memcpy(rt, s->rt, s->rt_entries * sizeof *rt);
+    uint64_t end = start + k + m, next_block = start + k;
+    for (uint64_t t = start >> s->rb_bits; t <= (end - 1) >> s->rb_bits;
+         t++) {
+        if (t < s->rt_entries && s->rt[t]) {
+            continue;
+        }
+        rt[t] = next_block++ * s->cluster_size;
+        memset(buf, 0, s->cluster_size);
+        uint64_t lo = MAX(start, t << s->rb_bits);
+        uint64_t hi = MIN(end, (t + 1) << s->rb_bits);
+        for (uint64_t c = lo; c < hi; c++) {
+            qcow2_refcount_store(buf, s->refcount_order,
+                                 c - (t << s->rb_bits), 1);
+        }
+        if ((r = qcow2_write_meta(img, QCOW2_ROLE_RB, buf, s->cluster_size,
+                                  rt[t])) < 0) {
+            goto out;
+        }
+    }
+    /* Clusters of the new range whose blocks already exist. */
+    for (uint64_t c = start; c < end; c++) {
+        uint64_t t = c >> s->rb_bits;
+        if (t < s->rt_entries && s->rt[t] &&
+            (r = qcow2_update_refcount(img, c * s->cluster_size,
+                                       s->cluster_size, 1)) < 0) {
+            goto out;
+        }
+    }
+    if ((r = qcow2_cache_flush(img, &s->rb_cache)) < 0) {
+        goto out;
+    }
+    for (uint64_t i = 0; i < k; i++) {
+        for (uint64_t j = 0; j < per_cluster; j++) {
+            store_be64(buf + j * 8, rt[i * per_cluster + j]);
+        }
+        if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, buf,
+                                  s->cluster_size,
+                                  (start + i) * s->cluster_size)) < 0) {
+            goto out;
+        }
+    }
+    if ((r = vimg_internal_flush(img->file)) < 0) {
+        goto out;
+    }
+    s->rt = rt;
+    s->rt_entries = entries;
+    s->rt_offset = start * s->cluster_size;
+    s->rt_clusters = (uint32_t)k;
+    rt = NULL;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_REFCOUNT_TABLE_OFFSET,
+                                        12)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        goto out;
+    }
+    free(old);
+    old = NULL;
+    if (s->free_hint == start) {
+        s->free_hint = end;
+    }
+    r = qcow2_free_clusters(img, old_offset, old_clusters * s->cluster_size);
+out:
+    if (rt) {
+        free(rt);
+    }
+    if (old && old != s->rt) {
+        free(old);
+    }
+    free(buf);
+    return r;
+}
+
+int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
+                          uint64_t len, int64_t delta)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t first = offset / s->cluster_size;
+    uint64_t last = (offset + len - 1) / s->cluster_size;
+    uint64_t max = refcount_max(s);
+    int r;
+
+    if (len == 0) {
+        return 0;
+    }
+    if (s->lazy && (r = qcow2_mark_dirty(img)) < 0) {
+        return r;
+    }
+    for (uint64_t c = first; c <= last;) {
+        uint64_t t = c >> s->rb_bits, off;
+        uint8_t *block;
+        if (delta > 0) {
+            while ((r = ensure_block(img, t)) > 0) {
+            }
+            if (r < 0) {
+                return r;
+            }
+        }
+        if ((r = block_offset(img, t, &off)) < 0) {
+            return r;
+        }
+        if (!off) {
+            return qcow2_signal_corruption(img, c * s->cluster_size,
+                                           "freeing cluster %llu, which has "
+                                           "no refcount block",
+                                           (unsigned long long)c);
+        }
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                 &block)) < 0) {
+            return r;
+        }
+        uint64_t end = MIN(last + 1, (t + 1) * per_block);
+        for (; c < end; c++) {
+            uint64_t idx = c & (per_block - 1);
+            uint64_t rc = qcow2_refcount_load(block, s->refcount_order, idx);
+            if ((delta < 0 && rc < (uint64_t)-delta) ||
+                (delta > 0 && max - rc < (uint64_t)delta)) {
+                qcow2_cache_mark_dirty(&s->rb_cache, block);
+                return qcow2_signal_corruption(img, c * s->cluster_size,
+                                               "refcount of cluster %llu "
+                                               "would %s",
+                                               (unsigned long long)c,
+                                               delta < 0 ? "drop below 0"
+                                                         : "overflow");
+            }
+            rc += (uint64_t)delta;
+            qcow2_refcount_store(block, s->refcount_order, idx, rc);
+            if (rc == 0) {
+                if (c < s->free_hint) {
+                    s->free_hint = c;
+                }
+                qcow2_cache_discard(&s->l2_cache, c * s->cluster_size);
+            }
+        }
+        qcow2_cache_mark_dirty(&s->rb_cache, block);
+    }
+    return 0;
+}
+
+int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
+                         uint64_t *offset)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t start, first_free;
+    int r;
+
+    for (;;) {
+        bool changed = false;
+        if ((r = find_free(img, n, &start, &first_free)) < 0) {
+            return r;
+        }
+        for (uint64_t t = start >> s->rb_bits;
+             t <= (start + n - 1) >> s->rb_bits; t++) {
+            if ((r = ensure_block(img, t)) < 0) {
+                return r;
+            }
+            if (r > 0) {
+                changed = true;
+                break;
+            }
+        }
+        if (!changed) {
+            break;
+        }
+    }
+    if ((r = qcow2_update_refcount(img, start * s->cluster_size,
+                                   n * s->cluster_size, 1)) < 0) {
+        return r;
+    }
+    s->free_hint = first_free == start ? start + n : first_free;
+    *offset = start * s->cluster_size;
+    return 0;
+}
+
+int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
+                        uint64_t len)
+{
+    return qcow2_update_refcount(img, offset, len, -1);
+}

@@ -1,0 +1,229 @@
+/* qcow2 driver internals, shared by the files of lib/formats/qcow2/.
+ * Prototypes are grouped by the file that defines them. */
+#ifndef VIMG_QCOW2_H
+#define VIMG_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../internal.h"
+#include "qcow2-ondisk.h"
+
+/* Caps on header-driven sizes, each with its reason:
+ * - the L1 table is read whole into memory: 32 MiB, QEMU's
+ *   QCOW_MAX_L1_SIZE (4 Mi entries map 2 PiB at 64 KiB clusters);
+ * - the refcount table likewise, capped at 8 MiB as QEMU does;
+ * - the snapshot table is parsed whole: QEMU's 65536 snapshots cap;
+ * - unknown header extensions are kept for rewriting cluster 0, which
+ *   bounds them anyway. */
+#define QCOW2_MAX_L1_BYTES (32u << 20)
+#define QCOW2_MAX_RT_BYTES (8u << 20)
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)
+/* Default cache sizes: the L2 cache maps 8 GiB at 64 KiB clusters (1 MiB),
+ * the refcount cache a quarter of that; never fewer than 2 tables. */
+#define QCOW2_DEFAULT_L2_CACHE (1u << 20)
+#define QCOW2_DEFAULT_RC_CACHE (256u << 10)
+#define QCOW2_MIN_CACHE_TABLES 2
+
+/* Roles of metadata, for the overlap check before every metadata write. */
+enum qcow2_role {
+    QCOW2_ROLE_HEADER = 1u << 0,
+    QCOW2_ROLE_L1 = 1u << 1,
+    QCOW2_ROLE_L2 = 1u << 2,
+    QCOW2_ROLE_RT = 1u << 3,
+    QCOW2_ROLE_RB = 1u << 4,
+    QCOW2_ROLE_SNAPSHOTS = 1u << 5,
+    QCOW2_ROLE_SNAPSHOT_L1 = 1u << 6,
+    QCOW2_ROLE_DATA = 0, /* guest data: may not overlap anything */
+};
+
+struct qcow2_cache_entry {
+    uint64_t offset;  /* 0: slot empty */
+    uint64_t lru;
+    bool dirty;
+};
+
+/* A fixed-size cache of whole metadata clusters, kept in on-disk byte
+ * order (read through load_be64 / the refcount accessors). */
+struct qcow2_cache {
+    enum qcow2_role role;
+    uint64_t table_size;
+    unsigned count;
+    uint64_t tick;
+    struct qcow2_cache_entry *entries;
+    uint8_t *data; /* count * cluster_size bytes */
+};
+
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;
+    bool has_icount;
+    char *id, *name;
+};
+
+struct qcow2_state {
+    /* Header, validated once by qcow2_validate_header. */
+    uint32_t version;
+    uint32_t cluster_bits;
+    uint64_t cluster_size;
+    uint32_t l2_bits;          /* entries per L2 table = 1 << l2_bits */
+    uint32_t crypt_method;
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    uint64_t rt_offset;
+    uint32_t rt_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint64_t snapshots_size;   /* bytes of the snapshot table */
+    uint64_t crypto_offset, crypto_length;
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_offset, bitmap_dir_size;
+    char *data_file_name;
+    char *backing_name, *backing_format;
+    bool has_bitmaps_ext;
+    const uint8_t *feature_table; /* inside cluster0, or NULL */
+    uint64_t feature_table_len;
+    uint8_t *cluster0;         /* the header cluster as read at open */
+    uint8_t hdr[QCOW2_HDR_V3_LENGTH]; /* header fields, rewritten in place */
+
+    /* Derived. */
+    uint32_t rb_bits;          /* refcounts per block = 1 << rb_bits */
+    uint64_t rt_entries;
+    uint64_t *l1;              /* host byte order, l1_size entries */
+    uint64_t *rt;              /* host byte order, rt_entries entries */
+    struct qcow2_snapshot *snapshots;
+    struct qcow2_cache l2_cache, rb_cache;
+    struct vimg_image *data;   /* where guest data lives: img->file or the
+                                  external data file */
+    struct vimg_image *data_file; /* owned external data file, or NULL */
+
+    /* Runtime state. */
+    uint64_t free_hint;        /* no free cluster below this index */
+    bool l1_dirty;
+    bool corrupt;              /* refuse every further write */
+    bool dirty_set;            /* the header's dirty bit is set by us */
+    bool lazy;                 /* lazy refcounts in effect */
+};
+
+/* ---- qcow2.c ---------------------------------------------------------- */
+extern const struct vimg_driver vimg_driver_qcow2;
+/* Validate a header (cluster 0, LEN bytes of it, FILE_SIZE the file's
+ * length) into S; the one place header fields are checked. */
+int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
+                          const uint8_t *buf, size_t len, uint64_t file_size);
+/* Mark the image corrupt (header bit when possible), refuse further
+ * writes, and return -EIO with a message naming OFFSET. */
+int qcow2_signal_corruption(struct vimg_image *img, uint64_t offset,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Refuse a metadata write of ROLE at [OFFSET, OFFSET+LEN) that would land
+ * on other metadata. */
+int qcow2_overlap_check(struct vimg_image *img, enum qcow2_role role,
+                        uint64_t offset, uint64_t len);
+/* Checked write of metadata of ROLE through img->file. */
+int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
+                     const void *buf, uint64_t len, uint64_t offset);
+/* Write the in-memory header fields at byte POS (LEN bytes of them). */
+int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
+                               unsigned len);
+/* Set the dirty bit before the first deferred refcount write (lazy
+ * refcounts). */
+int qcow2_mark_dirty(struct vimg_image *img);
+/* Write back everything in crash-safe order: refcount blocks, L2 tables,
+ * L1. */
+int qcow2_flush_metadata(struct vimg_image *img);
+
+/* ---- qcow2-create.c --------------------------------------------------- */
+extern const struct vimg_opt_desc qcow2_create_opts[];
+int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c);
+int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
+                   enum vimg_prealloc prealloc);
+
+/* ---- qcow2-cache.c ---------------------------------------------------- */
+int qcow2_cache_init(struct qcow2_cache *c, enum qcow2_role role,
+                     uint64_t bytes, uint64_t cluster_size);
+void qcow2_cache_free(struct qcow2_cache *c);
+/* The cached table at OFFSET; NEW_TABLE gives a zeroed table without
+ * reading. The pointer is valid until the next cache call. */
+int qcow2_cache_get(struct vimg_image *img, struct qcow2_cache *c,
+                    uint64_t offset, bool new_table, uint8_t **table);
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *table);
+/* Write back dirty tables (L2 first makes refcount blocks durable). */
+int qcow2_cache_flush(struct vimg_image *img, struct qcow2_cache *c);
+/* Forget the table at OFFSET (it was freed) without writing it. */
+void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
+bool qcow2_cache_has_dirty(const struct qcow2_cache *c);
+/* Forget every table, dirty or not (the structure was replaced). */
+void qcow2_cache_reset(struct qcow2_cache *c);
+
+/* ---- qcow2-refcount.c ------------------------------------------------- */
+/* Refcount I/O within one block, for every width 1..64 bits. */
+uint64_t qcow2_refcount_load(const uint8_t *block, uint32_t order,
+                             uint64_t index);
+void qcow2_refcount_store(uint8_t *block, uint32_t order, uint64_t index,
+                          uint64_t value);
+int qcow2_get_refcount(struct vimg_image *img, uint64_t cluster,
+                       uint64_t *refcount);
+/* Add DELTA to the refcount of each cluster in [OFFSET, OFFSET+LEN).
+ * Frees lower the search hint. */
+int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
+                          uint64_t len, int64_t delta);
+/* Allocate N contiguous clusters with refcount 1; *OFFSET is the first. */
+int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
+                         uint64_t *offset);
+/* Drop one reference from each cluster, once the L2/L1 tables that no
+ * longer point at them are on disk. */
+int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
+                        uint64_t len);
+
+/* ---- qcow2-cluster.c -------------------------------------------------- */
+int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
+                uint64_t offset);
+int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
+                 uint64_t offset, unsigned flags);
+int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
+               unsigned flags);
+int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
+int qcow2_block_status(struct vimg_image *img, uint64_t offset,
+                       uint64_t count, uint64_t *pnum, uint64_t *map,
+                       struct vimg_image **file);
+/* Allocate every cluster of [START, END) as zero-filled data (preallocation
+ * modes other than off). */
+int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
+                      enum vimg_prealloc mode);
+/* True when no cluster at or after OFFSET is allocated (shrinking). */
+int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free);
+/* Grow the L1 table to at least MIN_SIZE entries. */
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
+
+/* ---- qcow2-check.c ---------------------------------------------------- */
+int qcow2_check(struct vimg_image *img, unsigned fix,
+                struct vimg_check_result *res, vimg_report_fn report,
+                void *opaque);
+/* Rebuild refcounts after an unclean shutdown with lazy refcounts. */
+int qcow2_repair_dirty(struct vimg_image *img);
+
+/* ---- qcow2-measure.c -------------------------------------------------- */
+int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
+                  struct vimg_image *src, struct vimg_measure *out);
+
+/* ---- Helpers ---------------------------------------------------------- */
+static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
+{
+    return img->opaque;
+}
+static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
+{
+    return (uint64_t)1 << s->l2_bits;
+}
+
+#endif

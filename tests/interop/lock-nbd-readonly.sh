@@ -1,0 +1,28 @@
+#!/bin/sh
+# While qemu-nbd serves an image read-only (-r): like qemu-img, vimg may
+# read and copy it and may not resize it. qemu-img also lets convert -n
+# write into it; vimg refuses (its writers never share resize).
+. "$(dirname "$0")/functions.sh"
+requires qemu-img qemu-nbd
+img=$T/disk.img sock=$T/nbd.sock
+"$VIMG" create -q -f raw "$img" 16M
+dd if=/dev/urandom of="$img" bs=64k seek=3 count=5 conv=notrunc 2>/dev/null
+"$VIMG" create -q -f raw "$T/other.img" 16M
+qemu-nbd -r -k "$sock" -f raw "$img" & nbd=$!
+stop_nbd() { kill "$nbd" 2>/dev/null; wait "$nbd" 2>/dev/null; }
+on_exit stop_nbd
+i=0
+while [ ! -S "$sock" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "qemu-nbd did not start"; sleep 0.1
+done
+before=$(sha256sum < "$img")
+expect_status 1 qemu-img resize -f raw "$img" 32M
+expect_status 1 "$VIMG" resize -f raw "$img" 32M
+grep -q "^vimg: $img: Failed to get \"resize\" lock" "$T/err" || fail "$(cat "$T/err")"
+expect_status 1 "$VIMG" convert -n -f raw -O raw "$T/other.img" "$img"
+[ "$(sha256sum < "$img")" = "$before" ] || fail "image changed"
+expect_status 0 qemu-img convert -f raw -O raw "$img" "$T/q.img"
+expect_status 0 "$VIMG" convert -f raw -O raw "$img" "$T/v.img"
+cmp -s "$T/q.img" "$T/v.img" || fail "copies differ"
+expect_status 0 "$VIMG" info --output=json "$img"
+expect_status 0 "$VIMG" compare -f raw -F raw "$img" "$T/v.img"
