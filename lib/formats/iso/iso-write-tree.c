@@ -53,16 +53,19 @@ static int new_node(struct iso_writer *w, struct iso_node *parent,
     n->depth = parent ? parent->depth + 1 : 1;
     n->nlink = 1;
     w->n_nodes++;
-    if (parent) {
-        struct iso_node **k = realloc(parent->kids,
-                                      (parent->n_kids + 1) * sizeof *k);
+    if (parent && parent->n_kids == parent->kids_cap) {
+        size_t cap = parent->kids_cap ? parent->kids_cap * 2 : 8;
+        struct iso_node **k = realloc(parent->kids, cap * sizeof *k);
         if (!k) {
             free(n->name);
             free(n);
             return vimg_internal_error(ENOMEM, "out of memory");
         }
         parent->kids = k;
-        k[parent->n_kids++] = n;
+        parent->kids_cap = cap;
+    }
+    if (parent) {
+        parent->kids[parent->n_kids++] = n;
     }
     *out = n;
     return 0;

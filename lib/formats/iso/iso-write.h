@@ -35,7 +35,7 @@ struct iso_node {
     char *host_path;      /* where content and link targets come from */
     struct iso_node *parent;
     struct iso_node **kids;   /* ISO 9660 order once named */
-    size_t n_kids;
+    size_t n_kids, kids_cap;
     struct iso_node **jkids;  /* the Joliet subset, in Joliet order */
     size_t n_jkids;
 
