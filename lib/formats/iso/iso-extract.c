@@ -74,6 +74,7 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
 {
     struct vimg_iso *iso = x->iso;
     struct timespec ts[2];
+    bool hole_at_end = false;
     int r = 0;
     int fd = openat(dirfd, n->name,
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -106,9 +107,11 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
                     r = sys_error(iso, path, "seek in");
                     break;
                 }
+                hole_at_end = true;
                 done += len;
                 continue;
             }
+            hole_at_end = false;
             for (size_t w = 0; w < len;) {
                 ssize_t k = write(fd, x->buf + w, len - w);
                 if (k < 0 && errno == EINTR) {
@@ -127,7 +130,7 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
         }
     }
     times_of(n, ts);
-    if (r == 0 && ftruncate(fd, (off_t)n->st.size) < 0) {
+    if (r == 0 && hole_at_end && ftruncate(fd, (off_t)n->st.size) < 0) {
         r = sys_error(iso, path, "set the size of"); /* a trailing hole */
     }
     if (r == 0 && n->st.rock_ridge &&
