@@ -172,10 +172,17 @@ static int add_entry(struct iso_writer *w, struct iso_node *dir,
 
 static int walk(struct iso_writer *w, struct iso_node *dir)
 {
-    DIR *d = opendir(dir->host_path);
+    /* Below the source folder nothing is followed: a folder swapped for a
+     * symlink after lstat must not lead the walk elsewhere. */
+    int fd = open(dir->host_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+                  (dir->parent ? O_NOFOLLOW : 0));
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
-        return vimg_internal_error(errno, "%s: %s", dir->host_path,
-                                   strerror(errno));
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return vimg_internal_error(e, "%s: %s", dir->host_path, strerror(e));
     }
     /* Collect the names first: the folder stays open only while read. */
     char **names = NULL;
