@@ -364,7 +364,8 @@ struct vimg_iso_stat {
 };
 
 /* Open the file system on IMG (borrowed: IMG must stay open until
- * vimg_iso_close). NULL with EINVAL when IMG holds no ISO 9660 volume. */
+ * vimg_iso_close). NULL with EINVAL when IMG holds no ISO 9660 volume.
+ * A handle is used by one thread at a time. */
 struct vimg_iso *vimg_iso_open(struct vimg_image *img);
 /* Free ISO (NULL is a no-op). */
 void vimg_iso_close(struct vimg_iso *iso);
