@@ -2,9 +2,9 @@
 # vimg iso create on a seeded random tree: names of random bytes (any but
 # '/' and NUL, up to 255), sizes from 0 to 300 KB around sector edges,
 # random modes, nested folders, relative symlinks and hard links. xorriso
-# (restoring hard links from the Rock Ridge serial numbers)
-# and vimg's own reader both give back the same tree, and the Joliet and
-# plain ISO 9660 views hold every file.
+# (restoring hard links from the Rock Ridge serial numbers) and vimg's own
+# reader both give back the same tree, and the Joliet and plain ISO 9660
+# views hold every file.
 . "$(dirname "$0")/functions.sh"
 requires xorriso python3
 python3 - "$T/src" <<'PY'

@@ -1,9 +1,9 @@
 #!/bin/sh
 # vimg iso create: a tree with long and non-ASCII names, modes, symlinks
 # (relative, absolute, multi-component, 400-char targets), hard links, a
-# FIFO, a socket, a device (as root), a 400-file folder and a 12-level deep tree reads back identically
-# through xorriso and isoinfo's Rock Ridge view, without warnings, and
-# passes isovfy.
+# FIFO, a socket, a device (as root), a 400-file folder and a 12-level
+# deep tree reads back identically through xorriso and isoinfo's Rock
+# Ridge view, without warnings, and passes isovfy.
 . "$(dirname "$0")/functions.sh"
 requires xorriso isoinfo isovfy
 src=$T/src
