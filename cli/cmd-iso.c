@@ -98,6 +98,15 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* A name from the image on the terminal: control characters as '?', so a
+ * hostile name cannot move the cursor or fake extra lines. */
+static void print_name(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+    }
+}
+
 struct ls_ctx {
     bool longfmt;
     enum output_format out;
@@ -135,15 +144,18 @@ static int ls_entry(void *opaque, const char *path,
             !strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm)) {
             strcpy(when, "?");
         }
-        printf("%s %3u %5u %5u %10llu %s %s", mode, (unsigned)st->nlink,
+        printf("%s %3u %5u %5u %10llu %s ", mode, (unsigned)st->nlink,
                (unsigned)st->uid, (unsigned)st->gid,
-               (unsigned long long)st->size, when, rel);
+               (unsigned long long)st->size, when);
+        print_name(rel);
         if (st->target) {
-            printf(" -> %s", st->target);
+            printf(" -> ");
+            print_name(st->target);
         }
         putchar('\n');
     } else {
-        puts(rel);
+        print_name(rel);
+        putchar('\n');
     }
     c->first = false;
     return 0;
