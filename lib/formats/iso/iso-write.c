@@ -82,7 +82,7 @@ static void text(uint8_t *d, size_t size, const char *s, bool ucs2)
     if (!ucs2) {
         memset(d, ' ', size);
         if (len) {
-            memcpy(d, s, MIN(len, size)); /* memcpy from NULL is UB */
+            memcpy(d, s, MIN(len, size));
         }
         return;
     }
