@@ -207,7 +207,7 @@ static int iso_ls(int argc, char **argv)
                 return 1;
             }
             break;
-        default: return usage(&iso_ls_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind < 1 || argc - optind > 2) {
@@ -252,7 +252,7 @@ static int iso_extract(int argc, char **argv)
     while ((opt = getopt(argc, argv, "f:")) != -1) {
         switch (opt) {
         case 'f': format = optarg; break;
-        default: return usage(&iso_extract_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind < 2) {
@@ -289,7 +289,7 @@ static int iso_cat(int argc, char **argv)
     while ((opt = getopt(argc, argv, "f:")) != -1) {
         switch (opt) {
         case 'f': format = optarg; break;
-        default: return usage(&iso_cat_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {
@@ -371,6 +371,10 @@ static int run(int argc, char **argv)
             }
         }
         optind = 1;
+        /* getopt's messages then read "vimg: iso ls: ...". */
+        char name[64];
+        snprintf(name, sizeof name, "vimg: iso %s", subs[i].cmd->name);
+        argv[1] = name;
         return subs[i].run(argc - 1, argv + 1);
     }
     fail("unknown iso subcommand '%s'", argv[1]);

@@ -44,7 +44,8 @@ enum {
     VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
                                         it (reads of unallocated areas fail) */
     VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
-    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
+    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes write format
+                                        metadata but never sync the disk,
                                         so a crash may lose recent writes
                                         (qemu-img convert's target default) */
     VIMG_OPEN_CHECK = 1u << 6,       /* opened to check or repair: a
@@ -172,6 +173,8 @@ struct vimg_create_params {
     const char *backing_file;    /* -b, or NULL */
     const char *backing_format;  /* -F, or NULL */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
+    bool no_flush;               /* cache=unsafe: do not sync the new file
+                                    to disk (convert's target) */
 };
 
 /* Create FILENAME. A failure leaves no new file behind, and a file the user

@@ -189,13 +189,11 @@ static int process(struct job *j, const struct unit *u, char *buf,
     bool in_order = !j->p->out_of_order;
     int r = 0;
 
-    if (!u->zero || base) {
-        if (u->zero) {
-            memset(buf, 0, u->length);
-        } else if ((r = vimg_internal_pread(j->src, buf, u->length,
-                                            u->offset)) < 0) {
-            return r;
-        }
+    /* Zero units may be far longer than the buffer: they are never read
+     * into it whole (the -B path below fills it piece by piece). */
+    if (!u->zero &&
+        (r = vimg_internal_pread(j->src, buf, u->length, u->offset)) < 0) {
+        return r;
     }
     if (in_order) {
         pthread_mutex_lock(&j->lock);

@@ -684,15 +684,13 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
             if ((r = classify(img, e, &t, &host)) < 0) {
                 return r;
             }
-            if (t == C_ZERO_ALLOC) {
-                t = C_ZERO_PLAIN; /* reads as zeros either way */
-            }
             if (done == 0) {
                 first = t;
                 want_host = host;
                 *map = host + coff;
             } else if (t != first || t == C_COMPRESSED ||
-                       (t == C_NORMAL && host != want_host)) {
+                       ((t == C_NORMAL || t == C_ZERO_ALLOC) &&
+                        host != want_host)) {
                 stop = true;
                 break;
             }
@@ -709,8 +707,11 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
     case C_UNALLOC:
         return 0;
     case C_ZERO_PLAIN:
-    case C_ZERO_ALLOC:
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
+    case C_ZERO_ALLOC:
+        /* Still mapped to its host cluster, as qemu-img map shows. */
+        return VIMG_BS_ZERO | VIMG_BS_ALLOCATED |
+               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
     case C_NORMAL:
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED |
                (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);

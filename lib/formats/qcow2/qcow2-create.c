@@ -271,8 +271,13 @@ static int lay_out(struct vimg_image *img, void *arg)
 int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
 {
     struct create_params p = { 0 };
+    /* qemu-img rounds a qcow2 image's size up to whole 512-byte sectors
+     * (and reads any header size rounded down to them). */
+    struct vimg_create_ctx aligned = *c;
     int r;
 
+    aligned.size = ROUND_UP(c->size, 512);
+    c = &aligned;
     if ((r = parse_params(c, &p)) < 0) {
         return r;
     }
@@ -288,7 +293,8 @@ int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     if (!buf) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
-    struct layout_args a = { c->size, p.prealloc };
+    /* QEMU keeps virtual sizes in whole 512-byte sectors, rounding down. */
+    struct layout_args a = { ROUND_DOWN(c->size, 512), p.prealloc };
     if ((r = build_header(c, &p, buf)) == 0) {
         store_be64(buf + cs, 2 * cs);
         for (unsigned i = 0; i < 3; i++) {
@@ -311,6 +317,10 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
     int r;
 
     (void)flags;
+    if (size % 512) {
+        return vimg_internal_img_error(img, EINVAL, "The new size must be a "
+                                       "multiple of 512");
+    }
     if (s->corrupt) {
         return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
                                        "writes are refused");

@@ -170,56 +170,19 @@ static int find_free(struct vimg_image *img, uint64_t n, uint64_t *start,
     return 0;
 }
 
-static int grow_table(struct vimg_image *img, uint64_t min_entries);
-
-/* Give table index T a refcount block. The block lies at the first
- * cluster it covers (all of them are free while it is missing) and counts
- * itself. Returns 1 when a block was made, 0 when it existed. */
-static int ensure_block(struct vimg_image *img, uint64_t t)
+/* Refcount blocks missing for clusters [START, END). */
+static uint64_t missing_blocks(const struct qcow2_state *s, uint64_t start,
+                               uint64_t end)
 {
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t off;
-    uint8_t *block;
-    int r;
+    uint64_t need = 0;
 
-    if (t >= s->rt_entries) {
-        if ((r = grow_table(img, t + 1)) < 0) {
-            return r;
+    for (uint64_t t = start >> s->rb_bits; t <= (end - 1) >> s->rb_bits;
+         t++) {
+        if (t >= s->rt_entries || !s->rt[t]) {
+            need++;
         }
-        return 1;
     }
-    if ((r = block_offset(img, t, &off)) < 0) {
-        return r;
-    }
-    if (off) {
-        return 0;
-    }
-    if (t == 0) {
-        return qcow2_signal_corruption(img, s->rt_offset, "refcount table "
-                                       "entry 0 is empty");
-    }
-    if (CHECKED_MUL(t << s->rb_bits, s->cluster_size, &off) ||
-        off >= MAX_HOST_OFFSET) {
-        return vimg_internal_img_error(img, ENOSPC, "no room for another "
-                                       "refcount block");
-    }
-    if ((r = qcow2_cache_get(img, &s->rb_cache, off, true, &block)) < 0) {
-        return r;
-    }
-    qcow2_refcount_store(block, s->refcount_order, 0, 1);
-    qcow2_cache_mark_dirty(&s->rb_cache, block);
-    if ((r = qcow2_cache_flush(img, &s->rb_cache)) < 0 ||
-        (!s->lazy && (r = vimg_internal_flush(img->file)) < 0)) {
-        return r;
-    }
-    uint8_t be[8];
-    store_be64(be, off);
-    if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, sizeof be,
-                              s->rt_offset + t * 8)) < 0) {
-        return r;
-    }
-    s->rt[t] = off;
-    return 1;
+    return need;
 }
 
 /* Replace the refcount table with a larger one of at least MIN_ENTRIES.
@@ -248,13 +211,7 @@ static int grow_table(struct vimg_image *img, uint64_t min_entries)
         }
         /* Blocks follow the table; count those its range needs. */
         for (;;) {
-            uint64_t need = 0;
-            for (uint64_t t = start >> s->rb_bits;
-                 t <= (start + k + m - 1) >> s->rb_bits; t++) {
-                if (t >= s->rt_entries || !s->rt[t]) {
-                    need++;
-                }
-            }
+            uint64_t need = missing_blocks(s, start, start + k + m);
             if (need == m) {
                 break;
             }
@@ -367,20 +324,13 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
     for (uint64_t c = first; c <= last;) {
         uint64_t t = c >> s->rb_bits, off;
         uint8_t *block;
-        if (delta > 0) {
-            while ((r = ensure_block(img, t)) > 0) {
-            }
-            if (r < 0) {
-                return r;
-            }
-        }
         if ((r = block_offset(img, t, &off)) < 0) {
             return r;
         }
         if (!off) {
             return qcow2_signal_corruption(img, c * s->cluster_size,
-                                           "freeing cluster %llu, which has "
-                                           "no refcount block",
+                                           "cluster %llu has no refcount "
+                                           "block",
                                            (unsigned long long)c);
         }
         if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
@@ -415,37 +365,86 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
     return 0;
 }
 
+/* Allocation places the refcount blocks a run needs right after it, so
+ * the run and its blocks are counted together:
+ * [start, start + n) data, [start + n, start + n + m) new blocks. New
+ * blocks reach the disk before the table entries naming them. */
 int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
                          uint64_t *offset)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t start, first_free;
+    uint64_t start = 0, first_free = 0, m = 0, tries = 0;
+    uint8_t *block;
     int r;
 
     for (;;) {
-        bool changed = false;
-        if ((r = find_free(img, n, &start, &first_free)) < 0) {
+        if (++tries > 64) {
+            return vimg_internal_img_error(img, EIO, "cannot find room for "
+                                           "%llu clusters and their "
+                                           "refcount blocks",
+                                           (unsigned long long)n);
+        }
+        if ((r = find_free(img, n + m, &start, &first_free)) < 0) {
             return r;
         }
-        for (uint64_t t = start >> s->rb_bits;
-             t <= (start + n - 1) >> s->rb_bits; t++) {
-            if ((r = ensure_block(img, t)) < 0) {
+        uint64_t need = missing_blocks(s, start, start + n + m);
+        if (need != m) {
+            m = need;
+            continue;
+        }
+        uint64_t last_t = (start + n + m - 1) >> s->rb_bits;
+        if (last_t >= s->rt_entries) {
+            if ((r = grow_table(img, last_t + 1)) < 0) {
                 return r;
             }
-            if (r > 0) {
-                changed = true;
-                break;
-            }
+            m = 0;
+            continue;
         }
-        if (!changed) {
-            break;
+        break;
+    }
+    uint64_t next = start + n;
+    for (uint64_t t = start >> s->rb_bits;
+         m && t <= (start + n + m - 1) >> s->rb_bits; t++) {
+        if (s->rt[t]) {
+            continue;
         }
+        uint64_t off = next++ * s->cluster_size;
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, true,
+                                 &block)) < 0) {
+            return r;
+        }
+        qcow2_cache_mark_dirty(&s->rb_cache, block);
+        s->rt[t] = off;
     }
     if ((r = qcow2_update_refcount(img, start * s->cluster_size,
-                                   n * s->cluster_size, 1)) < 0) {
+                                   (n + m) * s->cluster_size, 1)) < 0) {
         return r;
     }
-    s->free_hint = first_free == start ? start + n : first_free;
+    if (m) {
+        if ((r = qcow2_cache_flush(img, &s->rb_cache)) < 0 ||
+            (!s->lazy && (r = vimg_internal_flush(img->file)) < 0)) {
+            return r;
+        }
+        /* One write for all the new entries: a new block's own refcount
+         * may live in another new block, so entries written one by one
+         * could leave a block referenced whose refcount is not. */
+        uint64_t t0 = start >> s->rb_bits;
+        uint64_t nt = ((start + n + m - 1) >> s->rb_bits) - t0 + 1;
+        uint8_t *be = malloc(nt * 8);
+        if (!be) {
+            return vimg_internal_img_error(img, ENOMEM, "out of memory");
+        }
+        for (uint64_t i = 0; i < nt; i++) {
+            store_be64(be + i * 8, s->rt[t0 + i]);
+        }
+        r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, nt * 8,
+                             s->rt_offset + t0 * 8);
+        free(be);
+        if (r < 0) {
+            return r;
+        }
+    }
+    s->free_hint = first_free == start ? start + n + m : first_free;
     *offset = start * s->cluster_size;
     return 0;
 }

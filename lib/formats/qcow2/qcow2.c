@@ -302,7 +302,8 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
                                                    "bitmaps");
     }
     s->rt_entries = (uint64_t)s->rt_clusters * s->cluster_size / 8;
-    img->size = size;
+    /* QEMU sees whole 512-byte sectors only. */
+    img->size = ROUND_DOWN(size, 512);
     return 0;
 }
 
