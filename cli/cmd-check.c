@@ -65,19 +65,16 @@ static void print_json_result(const char *file, const char *format,
         printf("    \"image-end-offset\": %lld,\n",
                (long long)r->image_end_offset);
     }
-    if (r->has_cluster_stats) {
-        printf("    \"total-clusters\": %lld,\n",
-               (long long)r->total_clusters);
-        printf("    \"allocated-clusters\": %lld,\n",
-               (long long)r->allocated_clusters);
-        printf("    \"fragmented-clusters\": %lld,\n",
-               (long long)r->fragmented_clusters);
-        printf("    \"compressed-clusters\": %lld,\n",
-               (long long)r->compressed_clusters);
-    }
 #define FIELD(name, v)                                                      \
     if (v) {                                                                \
         printf("    \"" name "\": %lld,\n", (long long)(v));                \
+    }
+    /* qemu-img omits each cluster count that is zero. */
+    if (r->has_cluster_stats) {
+        FIELD("total-clusters", r->total_clusters);
+        FIELD("allocated-clusters", r->allocated_clusters);
+        FIELD("fragmented-clusters", r->fragmented_clusters);
+        FIELD("compressed-clusters", r->compressed_clusters);
     }
     FIELD("corruptions", r->corruptions);
     FIELD("leaks", r->leaks);

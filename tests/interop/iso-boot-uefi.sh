@@ -40,7 +40,7 @@ on_exit stop_qemu
 boot() {   # boot LOG MARKER SECONDS QEMU-ARGS...
     log=$1 marker=$2 secs=$3; shift 3
     : > "$log"
-    timeout 90 qemu-system-x86_64 -accel tcg -display none -nodefaults \
+    timeout 200 qemu-system-x86_64 -accel tcg -display none -nodefaults \
         -serial "file:$log" -m 256 -no-reboot -cdrom "$T/dual.iso" "$@" &
     qemu=$!
     i=0
@@ -50,7 +50,7 @@ boot() {   # boot LOG MARKER SECONDS QEMU-ARGS...
     stop_qemu; qemu=""
     grep -q "$marker" "$log" || { cat -v "$log"; fail "no '$marker' when booting $*"; }
 }
-boot "$T/bios.log" 'ISOLINUX [0-9]' 20
-boot "$T/uefi.log" vimg-uefi-boot-ok 60 \
+boot "$T/bios.log" 'ISOLINUX [0-9]' 60
+boot "$T/uefi.log" vimg-uefi-boot-ok 150 \
     -drive if=pflash,format=raw,readonly=on,file=$code \
     -drive if=pflash,format=raw,file="$T/vars.fd"

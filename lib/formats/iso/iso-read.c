@@ -788,6 +788,7 @@ int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
         return -1;
     }
     if ((r = iso_lookup(iso, path ? path : "/", dir)) < 0) {
+        iso_node_reset(dir); /* a failed lookup may hold extents */
         free(dir);
         return -1;
     }

@@ -25,7 +25,9 @@ struct check {
     vimg_report_fn report;
     void *opaque;
     unsigned fix;
-    uint64_t nb;        /* clusters in the refs array */
+    uint64_t nb;        /* clusters counted */
+    uint64_t cap;       /* clusters the refs array holds */
+    uint64_t max_nb;    /* bound on nb */
     uint32_t *refs;     /* references found, saturating */
     bool rebuild;
     uint8_t *buf;       /* one cluster */
@@ -47,6 +49,28 @@ static void say(struct check *c, const char *fmt, ...)
     c->report(c->opaque, msg);
 }
 
+/* References past the end of the file are counted like QEMU does (the
+ * comparison then finds them without refcounts), within a bound so that a
+ * hostile entry cannot make the array huge. */
+static int grow_refs(struct check *c, uint64_t n)
+{
+    if (n > c->max_nb) {
+        return -EFBIG;
+    }
+    if (n > c->cap) {
+        uint64_t cap = MIN(MAX(n, c->cap * 2), c->max_nb);
+        uint32_t *p = realloc(c->refs, cap * sizeof *p);
+        if (!p) {
+            return -ENOMEM;
+        }
+        memset(p + c->cap, 0, (cap - c->cap) * sizeof *p);
+        c->refs = p;
+        c->cap = cap;
+    }
+    c->nb = MAX(c->nb, n);
+    return 0;
+}
+
 /* Count one reference to every cluster of [OFFSET, OFFSET+LEN). */
 static void inc_refs(struct check *c, uint64_t offset, uint64_t len)
 {
@@ -56,9 +80,9 @@ static void inc_refs(struct check *c, uint64_t offset, uint64_t len)
         return;
     }
     for (uint64_t k = offset / cs; k <= (offset + len - 1) / cs; k++) {
-        if (k >= c->nb) {
+        if (k >= c->nb && grow_refs(c, k + 1) < 0) {
             say(c, "ERROR: cluster %" PRIu64 " (offset 0x%" PRIx64 ") lies "
-                "past the end of the file", k, k * cs);
+                "far past the end of the file", k, k * cs);
             c->res->corruptions++;
             return;
         }
@@ -108,7 +132,11 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
             }
             continue;
         }
-        if (!off) {
+        if (e & QCOW2_L2E_RESERVED) {
+            say(c, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
+            c->res->corruptions++;
+        }
+        if (!off && !(c->s->data_file && (e & QCOW2_L2E_COPIED))) {
             continue;
         }
         if (off & (s->cluster_size - 1)) {
@@ -153,6 +181,11 @@ static void check_l1(struct check *c, uint64_t l1_offset, uint64_t l1_size,
     for (uint64_t i = 0; i < l1_size; i++) {
         uint64_t e = l1 ? l1[i] : load_be64(raw + i * 8);
         uint64_t l2 = e & QCOW2_L1E_OFFSET_MASK;
+        if (e & QCOW2_L1E_RESERVED) {
+            say(c, "ERROR found L1 entry with reserved bits set: %" PRIx64,
+                e);
+            c->res->corruptions++;
+        }
         if (!l2) {
             continue;
         }
@@ -252,7 +285,7 @@ static int calculate(struct check *c)
 {
     struct qcow2_state *s = c->s;
 
-    memset(c->refs, 0, c->nb * sizeof *c->refs);
+    memset(c->refs, 0, c->cap * sizeof *c->refs);
     c->res->allocated_clusters = c->res->fragmented_clusters = 0;
     c->res->compressed_clusters = 0;
     inc_refs(c, 0, s->cluster_size);
@@ -370,15 +403,11 @@ static int rebuild(struct check *c)
         return vimg_internal_img_error(c->img, EFBIG, "cannot rebuild the "
                                        "refcount structure: too large");
     }
-    uint32_t *refs = realloc(c->refs, end * sizeof *refs);
+    c->max_nb = MAX(c->max_nb, end);
+    int grown = grow_refs(c, end);
     uint64_t *rt = calloc(k * cs / 8, sizeof *rt);
     uint8_t *buf = calloc(1, cs);
-    if (refs) {
-        memset(refs + c->nb, 0, (end - c->nb) * sizeof *refs);
-        c->refs = refs;
-        c->nb = end;
-    }
-    if (!refs || !rt || !buf) {
+    if (grown < 0 || !rt || !buf) {
         free(rt);
         free(buf);
         return vimg_internal_img_error(c->img, ENOMEM, "out of memory");
@@ -513,7 +542,9 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
         return vimg_internal_img_error(img, EFBIG, "image file too large "
                                        "to check");
     }
-    c.refs = calloc(c.nb ? c.nb : 1, sizeof *c.refs);
+    c.cap = c.nb ? c.nb : 1;
+    c.max_nb = MIN(MAX_CHECK_CLUSTERS, c.nb + ((uint64_t)1 << 20));
+    c.refs = calloc(c.cap, sizeof *c.refs);
     c.buf = malloc(s->cluster_size);
     if (!c.refs || !c.buf) {
         r = vimg_internal_img_error(img, ENOMEM, "out of memory");

@@ -61,11 +61,17 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
     }
     for (size_t i = 0; r == 0 && i < f->n; i++) {
         r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
-        if (r == 0 && s->data == img->file) {
-            /* Best effort: a file that cannot punch holes keeps the
+        for (uint64_t off = f->v[i].offset;
+             r == 0 && off < f->v[i].offset + f->v[i].len;
+             off += s->cluster_size) {
+            /* Give back only clusters nothing else (a snapshot) still
+             * uses. Best effort: a file that cannot punch holes keeps the
              * bytes, which is harmless. */
-            (void)vimg_internal_discard(img->file, f->v[i].offset,
-                                        f->v[i].len);
+            uint64_t rc;
+            r = qcow2_get_refcount(img, off / s->cluster_size, &rc);
+            if (r == 0 && rc == 0 && s->data == img->file) {
+                (void)vimg_internal_discard(img->file, off, s->cluster_size);
+            }
         }
     }
     free(f->v);
@@ -96,10 +102,13 @@ static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
         *host = 0;
         return 0;
     }
+    /* In an external data file, host offset 0 is a real cluster: the
+     * copied flag marks the entry as allocated. */
+    bool allocated = *host || (s->data_file && (e & QCOW2_L2E_COPIED));
     if (s->version >= 3 && (e & QCOW2_L2E_ZERO)) {
-        *t = *host ? C_ZERO_ALLOC : C_ZERO_PLAIN;
+        *t = allocated ? C_ZERO_ALLOC : C_ZERO_PLAIN;
     } else {
-        *t = *host ? C_NORMAL : C_UNALLOC;
+        *t = allocated ? C_NORMAL : C_UNALLOC;
     }
     if (*host & (s->cluster_size - 1)) {
         return qcow2_signal_corruption(img, *host, "L2 entry 0x%llx points "
@@ -600,8 +609,11 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                                                             cs);
     int r;
 
-    if (s->version < 3 || s->crypt_method) {
-        return -ENOTSUP; /* the core writes zeroed buffers */
+    if (s->version < 3 || s->crypt_method ||
+        (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+        /* The core writes zeroed buffers (a raw data file must read as
+         * the guest disk itself). */
+        return -ENOTSUP;
     }
     if (s->corrupt) {
         return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
@@ -638,9 +650,11 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
                                                : ROUND_DOWN(offset + count,
                                                             cs);
 
-    if (s->version < 3 && img->backing_name) {
-        /* Deallocating would expose the backing file, and v2 has no zero
-         * flag: leaving the data is a valid discard. */
+    if ((s->version < 3 && img->backing_name) ||
+        (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+        /* Deallocating would expose the backing file (v2 has no zero
+         * flag), or leave a raw data file out of step with the guest:
+         * leaving the data is a valid discard. */
         return 0;
     }
     if (s->corrupt) {

@@ -293,8 +293,7 @@ int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     if (!buf) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
-    /* QEMU keeps virtual sizes in whole 512-byte sectors, rounding down. */
-    struct layout_args a = { ROUND_DOWN(c->size, 512), p.prealloc };
+    struct layout_args a = { c->size, p.prealloc };
     if ((r = build_header(c, &p, buf)) == 0) {
         store_be64(buf + cs, 2 * cs);
         for (unsigned i = 0; i < 3; i++) {

@@ -589,6 +589,11 @@ static int read_snapshots(struct vimg_image *img, uint64_t file_size)
                                      off + id_len)) < 0) {
             return r;
         }
+        /* The last entry's padding need not be in the file. */
+        if (range_outside(off, (uint64_t)id_len + name_len, file_size)) {
+            return vimg_internal_img_error(img, EINVAL, "snapshot table "
+                                           "runs past the end of the file");
+        }
         off = ROUND_UP(off + id_len + name_len, 8);
         if ((sn->l1_offset & (s->cluster_size - 1)) ||
             (uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
@@ -598,10 +603,6 @@ static int read_snapshots(struct vimg_image *img, uint64_t file_size)
         }
     }
     s->snapshots_size = off - s->snapshots_offset;
-    if (range_outside(s->snapshots_offset, s->snapshots_size, file_size)) {
-        return vimg_internal_img_error(img, EINVAL, "snapshot table runs "
-                                       "past the end of the file");
-    }
     return 0;
 }
 
