@@ -10,6 +10,7 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	zlib1g-dev libzstd-dev libssl-dev \
 	qemu-utils qemu-system-x86 e2fsprogs \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
+	ovmf grub-efi-amd64-bin grub-common mtools \
 	libnbd-bin fdisk
 
 .PHONY: all deps build check demo bench fuzz clean
@@ -58,6 +59,7 @@ demo: deps build
 bench: deps build
 	@sh bench/convert.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
+	@sh bench/iso-read.sh $(BUILD)/cli/vimg
 
 # libFuzzer builds of the fuzz targets (needs clang).
 fuzz:

@@ -146,6 +146,7 @@ static int run(int argc, char **argv)
         cp.size = (uint64_t)vimg_get_size(src);
         cp.size_given = true;
         cp.options = options;
+        cp.no_flush = dst_flags & VIMG_OPEN_NO_FLUSH;
         if (vimg_create(build, &cp) < 0) {
             fail_target(tmp, target);
             goto out;

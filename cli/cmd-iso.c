@@ -98,6 +98,15 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* A name from the image on the terminal: control characters as '?', so a
+ * hostile name cannot move the cursor or fake extra lines. */
+static void print_name(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+    }
+}
+
 struct ls_ctx {
     bool longfmt;
     enum output_format out;
@@ -135,15 +144,18 @@ static int ls_entry(void *opaque, const char *path,
             !strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm)) {
             strcpy(when, "?");
         }
-        printf("%s %3u %5u %5u %10llu %s %s", mode, (unsigned)st->nlink,
+        printf("%s %3u %5u %5u %10llu %s ", mode, (unsigned)st->nlink,
                (unsigned)st->uid, (unsigned)st->gid,
-               (unsigned long long)st->size, when, rel);
+               (unsigned long long)st->size, when);
+        print_name(rel);
         if (st->target) {
-            printf(" -> %s", st->target);
+            printf(" -> ");
+            print_name(st->target);
         }
         putchar('\n');
     } else {
-        puts(rel);
+        print_name(rel);
+        putchar('\n');
     }
     c->first = false;
     return 0;
@@ -195,7 +207,7 @@ static int iso_ls(int argc, char **argv)
                 return 1;
             }
             break;
-        default: return usage(&iso_ls_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind < 1 || argc - optind > 2) {
@@ -240,7 +252,7 @@ static int iso_extract(int argc, char **argv)
     while ((opt = getopt(argc, argv, "f:")) != -1) {
         switch (opt) {
         case 'f': format = optarg; break;
-        default: return usage(&iso_extract_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind < 2) {
@@ -277,7 +289,7 @@ static int iso_cat(int argc, char **argv)
     while ((opt = getopt(argc, argv, "f:")) != -1) {
         switch (opt) {
         case 'f': format = optarg; break;
-        default: return usage(&iso_cat_cmd, true);
+        default: return 1; /* getopt named the problem */
         }
     }
     if (argc - optind != 2) {
@@ -359,6 +371,10 @@ static int run(int argc, char **argv)
             }
         }
         optind = 1;
+        /* getopt's messages then read "vimg: iso ls: ...". */
+        char name[64];
+        snprintf(name, sizeof name, "vimg: iso %s", subs[i].cmd->name);
+        argv[1] = name;
         return subs[i].run(argc - 1, argv + 1);
     }
     fail("unknown iso subcommand '%s'", argv[1]);

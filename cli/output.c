@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +28,12 @@ int fail_lib(void)
 int usage(const struct command *c, bool error)
 {
     if (error) {
-        fail("%s: wrong number of arguments (see 'vimg %s --help')",
-             c->name, c->name);
+        /* One line: the problem and the synopsis (the usage's first line,
+         * which names the whole command, "vimg iso ls" included). */
+        const char *nl = strchr(c->usage, '\n');
+        fail("wrong number of arguments (%.*s)",
+             (int)(nl ? nl - c->usage : (ptrdiff_t)strlen(c->usage)),
+             c->usage);
         return 1;
     }
     fputs(c->usage, stdout);

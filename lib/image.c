@@ -112,7 +112,10 @@ static struct vimg_image *open_protocol(const char *filename,
 
 /* The locks QEMU would take for this use: writers do not share writes or
  * resizes; readers of formats with metadata do not share writes (their
- * metadata could change under them); raw readers share everything. */
+ * metadata could change under them); raw readers share everything.
+ * Writers of formats with metadata need resize permission (they grow
+ * their file); a raw writer asks for it only when resized (vimg_truncate),
+ * so it may write beside a reader that refuses resizes, as in QEMU. */
 static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 {
     unsigned perm = FILE_PERM_READ, shared = FILE_PERM_ALL;
@@ -121,7 +124,10 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
         return 0;
     }
     if (fmt->writable) {
-        perm |= FILE_PERM_WRITE | FILE_PERM_RESIZE;
+        perm |= FILE_PERM_WRITE;
+        if (fmt->drv != &vimg_driver_raw) {
+            perm |= FILE_PERM_RESIZE;
+        }
         shared &= ~(unsigned)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
     } else if (fmt->drv != &vimg_driver_raw) {
         shared &= ~(unsigned)FILE_PERM_WRITE;
@@ -541,7 +547,9 @@ static int backing_size(const char *filename,
  * the same "write" lock). */
 static int check_target_unused(const char *filename)
 {
-    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR };
+    /* Opened only to test the locks: nothing to sync on close. */
+    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
+                                           VIMG_OPEN_NO_FLUSH };
     struct vimg_image *file = open_protocol(filename, &p);
     if (!file) {
         vimg_internal_error_clear();
@@ -647,8 +655,12 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
         (void)fchmod(fd, 0666 & ~mask);
         close(fd);
     }
+    /* The close syncs the new file once before the rename, unless the
+     * caller asked for cache=unsafe (convert's target, as qemu-img). */
     struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
-                                            VIMG_OPEN_NO_LOCK };
+                                            VIMG_OPEN_NO_LOCK |
+                                            (p->no_flush ? VIMG_OPEN_NO_FLUSH
+                                                         : 0) };
     struct vimg_image *file = open_protocol(in_place ? filename : tmp, &wp);
     if (!file) {
         r = -vimg_get_errno();
@@ -663,9 +675,6 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
         goto out;
     }
     r = drv->create(file, &ctx);
-    if (r == 0) {
-        r = vimg_internal_flush(file);
-    }
     int r2 = image_free(file, true);
     if (r == 0) {
         r = r2;

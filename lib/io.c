@@ -7,6 +7,7 @@
 #include "../common/checked-overflow.h"
 #include "../common/rounding.h"
 #include "internal.h"
+#include "protocols/file-lock.h"
 
 #define LOCK(img)                                                           \
     bool locked_ = !(img)->drv->thread_safe;                                \
@@ -71,7 +72,13 @@ static int bounce_io(struct vimg_image *img, void *buf, uint64_t count,
     if (posix_memalign(&bounce, a, len) != 0) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    LOCK(img);
+    /* A read-modify-write touches bytes outside the request: two of them
+     * sharing a block (parallel convert workers, -W) must not interleave,
+     * even on a thread-safe driver. */
+    bool locked_ = !img->drv->thread_safe || wbuf;
+    if (locked_) {
+        pthread_mutex_lock(&img->lock);
+    }
     if (!wbuf || start != offset || len != count) {
         r = img->drv->pread(img, bounce, len, start);
     } else {
@@ -181,10 +188,15 @@ int vimg_internal_flush(struct vimg_image *img)
 {
     int r = 0;
 
-    if (!img->writable || (img->params.flags & VIMG_OPEN_NO_FLUSH)) {
+    if (!img->writable) {
         return 0;
     }
-    if (img->drv->flush) {
+    /* cache=unsafe skips only the flush to disk (the protocol's
+     * fdatasync); formats still write their cached metadata out, in
+     * order, as QEMU's flush_to_os does. */
+    bool to_disk = img->drv->kind == VIMG_DRIVER_PROTOCOL;
+    if (img->drv->flush &&
+        !(to_disk && (img->params.flags & VIMG_OPEN_NO_FLUSH))) {
         LOCK(img);
         r = img->drv->flush(img);
         UNLOCK(img);
@@ -377,6 +389,12 @@ int vimg_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                   enum vimg_prealloc prealloc)
 {
     PUBLIC_ENTRY(img);
+    /* Raw writers open without resize permission (see take_locks). */
+    if (img->writable && !(img->params.flags & VIMG_OPEN_NO_LOCK) &&
+        vimg_internal_file_lock_more(img->file ? img->file : img,
+                                     FILE_PERM_RESIZE) < 0) {
+        return -1;
+    }
     return public_result(img, vimg_internal_truncate(img, size, flags,
                                                      prealloc));
 }

@@ -60,6 +60,11 @@ case " $formats " in
     t_qcow2=$(elapsed "$t")
     "$VIMG" info disk.qcow2
     "$VIMG" compare -f raw -F raw disk.img back.img
+    if command -v qemu-img >/dev/null; then
+        printf 'qemu-img reads the qcow2 as the same disk: '
+        qemu-img compare -f raw -F qcow2 disk.img disk.qcow2
+        qemu-img check -q disk.qcow2 && echo "qemu-img check: no errors"
+    fi
     ;;
 esac
 

@@ -44,7 +44,8 @@ enum {
     VIMG_OPEN_NO_BACKING = 1u << 3,  /* record the backing file, do not open
                                         it (reads of unallocated areas fail) */
     VIMG_OPEN_NO_LOCK = 1u << 4,     /* take no QEMU-compatible locks */
-    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes do nothing,
+    VIMG_OPEN_NO_FLUSH = 1u << 5,    /* cache=unsafe: flushes write format
+                                        metadata but never sync the disk,
                                         so a crash may lose recent writes
                                         (qemu-img convert's target default) */
     VIMG_OPEN_CHECK = 1u << 6,       /* opened to check or repair: a
@@ -172,6 +173,8 @@ struct vimg_create_params {
     const char *backing_file;    /* -b, or NULL */
     const char *backing_format;  /* -F, or NULL */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
+    bool no_flush;               /* cache=unsafe: do not sync the new file
+                                    to disk (convert's target) */
 };
 
 /* Create FILENAME. A failure leaves no new file behind, and a file the user
@@ -293,8 +296,8 @@ struct vimg_iso_create_params {
     const char *preparer;
     const char *application;  /* NULL: "VIMG" */
     const char *system_id;    /* up to 32 chars; NULL: "LINUX" */
-    bool rock_ridge;          /* RRIP 1.12: names, modes, owners, times, */
-                              /* symlinks, devices; default on */
+    bool rock_ridge;          /* RRIP 1.12: names, modes, owners, times,
+                                 symlinks, devices; default on */
     bool joliet;              /* UCS-2 names up to 64 chars; default on */
     /* El Torito. Paths are inside the image ("isolinux/isolinux.bin"). */
     const char *bios_boot;    /* BIOS boot image, or NULL */
@@ -322,11 +325,11 @@ void vimg_iso_create_params_init(struct vimg_iso_create_params *p);
  * image goes to a temporary file beside OUTPUT, renamed over it only when
  * complete, so a failure leaves no partial output. Entries are sorted and
  * no host name or random id is recorded: the same tree and the same
- * source_date_epoch give byte-identical images. Devices, FIFOs and sockets
- * are recorded through Rock Ridge only (skipped without it); symbolic
- * links appear in the Rock Ridge tree only. Folders deeper
- * than 8 levels are written in place (as xorriso does without
- * relocation); files over 4 GiB use multiple extents. */
+ * source_date_epoch give byte-identical images. Symbolic links, devices,
+ * FIFOs and sockets are recorded through Rock Ridge only (left out
+ * without it). Folders deeper than 8 levels are written in place, not
+ * relocated; files over 4 GiB use multiple extents. Returns 0, or -1 with
+ * the error naming the file. docs/iso-create.md has the details. */
 int vimg_iso_create(const char *output, const char *source_dir,
                     const struct vimg_iso_create_params *p);
 
@@ -364,7 +367,8 @@ struct vimg_iso_stat {
 };
 
 /* Open the file system on IMG (borrowed: IMG must stay open until
- * vimg_iso_close). NULL with EINVAL when IMG holds no ISO 9660 volume. */
+ * vimg_iso_close). NULL with EINVAL when IMG holds no ISO 9660 volume.
+ * A handle is used by one thread at a time. */
 struct vimg_iso *vimg_iso_open(struct vimg_image *img);
 /* Free ISO (NULL is a no-op). */
 void vimg_iso_close(struct vimg_iso *iso);

@@ -26,7 +26,11 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
 static int raw_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     (void)opts;
-    img->size = (uint64_t)vimg_internal_get_size(img->file);
+    /* Whole sectors, as QEMU sees a raw file: a 5000-byte file is a
+     * 5120-byte disk whose last 120 bytes read as zeros (the protocol
+     * reads past the end of a file as zeros). */
+    img->size = ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
+                         SECTOR);
     return 0;
 }
 

@@ -189,10 +189,10 @@ static int process(struct job *j, const struct unit *u, char *buf,
     bool in_order = !j->p->out_of_order;
     int r = 0;
 
-    /* Zero units may be longer than the buffer; with -B they are filled
-     * piecewise below. */
-    if (!u->zero && (r = vimg_internal_pread(j->src, buf, u->length,
-                                             u->offset)) < 0) {
+    /* Zero units may be far longer than the buffer: they are never read
+     * into it whole (the -B path below fills it piece by piece). */
+    if (!u->zero &&
+        (r = vimg_internal_pread(j->src, buf, u->length, u->offset)) < 0) {
         return r;
     }
     if (in_order) {

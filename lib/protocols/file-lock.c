@@ -26,6 +26,31 @@ static bool byte_held(int fd, int byte)
     return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 }
 
+int vimg_internal_file_lock_more(struct vimg_image *img, unsigned perm)
+{
+    int fd = vimg_internal_file_fd(img);
+
+    if (fd < 0) {
+        return 0;
+    }
+    for (int bit = 0; bit < 4; bit++) {
+        if (((perm >> bit) & 1) && byte_held(fd, LOCK_SHARED_BASE + bit)) {
+            return vimg_internal_img_error(img, EAGAIN, "Failed to get \"%s\""
+                                           " lock: is another process using "
+                                           "the image?", perm_names[bit]);
+        }
+    }
+    for (int bit = 0; bit < 4; bit++) {
+        if (((perm >> bit) & 1) &&
+            lock_byte(fd, LOCK_PERM_BASE + bit, F_RDLCK) < 0 &&
+            errno != EINVAL && errno != ENOTSUP && errno != ENOLCK) {
+            return vimg_internal_img_error(img, errno, "lock: %s",
+                                           strerror(errno));
+        }
+    }
+    return 0;
+}
+
 int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
                             unsigned shared)
 {

@@ -20,6 +20,11 @@ enum {
  * an error like QEMU's is recorded. */
 int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
                             unsigned shared);
+/* Add PERM to the permissions IMG already holds (a resize on an image
+ * opened without resize permission), after checking that no other holder
+ * refuses to share them; on conflict nothing changes and QEMU's error is
+ * recorded. */
+int vimg_internal_file_lock_more(struct vimg_image *img, unsigned perm);
 /* The descriptor of a file protocol image, or -1. */
 int vimg_internal_file_fd(struct vimg_image *img);
 

@@ -40,7 +40,10 @@ static int file_open(struct vimg_image *img, const struct vimg_opts *opts)
 static int file_open_fd(struct vimg_image *img)
 {
     struct file_state *s = img->opaque;
-    int flags = O_CLOEXEC | (img->writable ? O_RDWR : O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO must fail below, not wait for a writer;
+     * it is cleared once the file is known to be a file or a disk. */
+    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                (img->writable ? O_RDWR : O_RDONLY);
     struct stat st;
 
     s->fd = -1;
@@ -77,6 +80,10 @@ static int file_open_fd(struct vimg_image *img)
     } else {
         return vimg_internal_img_error(img, EINVAL, "not a regular file or "
                                        "block device");
+    }
+    if (fcntl(s->fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        return vimg_internal_img_error(img, errno, "fcntl: %s",
+                                       strerror(errno));
     }
     img->size = atomic_load(&s->size);
     if (flags & O_DIRECT) {

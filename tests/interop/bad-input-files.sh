@@ -47,6 +47,19 @@ expect_status 1 "$VIMG" convert -f raw -O raw "$secret" "$T/dir"
 one_line dir
 [ -d "$T/dir" ] && [ -z "$(ls -A "$T/dir")" ] || fail "directory touched"
 
+# A FIFO or a character device is refused at once, never waited on.
+mkfifo "$T/fifo"
+for cmd in "info $T/fifo" "convert -f raw -O raw $secret $T/fifo" \
+           "convert -n -f raw -O raw $secret $T/fifo" "info /dev/zero"; do
+    set +e
+    # shellcheck disable=SC2086
+    timeout 20 "$VIMG" $cmd > "$T/out" 2> "$T/err"
+    rc=$?
+    set -e
+    [ $rc = 1 ] || fail "$cmd: exit $rc"
+    grep -q "not a regular file or block device" "$T/err" || fail "$cmd: $(cat "$T/err")"
+done
+
 # Unknown formats, as source, target and for create.
 expect_status 1 "$VIMG" info -f bogus "$secret"
 one_line secret.img

@@ -1,6 +1,7 @@
 #!/bin/sh
 # info --output=json of fully preallocated and odd-sized images: every
-# field qemu-img reports is there with the same value, and no extra ones.
+# field qemu-img reports is there with the same value, and no extra ones;
+# the human output matches qemu-img's line for line.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img python3
 "$VIMG" create -q -f raw -o preallocation=full "$T/full.img" 3M
@@ -18,3 +19,10 @@ PY
 done
 "$VIMG" info "$T/full.img" > "$T/h"
 grep -q '^disk size: 3 MiB$' "$T/h" || fail "human disk size: $(cat "$T/h")"
+# The human output is qemu-img's, line for line.
+"$VIMG" create -q -f raw "$T/big.img" 1.5T
+for img in full odd big; do
+    (cd "$T" && "$VIMG" info "$img.img") > "$T/vh"
+    (cd "$T" && qemu-img info "$img.img") > "$T/qh"
+    cmp -s "$T/vh" "$T/qh" || { diff "$T/vh" "$T/qh" >&2; fail "human info of $img"; }
+done

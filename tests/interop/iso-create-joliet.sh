@@ -1,7 +1,8 @@
 #!/bin/sh
-# vimg iso create: the Joliet tree, read by xorriso ignoring Rock Ridge (-read_fs norock) and
-# by isoinfo -J, holds the regular files and folders under their UCS-2
-# names (cut to 64 characters, extension kept) with the same contents.
+# vimg iso create: the Joliet tree, read by xorriso ignoring Rock Ridge
+# (-read_fs norock) and by isoinfo -J, holds the regular files and folders
+# under their UCS-2 names (cut to 64 characters, extension kept) with the
+# same contents.
 . "$(dirname "$0")/functions.sh"
 requires xorriso isoinfo
 src=$T/src

@@ -5,6 +5,8 @@
  *
  * A target filled with 0xAA and marked new (zero-initialised) shows which
  * ranges the engine wrote: skipped ranges keep their 0xAA. */
+#include <unistd.h>
+
 #include "internal.h"
 #include "test.h"
 
@@ -178,6 +180,45 @@ static void test_target_backing(void)
     free(changed);
 }
 
+/* -B with a source whose holes are zero extents longer than the 2 MiB
+ * buffer (a sparse file): the zero unit goes through the buffer piece by
+ * piece, and only the pieces where the backing image has data are
+ * written. */
+static void test_target_backing_holes(void)
+{
+    char path[] = "/tmp/vimg-test-convert.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, SIZE) == 0);
+    CHECK(pwrite(fd, "data", 4, 4096) == 4);
+    close(fd);
+    struct vimg_image *src = vimg_open(path, &(struct vimg_open_params){
+                                                 .format = "raw" });
+    CHECK(src != NULL);
+
+    unsigned char *base_data = calloc(1, SIZE);
+    memset(base_data + 6 * 1048576, 0x77, 8192);
+    struct vimg_image *dst = mem_raw(fill_data, SIZE, true);
+    struct vimg_image *base = mem_raw(base_data, SIZE, false);
+    dst->backing = base;
+    dst->backing_name = strdup("base.img");
+    struct vimg_convert_params p = { .min_sparse = 4096, .workers = 2,
+                                     .target_is_new = true,
+                                     .target_backing = base };
+    CHECK_EQ(vimg_convert(src, dst, &p), 0);
+    const unsigned char *d = contents(dst);
+    CHECK(memcmp(d + 4096, "data", 4) == 0);
+    CHECK(all_bytes(d + 4100, 4092, 0));
+    CHECK(all_bytes(d + 6 * 1048576, 8192, 0));
+    CHECK(all_bytes(d + 8192, 6 * 1048576 - 8192, FILL));
+    CHECK(all_bytes(d + 6 * 1048576 + 8192, SIZE - 6 * 1048576 - 8192,
+                    FILL));
+    vimg_close(dst);
+    vimg_close(src);
+    unlink(path);
+    free(base_data);
+}
+
 struct progress_log {
     uint64_t last, total, calls;
     bool monotonic;
@@ -248,6 +289,7 @@ int main(void)
     test_short_zero_tail();
     test_orders_agree();
     test_target_backing();
+    test_target_backing_holes();
     test_progress();
     test_errors();
     free(src_data);

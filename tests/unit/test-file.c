@@ -4,6 +4,7 @@
  * with each preallocation mode, and errors that name the file. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -205,6 +206,70 @@ static void test_truncate(void)
     vimg_close(img);
 }
 
+/* With O_DIRECT, writes smaller than a block are read-modify-write of the
+ * whole block: eight threads writing interleaved 512-byte pieces of the
+ * same blocks must not lose each other's bytes. */
+#define PIECES 2048
+#define THREADS 8
+
+struct piece_writer {
+    struct vimg_image *img;
+    int id;
+};
+
+static void *write_pieces(void *arg)
+{
+    struct piece_writer *w = arg;
+    char piece[512];
+    memset(piece, w->id + 1, sizeof piece);
+    for (int k = w->id; k < PIECES; k += THREADS) {
+        if (vimg_pwrite(w->img, piece, sizeof piece,
+                        (uint64_t)k * sizeof piece, 0) < 0) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void test_direct_rmw(void)
+{
+    const char *f = path("direct.img");
+    struct vimg_create_params cp = { .format = "raw",
+                                     .size = PIECES * 512,
+                                     .size_given = true };
+    CHECK_EQ(vimg_create(f, &cp), 0);
+    struct vimg_open_params p = { .format = "raw",
+                                  .flags = VIMG_OPEN_RDWR |
+                                           VIMG_OPEN_NOCACHE };
+    struct vimg_image *img = vimg_open(f, &p);
+    if (!img) {
+        fprintf(stderr, "no O_DIRECT in %s: test skipped\n", dir);
+        return;
+    }
+    pthread_t t[THREADS];
+    struct piece_writer w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct piece_writer){ img, i };
+        CHECK(pthread_create(&t[i], NULL, write_pieces, &w[i]) == 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        CHECK(ret == NULL);
+    }
+    char *all = malloc(PIECES * 512);
+    CHECK_EQ(vimg_pread(img, all, PIECES * 512, 0), 0);
+    int lost = 0;
+    for (int k = 0; k < PIECES; k++) {
+        lost += all[k * 512] != (char)(k % THREADS + 1) ||
+                all[k * 512 + 511] != (char)(k % THREADS + 1);
+    }
+    CHECK_EQ(lost, 0);
+    free(all);
+    vimg_close(img);
+    unlink(f);
+}
+
 static void test_open_errors(void)
 {
     CHECK(vimg_open(path("missing.img"), NULL) == NULL);
@@ -230,6 +295,7 @@ int main(void)
     test_zero();
     test_zero_fallback();
     test_truncate();
+    test_direct_rmw();
     test_open_errors();
     unlink(path("holes.img"));
     unlink(path("zero.img"));

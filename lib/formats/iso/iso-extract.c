@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../../common/iszero.h"
 #include "../../../common/rounding.h"
 #include "iso-read.h"
 
@@ -73,6 +74,7 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
 {
     struct vimg_iso *iso = x->iso;
     struct timespec ts[2];
+    bool hole_at_end = false;
     int r = 0;
     int fd = openat(dirfd, n->name,
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -85,9 +87,31 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
         const struct iso_extent *e = &n->extents[i];
         for (uint64_t done = 0; done < e->length;) {
             size_t len = (size_t)MIN(COPY_BUFFER_SIZE, e->length - done);
-            if ((r = iso_read_at(iso, x->buf, len, e->offset + done)) < 0) {
+            struct vimg_extent bs;
+            /* Zero runs become holes: a sparse 4 GiB file stays sparse,
+             * and ranges the image knows to be zero are not even read. */
+            if ((r = vimg_internal_block_status(iso->img, e->offset + done,
+                                                len, VIMG_BS_CHAIN,
+                                                &bs)) < 0) {
                 break;
             }
+            bool zero = bs.flags & VIMG_BS_ZERO;
+            if (zero) {
+                len = (size_t)MIN(len, bs.length);
+            } else if ((r = iso_read_at(iso, x->buf, len,
+                                        e->offset + done)) < 0) {
+                break;
+            }
+            if (zero || is_zero(x->buf, len)) {
+                if (lseek(fd, (off_t)len, SEEK_CUR) < 0) {
+                    r = sys_error(iso, path, "seek in");
+                    break;
+                }
+                hole_at_end = true;
+                done += len;
+                continue;
+            }
+            hole_at_end = false;
             for (size_t w = 0; w < len;) {
                 ssize_t k = write(fd, x->buf + w, len - w);
                 if (k < 0 && errno == EINTR) {
@@ -106,6 +130,9 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
         }
     }
     times_of(n, ts);
+    if (r == 0 && hole_at_end && ftruncate(fd, (off_t)n->st.size) < 0) {
+        r = sys_error(iso, path, "set the size of"); /* a trailing hole */
+    }
     if (r == 0 && n->st.rock_ridge &&
         fchmod(fd, n->st.mode & 07777) < 0) {
         r = sys_error(iso, path, "set the mode of");

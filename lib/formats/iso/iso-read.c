@@ -170,12 +170,18 @@ static int add_extent(struct vimg_iso *iso, struct iso_node *n,
     if (CHECKED_ADD(n->st.size, e.length, &total)) {
         return iso_error(iso, EINVAL, "%s: file size overflows", what);
     }
-    struct iso_extent *x = realloc(n->extents,
-                                   (n->n_extents + 1) * sizeof *x);
-    if (!x) {
-        return iso_error(iso, ENOMEM, "out of memory");
+    /* Grow to the next power of two, so that a hostile run of 64 Ki
+     * extents costs linear time. */
+    size_t k = n->n_extents;
+    if ((k & (k - 1)) == 0) {
+        struct iso_extent *x = realloc(n->extents,
+                                       (k ? 2 * k : 1) * sizeof *x);
+        if (!x) {
+            return iso_error(iso, ENOMEM, "out of memory");
+        }
+        n->extents = x;
     }
-    n->extents = x;
+    struct iso_extent *x = n->extents;
     x[n->n_extents++] = e;
     n->st.size = total;
     return 0;
@@ -645,8 +651,9 @@ static int detect_rock_ridge(struct vimg_iso *iso)
         uint64_t child;
         struct iso_node *n = &iso->cur;
         iso_node_reset(n);
-        if ((r = iso_susp_apply(iso, rec + su + iso->susp_skip,
-                                reclen - su - iso->susp_skip, "/", n,
+        /* This area starts with SP itself (no LEN_SKP bytes before it);
+         * apply_entry ignores SP and ER. */
+        if ((r = iso_susp_apply(iso, rec + su, reclen - su, "/", n,
                                 &relocated, &child)) < 0) {
             return r;
         }
@@ -781,6 +788,7 @@ int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
         return -1;
     }
     if ((r = iso_lookup(iso, path ? path : "/", dir)) < 0) {
+        iso_node_reset(dir); /* a failed lookup may hold extents */
         free(dir);
         return -1;
     }

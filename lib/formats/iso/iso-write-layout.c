@@ -13,7 +13,8 @@
 
 #define SECTORS(bytes) DIV_ROUND_UP((uint64_t)(bytes), ISO_SECTOR_SIZE)
 
-uint32_t iso_layout_sections(const struct iso_node *n)
+/* The number of extents (records) that N's data needs. */
+static uint32_t sections(const struct iso_node *n)
 {
     if (n->content == ISO_CONTENT_NONE || n->size == 0) {
         return 1;
@@ -106,7 +107,7 @@ static int kid_records(const struct iso_node *k, bool joliet, bool rr,
     } else if (r == 0) {
         /* Multi-extent (ISO 9660 level 3): every record repeats the Rock
          * Ridge entries, as readers match the parts by name. */
-        uint32_t ns = iso_layout_sections(k);
+        uint32_t ns = sections(k);
         uint64_t left = k->content == ISO_CONTENT_NONE ? 0 : k->size;
         uint32_t lba = (uint32_t)k->data_owner->data_lba;
         for (uint32_t s = 0; r == 0 && s < ns; s++) {

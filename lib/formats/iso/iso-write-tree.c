@@ -16,7 +16,8 @@
 /* Symlink targets beyond PATH_MAX cannot come from readlink anyway. */
 #define ISO_WRITE_MAX_LINK PATH_MAX
 
-int64_t iso_tree_clamp_time(const struct iso_writer *w, int64_t t)
+/* Times later than W->now are clamped to it when W->clamp. */
+static int64_t clamp_time(const struct iso_writer *w, int64_t t)
 {
     return w->clamp && t > w->now ? w->now : t;
 }
@@ -52,16 +53,19 @@ static int new_node(struct iso_writer *w, struct iso_node *parent,
     n->depth = parent ? parent->depth + 1 : 1;
     n->nlink = 1;
     w->n_nodes++;
-    if (parent) {
-        struct iso_node **k = realloc(parent->kids,
-                                      (parent->n_kids + 1) * sizeof *k);
+    if (parent && parent->n_kids == parent->kids_cap) {
+        size_t cap = parent->kids_cap ? parent->kids_cap * 2 : 8;
+        struct iso_node **k = realloc(parent->kids, cap * sizeof *k);
         if (!k) {
             free(n->name);
             free(n);
             return vimg_internal_error(ENOMEM, "out of memory");
         }
         parent->kids = k;
-        k[parent->n_kids++] = n;
+        parent->kids_cap = cap;
+    }
+    if (parent) {
+        parent->kids[parent->n_kids++] = n;
     }
     *out = n;
     return 0;
@@ -78,7 +82,7 @@ static void set_attrs(struct iso_writer *w, struct iso_node *n,
     n->host_dev = st->st_dev;
     n->host_ino = st->st_ino;
     n->host_nlink = st->st_nlink;
-    n->mtime = iso_tree_clamp_time(w, st->st_mtim.tv_sec);
+    n->mtime = clamp_time(w, st->st_mtim.tv_sec);
     if (w->clamp) {
         /* Reading the tree moves access times and copying it moves change
          * times: a reproducible image records the modification time for
@@ -168,10 +172,17 @@ static int add_entry(struct iso_writer *w, struct iso_node *dir,
 
 static int walk(struct iso_writer *w, struct iso_node *dir)
 {
-    DIR *d = opendir(dir->host_path);
+    /* Below the source folder nothing is followed: a folder swapped for a
+     * symlink after lstat must not lead the walk elsewhere. */
+    int fd = open(dir->host_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+                  (dir->parent ? O_NOFOLLOW : 0));
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
-        return vimg_internal_error(errno, "%s: %s", dir->host_path,
-                                   strerror(errno));
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return vimg_internal_error(e, "%s: %s", dir->host_path, strerror(e));
     }
     /* Collect the names first: the folder stays open only while read. */
     char **names = NULL;

@@ -8,7 +8,7 @@
 
 #include "iso-write.h"
 
-int iso_buf_reserve(struct iso_buf *b, size_t more)
+static int reserve(struct iso_buf *b, size_t more)
 {
     if (b->cap - b->len >= more) {
         return 0;
@@ -31,7 +31,7 @@ int iso_buf_reserve(struct iso_buf *b, size_t more)
 
 int iso_buf_append(struct iso_buf *b, const void *data, size_t len)
 {
-    int r = iso_buf_reserve(b, len);
+    int r = reserve(b, len);
     if (r < 0) {
         return r;
     }
@@ -44,7 +44,7 @@ int iso_buf_append(struct iso_buf *b, const void *data, size_t len)
 
 int iso_buf_zeros(struct iso_buf *b, size_t len)
 {
-    int r = iso_buf_reserve(b, len);
+    int r = reserve(b, len);
     if (r < 0) {
         return r;
     }

@@ -81,7 +81,9 @@ static void text(uint8_t *d, size_t size, const char *s, bool ucs2)
     size_t len = s ? strlen(s) : 0;
     if (!ucs2) {
         memset(d, ' ', size);
-        memcpy(d, s, MIN(len, size));
+        if (len) {
+            memcpy(d, s, MIN(len, size));
+        }
         return;
     }
     memset(d, 0, size);

@@ -35,7 +35,7 @@ struct iso_node {
     char *host_path;      /* where content and link targets come from */
     struct iso_node *parent;
     struct iso_node **kids;   /* ISO 9660 order once named */
-    size_t n_kids;
+    size_t n_kids, kids_cap;
     struct iso_node **jkids;  /* the Joliet subset, in Joliet order */
     size_t n_jkids;
 
@@ -77,7 +77,6 @@ struct iso_buf {
 struct iso_writer {
     const struct vimg_iso_create_params *p;
     const char *output;   /* for messages */
-    const char *source;   /* for messages; NULL without a source folder */
     int fd;               /* the temporary output */
     int64_t now;          /* volume dates */
     bool clamp;           /* file times > now are clamped */
@@ -107,8 +106,6 @@ int iso_tree_build(struct iso_writer *w, const char *source);
 void iso_tree_free(struct iso_node *n);
 /* The node at PATH ("a/b/c", relative to the root), or NULL. */
 struct iso_node *iso_tree_lookup(struct iso_node *root, const char *path);
-/* Times are clamped to W->now when W->clamp. */
-int64_t iso_tree_clamp_time(const struct iso_writer *w, int64_t t);
 
 /* iso-write-names.c */
 /* Give every node its ISO 9660 and Joliet names, unique in its folder,
@@ -151,8 +148,6 @@ int iso_layout_dir(const struct iso_writer *w, const struct iso_node *n,
 /* A path table (L: little-endian, else M) of the ISO or Joliet tree. */
 int iso_layout_path_table(const struct iso_writer *w, bool joliet,
                           bool little, struct iso_buf *out);
-/* The number of extents (records) that N's data needs. */
-uint32_t iso_layout_sections(const struct iso_node *n);
 
 /* iso-write-eltorito.c */
 /* Check the boot parameters against the tree (called after the walk). */
@@ -163,7 +158,6 @@ void iso_eltorito_catalog(const struct iso_writer *w, uint8_t *sector);
 int iso_eltorito_patch_info_table(struct iso_writer *w);
 
 /* iso-write-util.c */
-int iso_buf_reserve(struct iso_buf *b, size_t more);
 int iso_buf_append(struct iso_buf *b, const void *data, size_t len);
 int iso_buf_zeros(struct iso_buf *b, size_t len);
 void iso_buf_free(struct iso_buf *b);

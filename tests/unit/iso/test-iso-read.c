@@ -1,12 +1,14 @@
 /* The ISO 9660 reader on hand-built images held in exactly-sized buffers:
  * date decoding, Joliet names, Rock Ridge NM split across a CE area,
- * symlink components, multi-extent files, and the errors for CE loops,
- * short records and missing terminators. */
+ * symlink components, multi-extent files, the errors for CE loops, short
+ * records and missing terminators, and which names and symlink targets
+ * extraction refuses. */
 #define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "formats/iso/iso-read.h"
 #include "vimg/vimg.h"
@@ -320,6 +322,169 @@ static void test_bad_records(void)
     vimg_close(i);
 }
 
+
+/* System Use bytes for a Rock Ridge entry: PX with MODE, NM NAME, and an
+ * SL for TARGET when it is not NULL. Returns the length. */
+static size_t rr_su(uint8_t *su, uint32_t mode, const char *name,
+                    const char *target)
+{
+    size_t s = ISO_RR_PX_LENGTH_OLD, nl = strlen(name);
+    memset(su, 0, s);
+    memcpy(su, "PX\x24\x01", 4);
+    iso_store_both32(su + ISO_RR_PX_MODE_OFFSET, mode);
+    iso_store_both32(su + ISO_RR_PX_NLINK_OFFSET, 1);
+    memcpy(su + s, "NM", 2);
+    su[s + 2] = (uint8_t)(ISO_RR_NM_NAME_OFFSET + nl);
+    su[s + 3] = 1;
+    su[s + 4] = 0;
+    memcpy(su + s + ISO_RR_NM_NAME_OFFSET, name, nl);
+    s += ISO_RR_NM_NAME_OFFSET + nl;
+    if (target) {
+        size_t start = s, p = s + ISO_RR_SL_COMPONENTS_OFFSET;
+        char copy[128];
+        snprintf(copy, sizeof copy, "%s", target);
+        if (copy[0] == '/') {
+            su[p++] = ISO_RR_SL_ROOT;
+            su[p++] = 0;
+        }
+        for (char *save = NULL, *c = strtok_r(copy, "/", &save); c;
+             c = strtok_r(NULL, "/", &save)) {
+            bool dot = !strcmp(c, "."), dotdot = !strcmp(c, "..");
+            su[p++] = dot ? ISO_RR_SL_CURRENT : dotdot ? ISO_RR_SL_PARENT : 0;
+            su[p++] = (uint8_t)(dot || dotdot ? 0 : strlen(c));
+            if (!dot && !dotdot) {
+                memcpy(su + p, c, strlen(c));
+                p += strlen(c);
+            }
+        }
+        memcpy(su + start, "SL", 2);
+        su[start + 2] = (uint8_t)(p - start);
+        su[start + 3] = 1;
+        su[start + 4] = 0;
+        s = p;
+    }
+    return s;
+}
+
+/* The error of the last extract_all (closing clears the library's). */
+static int saved_errno;
+static char saved_msg[512];
+
+/* Extract the whole volume into a fresh folder; returns the result and
+ * leaves the folder's name in DIR. */
+static int extract_all(char dir[64])
+{
+    strcpy(dir, "/tmp/vimg-unit-iso.XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    struct vimg_image *i = open_img();
+    struct vimg_iso *iso = vimg_iso_open(i);
+    CHECK(iso != NULL);
+    int r = vimg_iso_extract(iso, "/", dir);
+    saved_errno = vimg_get_errno();
+    snprintf(saved_msg, sizeof saved_msg, "%s",
+             vimg_get_error() ? vimg_get_error() : "");
+    vimg_iso_close(iso);
+    vimg_close(i);
+    return r;
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* A volume whose root holds one Rock Ridge symlink NAME -> TARGET, or,
+ * with IN_DIR, a folder "d" holding it. */
+static void symlink_volume(const char *name, const char *target, bool in_dir)
+{
+    uint8_t su[256];
+    size_t o = volume(false, sp_rr, sizeof sp_rr), n;
+    uint8_t *dir = sector(ROOT_LBA);
+    if (in_dir) {
+        n = rr_su(su, S_IFDIR | 0755, "d", NULL);
+        record(dir + o, 25, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY, "D", 1,
+               su, n);
+        dir = sector(25);
+        o = record(dir, 25, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY, &self,
+                   1, NULL, 0);
+        o += record(dir + o, ROOT_LBA, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY,
+                    &parent, 1, NULL, 0);
+    }
+    n = rr_su(su, S_IFLNK | 0777, name, target);
+    record(dir + o, 0, 0, 0, "L;1", 3, su, n);
+}
+
+static void test_extract(void)
+{
+    static const struct {
+        const char *target;
+        bool in_dir, ok;
+    } cases[] = {
+        { "f", false, true },
+        { "./f", false, true },
+        { "../f", false, false },
+        { "a/../f", false, false },  /* ".." after a name: not provable */
+        { "/etc/passwd", false, false },
+        { "../f", true, true },
+        { "../../f", true, false },
+        { "../d/../../f", true, false },
+    };
+    char dir[64], path[128];
+
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        symlink_volume("l", cases[c].target, cases[c].in_dir);
+        int r = extract_all(dir);
+        CHECK_EQ(r, cases[c].ok ? 0 : -1);
+        if (!cases[c].ok) {
+            CHECK_EQ(saved_errno, EPERM);
+            CHECK(!strncmp(saved_msg, "unit.iso: /", 11));
+            CHECK(strstr(saved_msg, "refusing symlink"));
+        } else {
+            char buf[64] = "";
+            snprintf(path, sizeof path, "%s/%sl", dir,
+                     cases[c].in_dir ? "d/" : "");
+            CHECK(readlink(path, buf, sizeof buf - 1) > 0);
+            CHECK(!strcmp(buf, cases[c].target));
+        }
+        remove_tree(dir);
+    }
+
+    /* Names that are not one plain path component. */
+    static const char *const bad[] = { "..", ".", "a/b" };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        symlink_volume(bad[c], "f", false);
+        CHECK_EQ(extract_all(dir), -1);
+        CHECK_EQ(saved_errno, EPERM);
+        CHECK(!strncmp(saved_msg, "unit.iso: /", 11));
+        CHECK(strstr(saved_msg, "refusing to extract an entry"));
+        remove_tree(dir);
+    }
+
+    /* A file: contents, Rock Ridge mode and the record's mtime. */
+    uint8_t su[128];
+    size_t o = volume(false, sp_rr, sizeof sp_rr);
+    size_t n = rr_su(su, S_IFREG | 0604, "file", NULL);
+    record(sector(ROOT_LBA) + o, 30, 5, 0, "FILE.;1", 7, su, n);
+    memcpy(sector(30), "data\n", 5);
+    CHECK_EQ(extract_all(dir), 0);
+    snprintf(path, sizeof path, "%s/file", dir);
+    struct stat st;
+    CHECK_EQ(lstat(path, &st), 0);
+    CHECK_EQ(st.st_mode, S_IFREG | 0604);
+    CHECK_EQ(st.st_size, 5);
+    CHECK_EQ(st.st_mtime, 1577934245 - 3600);
+    /* Extracting again never replaces what is there. */
+    struct vimg_image *i = open_img();
+    struct vimg_iso *iso = vimg_iso_open(i);
+    CHECK_EQ(vimg_iso_extract(iso, "/file", dir), -1);
+    CHECK_ERROR(EEXIST, "unit.iso: /file: cannot create");
+    vimg_iso_close(iso);
+    vimg_close(i);
+    remove_tree(dir);
+}
+
 int main(void)
 {
     test_dates();
@@ -327,5 +492,6 @@ int main(void)
     test_rock_ridge();
     test_multi_extent();
     test_bad_records();
+    test_extract();
     TEST_MAIN_END();
 }

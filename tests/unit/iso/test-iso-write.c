@@ -1,11 +1,15 @@
 /* The ISO 9660 writer's pieces on in-memory trees and buffers: name
  * mapping and clash suffixes in both trees, the ECMA-119 sort, Rock Ridge
  * symlink components, SUSP placement into chained continuation areas,
- * dates and the boot catalog checksum. */
+ * dates and the boot catalog checksum; then whole images written to a
+ * scratch folder and read back through vimg's own ISO reader. */
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "formats/iso/iso-write.h"
 #include "vimg/vimg.h"
@@ -268,6 +272,108 @@ static void test_bad_params(void)
     CHECK_ERROR(EINVAL, "x.iso: invalid file name 'a/b'");
 }
 
+
+/* ---- Whole images, read back by the reader ------------------------- */
+
+static char scratch[64];
+
+static void put_file(const char *rel, const char *data, size_t len,
+                     time_t mtime)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", scratch, rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    CHECK(fd >= 0 && write(fd, data, len) == (ssize_t)len);
+    close(fd);
+    struct timespec t[2] = { { mtime, 0 }, { mtime, 0 } };
+    CHECK(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    *len = 0;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        *len = (size_t)ftell(f);
+        rewind(f);
+        buf = malloc(*len ? *len : 1);
+        if (buf && fread(buf, 1, *len, f) != *len) {
+            *len = 0;
+        }
+        fclose(f);
+    }
+    return buf;
+}
+
+static void test_round_trip(void)
+{
+    char src[128], out[128], out2[128], path[256];
+    snprintf(src, sizeof src, "%s/src", scratch);
+    snprintf(out, sizeof out, "%s/a.iso", scratch);
+    snprintf(out2, sizeof out2, "%s/b.iso", scratch);
+    CHECK(mkdir(src, 0755) == 0);
+    snprintf(path, sizeof path, "%s/src/sub", scratch);
+    CHECK(mkdir(path, 0700) == 0);
+    put_file("src/sub/hello.txt", "hello, world\n", 13, 1000000000);
+    put_file("src/Long File Name With Spaces.data", "x", 1, 2000000000);
+    snprintf(path, sizeof path, "%s/src/sub/link", scratch);
+    CHECK(symlink("../Long File Name With Spaces.data", path) == 0);
+    char a[256];
+    snprintf(a, sizeof a, "%s/src/sub/hello.txt", scratch);
+    snprintf(path, sizeof path, "%s/src/hard", scratch);
+    CHECK(link(a, path) == 0);
+
+    struct vimg_iso_create_params p;
+    vimg_iso_create_params_init(&p);
+    p.volume_id = "ROUNDTRIP";
+    p.source_date_epoch = 1500000000;
+    CHECK_EQ(vimg_iso_create(out, src, &p), 0);
+    CHECK_EQ(vimg_iso_create(out2, src, &p), 0);
+    size_t la, lb;
+    uint8_t *da = slurp(out, &la), *db = slurp(out2, &lb);
+    CHECK(da && db && la == lb && la % ISO_SECTOR_SIZE == 0 &&
+          !memcmp(da, db, la));
+    free(da);
+    free(db);
+
+    struct vimg_image *img = vimg_open(out, NULL);
+    struct vimg_iso *iso = img ? vimg_iso_open(img) : NULL;
+    CHECK(iso != NULL);
+    if (iso) {
+        struct vimg_iso_stat st;
+        char buf[64];
+        CHECK_EQ(vimg_iso_stat(iso, "/sub/hello.txt", &st), 0);
+        CHECK(st.type == VIMG_ISO_FILE && st.size == 13 &&
+              (st.mode & 07777) == 0640 && st.nlink == 2 && st.rock_ridge);
+        CHECK_EQ(st.mtime, 1000000000);
+        CHECK_EQ(vimg_iso_read(iso, "/sub/hello.txt", buf, sizeof buf, 0),
+                 13);
+        CHECK(!memcmp(buf, "hello, world\n", 13));
+        CHECK_EQ(vimg_iso_stat(iso, "/hard", &st), 0);
+        CHECK(st.nlink == 2 && st.size == 13);
+        /* Later than the epoch: clamped. */
+        CHECK_EQ(vimg_iso_stat(iso, "/Long File Name With Spaces.data",
+                               &st), 0);
+        CHECK_EQ(st.mtime, 1500000000);
+        CHECK_EQ(vimg_iso_stat(iso, "/sub", &st), 0);
+        CHECK(st.type == VIMG_ISO_DIRECTORY && (st.mode & 07777) == 0700);
+        CHECK_EQ(vimg_iso_stat(iso, "/sub/link", &st), 0);
+        CHECK(st.type == VIMG_ISO_SYMLINK && st.target &&
+              !strcmp(st.target, "../Long File Name With Spaces.data"));
+        vimg_iso_close(iso);
+    }
+    vimg_close(img);
+
+    /* A failure leaves nothing behind: the output folder is missing. */
+    snprintf(path, sizeof path, "%s/missing/c.iso", scratch);
+    CHECK_EQ(vimg_iso_create(path, src, &p), -1);
+    CHECK_ERROR(ENOENT, path);
+    snprintf(path, sizeof path, "%s/missing", scratch);
+    CHECK(access(path, F_OK) != 0);
+}
+
 int main(void)
 {
     test_names();
@@ -276,5 +382,11 @@ int main(void)
     test_dates();
     test_catalog();
     test_bad_params();
+    snprintf(scratch, sizeof scratch, "/tmp/vimg-iso-write.XXXXXX");
+    CHECK(mkdtemp(scratch) != NULL);
+    test_round_trip();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+    CHECK(system(cmd) == 0);
     TEST_MAIN_END();
 }
