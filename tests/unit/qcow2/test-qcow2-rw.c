@@ -53,7 +53,7 @@ static void check_image(const char *path, const uint8_t *model)
     }
 }
 
-static void run(const char *options, bool backing)
+static void run(const char *options, const char *runtime, bool backing)
 {
     char *path, *base;
     uint8_t *model = calloc(1, SIZE), *buf = malloc(SIZE);
@@ -79,7 +79,8 @@ static void run(const char *options, bool backing)
     };
     CHECK_EQ(vimg_create(path, &cp), 0);
     struct vimg_open_params op = { .format = "qcow2",
-                                   .flags = VIMG_OPEN_RDWR };
+                                   .flags = VIMG_OPEN_RDWR,
+                                   .options = runtime };
     struct vimg_image *img = vimg_open(path, &op);
     CHECK(img != NULL);
     if (!img) {
@@ -153,9 +154,14 @@ int main(void)
     }
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
         for (int backing = 0; backing < 2 && !test_failures; backing++) {
-            run(layouts[i], backing);
+            run(layouts[i], NULL, backing);
         }
     }
+    /* Caches of two tables: every step evicts dirty L2 tables and
+     * refcount blocks, exercising the write-back order. */
+    run("cluster_size=4096", "l2-cache-size=0,refcount-cache-size=0", true);
+    run("cluster_size=512,refcount_bits=4",
+        "l2-cache-size=1k,refcount-cache-size=1k", false);
     rmdir(dir);
     TEST_MAIN_END();
 }
