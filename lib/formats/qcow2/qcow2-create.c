@@ -175,7 +175,9 @@ static int build_header(const struct vimg_create_ctx *c,
         memcpy(h + off + QCOW2_EXT_DATA, c->backing_format, n);
         off += QCOW2_EXT_DATA + ROUND_UP(n, 8);
     }
-    if (p->version == 3 &&
+    /* qemu-img writes the feature name table only into header clusters
+     * of 8 KiB and more; doing the same keeps new images byte-identical. */
+    if (p->version == 3 && cs >= 8192 &&
         off + 8 + N_FEATURES * QCOW2_FEAT_ENTRY_SIZE + 8 <= cs) {
         store_be32(h + off + QCOW2_EXT_TYPE, QCOW2_EXT_FEATURE_TABLE);
         store_be32(h + off + QCOW2_EXT_LENGTH,
