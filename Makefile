@@ -58,6 +58,7 @@ demo: deps build
 
 bench: deps build
 	@sh bench/convert.sh $(BUILD)/cli/vimg
+	@sh bench/qcow2.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
 
