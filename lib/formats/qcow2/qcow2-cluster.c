@@ -603,17 +603,25 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
     return r < 0 ? r : r2;
 }
 
+/* The whole clusters inside [OFFSET, OFFSET+COUNT): a partial last cluster
+ * at the end of the image counts as whole, since nothing lies past it. */
+static void whole_clusters(struct vimg_image *img, uint64_t offset,
+                           uint64_t count, uint64_t *start, uint64_t *end)
+{
+    uint64_t cs = qcow2_state(img)->cluster_size;
+    *start = ROUND_UP(offset, cs);
+    *end = offset + count == img->size ? ROUND_UP(img->size, cs)
+                                       : ROUND_DOWN(offset + count, cs);
+}
+
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t cs = s->cluster_size;
-    uint64_t start = ROUND_UP(offset, cs);
-    uint64_t end = offset + count == img->size ? ROUND_UP(img->size, cs)
-                                               : ROUND_DOWN(offset + count,
-                                                            cs);
+    uint64_t cs = s->cluster_size, start, end;
     int r;
 
+    whole_clusters(img, offset, count, &start, &end);
     if (s->version < 3 || s->crypt_method ||
         (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
         /* The core writes zeroed buffers (a raw data file must read as
@@ -648,12 +656,10 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t cs = s->cluster_size;
-    uint64_t start = ROUND_UP(offset, cs);
-    uint64_t end = offset + count == img->size ? ROUND_UP(img->size, cs)
-                                               : ROUND_DOWN(offset + count,
-                                                            cs);
+    uint64_t start, end;
     int r;
+
+    whole_clusters(img, offset, count, &start, &end);
 
     if ((s->version < 3 && img->backing_name) ||
         (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
