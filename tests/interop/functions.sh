@@ -42,3 +42,38 @@ json_get() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys
 
 # allocated KiB of a file
 du_k() { du -k "$1" | cut -f1; }
+
+# serve_nbd SOCK QEMU-NBD-ARGS...: serve an image with qemu-nbd on the unix
+# socket SOCK until the test ends; returns once the socket is there.
+nbd_pid=""
+stop_nbd() { [ -z "$nbd_pid" ] || { kill "$nbd_pid" 2>/dev/null; wait "$nbd_pid" 2>/dev/null; }; }
+serve_nbd() {
+    sock=$1; shift
+    qemu-nbd -k "$sock" "$@" & nbd_pid=$!
+    on_exit stop_nbd
+    i=0
+    while [ ! -S "$sock" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "qemu-nbd did not start"; sleep 0.1
+    done
+}
+
+# boot_iso ISO MARKER SECONDS [QEMU-ARGS...]: boot ISO in QEMU (TCG, serial
+# to a log) until MARKER (a grep pattern) appears on the serial port, then
+# stop it; fails with the log if MARKER does not appear within SECONDS.
+qemu_pid=""
+stop_qemu() { [ -z "$qemu_pid" ] || { kill "$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; }; qemu_pid=""; }
+boot_iso() {
+    iso=$1 marker=$2 secs=$3; shift 3
+    log=$T/serial.log
+    : > "$log"
+    case " $cleanup_hooks " in *" stop_qemu "*) ;; *) on_exit stop_qemu ;; esac
+    timeout $((secs + 30)) qemu-system-x86_64 -accel tcg -display none \
+        -nodefaults -serial "file:$log" -m 256 -no-reboot -cdrom "$iso" "$@" &
+    qemu_pid=$!
+    i=0
+    while [ $i -lt $((secs * 2)) ] && ! grep -q "$marker" "$log"; do
+        sleep 0.5; i=$((i + 1))
+    done
+    stop_qemu
+    grep -q "$marker" "$log" || { cat -v "$log"; fail "no '$marker' on the serial port booting $iso $*"; }
+}

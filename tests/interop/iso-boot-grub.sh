@@ -21,15 +21,4 @@ CFG
 "$VIMG" iso create -o "$T/grub.iso" -b boot/grub/i386-pc/eltorito.img \
     -c boot.catalog "$T/src"
 
-: > "$T/serial.log"
-timeout 90 qemu-system-x86_64 -accel tcg -display none -nodefaults \
-    -serial "file:$T/serial.log" -cdrom "$T/grub.iso" -m 256 -no-reboot &
-qemu=$!
-stop_qemu() { kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null; }
-on_exit stop_qemu
-i=0
-while [ $i -lt 160 ] && ! grep -q 'vimg-grub-boot-ok' "$T/serial.log"; do
-    sleep 0.5; i=$((i + 1))
-done
-grep -q 'vimg-grub-boot-ok' "$T/serial.log" ||
-    { cat "$T/serial.log"; fail "GRUB did not run grub.cfg from the image"; }
+boot_iso "$T/grub.iso" vimg-grub-boot-ok 80

@@ -19,15 +19,4 @@ CFG
 "$VIMG" iso create -o "$T/boot.iso" -V VIMGBOOT -b isolinux/isolinux.bin \
     -c isolinux/boot.cat "$T/src"
 
-: > "$T/serial.log"
-timeout 90 qemu-system-x86_64 -accel tcg -display none -nodefaults \
-    -serial "file:$T/serial.log" -cdrom "$T/boot.iso" -m 128 -no-reboot &
-qemu=$!
-stop_qemu() { kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null; }
-on_exit stop_qemu
-i=0
-while [ $i -lt 160 ] && ! grep -q 'ISOLINUX' "$T/serial.log"; do
-    sleep 0.5; i=$((i + 1))
-done
-grep -q 'ISOLINUX [0-9]' "$T/serial.log" ||
-    { cat "$T/serial.log"; fail "no ISOLINUX banner on the serial port"; }
+boot_iso "$T/boot.iso" 'ISOLINUX [0-9]' 80

@@ -8,13 +8,7 @@ requires qemu-img qemu-nbd
 "$VIMG" --help | grep -q '^Formats:.* qcow2' || { echo "SKIP: no qcow2 in this build"; exit 77; }
 img=$T/disk.qcow2 sock=$T/nbd.sock
 "$VIMG" create -q -f qcow2 "$img" 64M
-qemu-nbd -k "$sock" -f qcow2 "$img" & nbd=$!
-stop_nbd() { kill "$nbd" 2>/dev/null; wait "$nbd" 2>/dev/null; }
-on_exit stop_nbd
-i=0
-while [ ! -S "$sock" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "qemu-nbd did not start"; sleep 0.1
-done
+serve_nbd "$sock" -f qcow2 "$img"
 before=$(sha256sum < "$img")
 for cmd in "info $img" "map $img" "compare $img $img" "check $img" \
            "convert -O raw $img $T/out.raw" "resize $img 128M" \

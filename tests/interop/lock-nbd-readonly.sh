@@ -9,13 +9,7 @@ img=$T/disk.img sock=$T/nbd.sock
 "$VIMG" create -q -f raw "$img" 16M
 dd if=/dev/urandom of="$img" bs=64k seek=3 count=5 conv=notrunc 2>/dev/null
 "$VIMG" create -q -f raw "$T/other.img" 16M
-qemu-nbd -r -k "$sock" -f raw "$img" & nbd=$!
-stop_nbd() { kill "$nbd" 2>/dev/null; wait "$nbd" 2>/dev/null; }
-on_exit stop_nbd
-i=0
-while [ ! -S "$sock" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "qemu-nbd did not start"; sleep 0.1
-done
+serve_nbd "$sock" -r -f raw "$img"
 before=$(sha256sum < "$img")
 expect_status 1 qemu-img resize -f raw "$img" 32M
 expect_status 1 "$VIMG" resize -f raw "$img" 32M

@@ -11,13 +11,7 @@ img=$T/disk.img sock=$T/nbd.sock
 "$VIMG" create -q -f raw "$img" 64M
 dd if=/dev/urandom of="$img" bs=1M seek=1 count=2 conv=notrunc 2>/dev/null
 "$VIMG" create -q -f raw "$T/other.img" 64M
-qemu-nbd -k "$sock" -f raw "$img" & nbd=$!
-stop_nbd() { kill "$nbd" 2>/dev/null; wait "$nbd" 2>/dev/null; }
-on_exit stop_nbd
-i=0
-while [ ! -S "$sock" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "qemu-nbd did not start"; sleep 0.1
-done
+serve_nbd "$sock" -f raw "$img"
 before=$(sha256sum < "$img")
 
 refused() { # refused CMD...: exit 1, one line naming the file and a lock
