@@ -7,7 +7,7 @@ MESON_OPTS ?=
 
 # Every Debian package the build, tests, demo and benchmarks use.
 DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
-	zlib1g-dev libzstd-dev libssl-dev \
+	zlib1g-dev libzstd-dev libssl-dev libdeflate-dev \
 	qemu-utils qemu-system-x86 e2fsprogs \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \

@@ -6,11 +6,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
+#include "../../compress/compress.h"
 #include "qcow2.h"
 
 /* Clusters handled by one allocation (32 MiB at 64 KiB clusters). */
@@ -197,35 +196,14 @@ static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
         free(in);
         return r;
     }
-    bool ok = false;
-    if (s->compression_type == QCOW2_COMPRESSION_ZLIB) {
-        z_stream z = { 0 };
-        if (inflateInit2(&z, -12) == Z_OK) {
-            z.next_in = in;
-            z.avail_in = (uInt)len;
-            z.next_out = out;
-            z.avail_out = (uInt)s->cluster_size;
-            int zr = inflate(&z, Z_FINISH);
-            ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
-                 z.avail_out == 0;
-            inflateEnd(&z);
-        }
-    } else {
-        ZSTD_DCtx *d = ZSTD_createDCtx();
-        ZSTD_inBuffer ib = { in, len, 0 };
-        ZSTD_outBuffer ob = { out, s->cluster_size, 0 };
-        while (d && ob.pos < ob.size && ib.pos < ib.size) {
-            size_t zr = ZSTD_decompressStream(d, &ob, &ib);
-            if (ZSTD_isError(zr)) {
-                break;
-            }
-        }
-        ok = d && ob.pos == ob.size;
-        ZSTD_freeDCtx(d);
-    }
+    r = vimg_internal_decompress(s->compression_type ==
+                                     QCOW2_COMPRESSION_ZSTD
+                                     ? VIMG_COMPRESS_ZSTD
+                                     : VIMG_COMPRESS_DEFLATE_4K,
+                                 in, len, out, s->cluster_size);
     free(in);
-    if (!ok) {
-        return vimg_internal_img_error(img, EIO, "compressed cluster at "
+    if (r < 0) {
+        return vimg_internal_img_error(img, -r, "compressed cluster at "
                                        "0x%llx could not be decompressed",
                                        (unsigned long long)host);
     }

@@ -1,0 +1,272 @@
+/* Cluster (de)compression: zlib for deflate output (it can be told to keep
+ * a 4 KiB window, which QEMU's reader requires), libdeflate for deflate
+ * input (several times faster than zlib's inflate), libzstd for zstd.
+ * Contexts are per thread and reused: creating a zstd or zlib context costs
+ * more than compressing a 64 KiB cluster. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include <libdeflate.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "compress.h"
+
+#define ZLIB_WINDOW_BITS (-12) /* raw deflate, 4 KiB window */
+#define ZLIB_MEM_LEVEL 9
+#define ZLIB_DEFAULT_LEVEL 6
+/* A hostile zstd frame may ask for a window of up to 2 GiB; a cluster is at
+ * most 2 MiB and compressors size the window to the input, so 8 MiB is
+ * ample and bounds memory per thread. */
+#define ZSTD_WINDOW_LOG_MAX 23
+
+struct contexts {
+    z_stream deflate;
+    bool deflate_ready;
+    int deflate_level;
+    z_stream inflate;
+    bool inflate_ready;
+    struct libdeflate_decompressor *libdeflate;
+    ZSTD_CCtx *zstd_c;
+    ZSTD_DCtx *zstd_d;
+};
+
+static pthread_key_t contexts_key;
+static pthread_once_t contexts_once = PTHREAD_ONCE_INIT;
+static bool contexts_key_ok;
+
+static void free_contexts(void *p)
+{
+    struct contexts *c = p;
+    if (c->deflate_ready) {
+        deflateEnd(&c->deflate);
+    }
+    if (c->inflate_ready) {
+        inflateEnd(&c->inflate);
+    }
+    if (c->libdeflate) {
+        libdeflate_free_decompressor(c->libdeflate);
+    }
+    ZSTD_freeCCtx(c->zstd_c);
+    ZSTD_freeDCtx(c->zstd_d);
+    free(c);
+}
+
+static void make_key(void)
+{
+    contexts_key_ok = pthread_key_create(&contexts_key, free_contexts) == 0;
+}
+
+/* Free the calling thread's contexts now (also done at thread exit). */
+static void release_at_exit(void)
+{
+    if (contexts_key_ok) {
+        struct contexts *c = pthread_getspecific(contexts_key);
+        if (c) {
+            pthread_setspecific(contexts_key, NULL);
+            free_contexts(c);
+        }
+    }
+}
+
+static struct contexts *contexts(void)
+{
+    pthread_once(&contexts_once, make_key);
+    if (!contexts_key_ok) {
+        return NULL;
+    }
+    struct contexts *c = pthread_getspecific(contexts_key);
+    if (!c && (c = calloc(1, sizeof *c))) {
+        if (pthread_setspecific(contexts_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* The main thread's contexts are not freed by the key's destructor (it
+ * never calls pthread_exit); free them when the program ends. */
+__attribute__((destructor)) static void compress_fini(void)
+{
+    release_at_exit();
+}
+
+void vimg_internal_compress_levels(enum vimg_compress_algo algo, int *min,
+                                   int *max)
+{
+    if (algo == VIMG_COMPRESS_ZSTD) {
+        *min = 1;
+        *max = ZSTD_maxCLevel();
+    } else {
+        *min = 1;
+        *max = 9;
+    }
+}
+
+static long deflate_4k(struct contexts *c, int level, const void *in,
+                       size_t in_len, void *out, size_t out_cap)
+{
+    if (!level) {
+        level = ZLIB_DEFAULT_LEVEL;
+    }
+    if (!c->deflate_ready) {
+        if (deflateInit2(&c->deflate, level, Z_DEFLATED, ZLIB_WINDOW_BITS,
+                         ZLIB_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+            return -ENOMEM;
+        }
+        c->deflate_ready = true;
+        c->deflate_level = level;
+    } else {
+        if (deflateReset(&c->deflate) != Z_OK) {
+            return -EIO;
+        }
+        if (level != c->deflate_level) {
+            if (deflateParams(&c->deflate, level, Z_DEFAULT_STRATEGY) !=
+                Z_OK) {
+                return -EIO;
+            }
+            c->deflate_level = level;
+        }
+    }
+    c->deflate.next_in = (Bytef *)in;
+    c->deflate.avail_in = (uInt)in_len;
+    c->deflate.next_out = out;
+    c->deflate.avail_out = (uInt)out_cap;
+    int zr = deflate(&c->deflate, Z_FINISH);
+    if (zr == Z_STREAM_END) {
+        return (long)(out_cap - c->deflate.avail_out);
+    }
+    return zr == Z_OK || zr == Z_BUF_ERROR ? -ENOSPC : -EIO;
+}
+
+static long zstd_compress(struct contexts *c, int level, const void *in,
+                          size_t in_len, void *out, size_t out_cap)
+{
+    if (!c->zstd_c && !(c->zstd_c = ZSTD_createCCtx())) {
+        return -ENOMEM;
+    }
+    ZSTD_CCtx_reset(c->zstd_c, ZSTD_reset_session_and_parameters);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zstd_c,
+                                            ZSTD_c_compressionLevel,
+                                            level ? level
+                                                  : ZSTD_CLEVEL_DEFAULT))) {
+        return -EINVAL;
+    }
+    size_t n = ZSTD_compress2(c->zstd_c, out, out_cap, in, in_len);
+    if (ZSTD_isError(n)) {
+        return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC
+                                                                   : -EIO;
+    }
+    return (long)n;
+}
+
+long vimg_internal_compress(enum vimg_compress_algo algo, int level,
+                            const void *in, size_t in_len,
+                            void *out, size_t out_cap)
+{
+    int min, max;
+    vimg_internal_compress_levels(algo, &min, &max);
+    if (level && (level < min || level > max)) {
+        return -EINVAL;
+    }
+    if (in_len > UINT_MAX || out_cap > UINT_MAX) {
+        return -EINVAL;
+    }
+    struct contexts *c = contexts();
+    if (!c) {
+        return -ENOMEM;
+    }
+    return algo == VIMG_COMPRESS_ZSTD
+               ? zstd_compress(c, level, in, in_len, out, out_cap)
+               : deflate_4k(c, level, in, in_len, out, out_cap);
+}
+
+/* zlib's inflate, for the streams libdeflate refuses that QEMU accepts: a
+ * stream that fills the output before it ends, or whose end lies past the
+ * bytes we have (Z_BUF_ERROR with a full output). */
+static int inflate_zlib(struct contexts *c, const void *in, size_t in_len,
+                        void *out, size_t out_len)
+{
+    if (!c->inflate_ready) {
+        if (inflateInit2(&c->inflate, ZLIB_WINDOW_BITS) != Z_OK) {
+            return -ENOMEM;
+        }
+        c->inflate_ready = true;
+    } else if (inflateReset(&c->inflate) != Z_OK) {
+        return -EIO;
+    }
+    c->inflate.next_in = (Bytef *)in;
+    c->inflate.avail_in = (uInt)in_len;
+    c->inflate.next_out = out;
+    c->inflate.avail_out = (uInt)out_len;
+    int zr = inflate(&c->inflate, Z_FINISH);
+    bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
+              c->inflate.avail_out == 0;
+    return ok ? 0 : -EIO;
+}
+
+static int inflate_4k(struct contexts *c, const void *in, size_t in_len,
+                      void *out, size_t out_len)
+{
+    if (!c->libdeflate &&
+        !(c->libdeflate = libdeflate_alloc_decompressor())) {
+        return -ENOMEM;
+    }
+    size_t in_used, out_got;
+    enum libdeflate_result lr = libdeflate_deflate_decompress_ex(
+        c->libdeflate, in, in_len, out, out_len, &in_used, &out_got);
+    if (lr == LIBDEFLATE_SUCCESS && out_got == out_len) {
+        return 0;
+    }
+    if (lr == LIBDEFLATE_SUCCESS) {
+        return -EIO; /* the stream ended short of a whole cluster */
+    }
+    return inflate_zlib(c, in, in_len, out, out_len);
+}
+
+static int zstd_decompress(struct contexts *c, const void *in, size_t in_len,
+                           void *out, size_t out_len)
+{
+    if (!c->zstd_d) {
+        if (!(c->zstd_d = ZSTD_createDCtx())) {
+            return -ENOMEM;
+        }
+    } else {
+        ZSTD_DCtx_reset(c->zstd_d, ZSTD_reset_session_and_parameters);
+    }
+    ZSTD_DCtx_setParameter(c->zstd_d, ZSTD_d_windowLogMax,
+                           ZSTD_WINDOW_LOG_MAX);
+    /* Streaming, because the input may end in padding that is no frame;
+     * as in QEMU, a cluster may span several frames. */
+    ZSTD_inBuffer ib = { in, in_len, 0 };
+    ZSTD_outBuffer ob = { out, out_len, 0 };
+    while (ob.pos < ob.size) {
+        size_t in_pos = ib.pos, out_pos = ob.pos;
+        size_t zr = ZSTD_decompressStream(c->zstd_d, &ob, &ib);
+        if (ZSTD_isError(zr) || (ib.pos == in_pos && ob.pos == out_pos)) {
+            return -EIO; /* damaged, or no progress: the input ran out */
+        }
+    }
+    return ob.pos == ob.size ? 0 : -EIO;
+}
+
+int vimg_internal_decompress(enum vimg_compress_algo algo,
+                             const void *in, size_t in_len,
+                             void *out, size_t out_len)
+{
+    if (in_len > UINT_MAX || out_len > UINT_MAX) {
+        return -EINVAL;
+    }
+    struct contexts *c = contexts();
+    if (!c) {
+        return -ENOMEM;
+    }
+    return algo == VIMG_COMPRESS_ZSTD
+               ? zstd_decompress(c, in, in_len, out, out_len)
+               : inflate_4k(c, in, in_len, out, out_len);
+}
