@@ -57,6 +57,7 @@ demo: deps build
 	@sh scripts/demo.sh $(BUILD)/cli/vimg
 
 bench: deps build
+	@sh bench/run.sh $(BUILD)/cli/vimg
 	@sh bench/convert.sh $(BUILD)/cli/vimg
 	@sh bench/qcow2.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
