@@ -1,4 +1,4 @@
-/* vimg convert [-p] [-q] [-n] [-W] [-U] [-f FMT] [-O FMT] [-o OPTIONS]
+/* vimg convert [-p] [-q] [-n] [-c] [-W] [-U] [-f FMT] [-O FMT] [-o OPTIONS]
  *   [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] [-T CACHE]
  *   [--progress=json] SOURCE TARGET */
 #define _GNU_SOURCE
@@ -68,12 +68,13 @@ static int run(int argc, char **argv)
     uint64_t n;
     int c;
 
-    while ((c = getopt_long(argc, argv, "pqnWUf:O:o:B:F:S:m:t:T:",
+    while ((c = getopt_long(argc, argv, "pqncWUf:O:o:B:F:S:m:t:T:",
                             longopts, NULL)) != -1) {
         switch (c) {
         case 'p': pmode = PROGRESS_BAR; break;
         case 'q': pmode = PROGRESS_NONE; break;
         case 'n': no_create = true; break;
+        case 'c': p.compress = true; break;
         case 'W': p.out_of_order = true; break;
         case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'f': src_fmt = optarg; break;
@@ -201,7 +202,8 @@ out:
 
 const struct command cmd_convert = {
     "convert", run, "copy an image into another format",
-    "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-W] [-U] [-f FMT] "
+    "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-c] [-W] [-U] "
+    "[-f FMT] "
     "[-O FMT]\n"
     "         [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] "
     "[-T CACHE]\n"
@@ -216,6 +218,8 @@ const struct command cmd_convert = {
     "  -S SIZE            zero runs of SIZE bytes stay sparse (default 4k;\n"
     "                     0 allocates everything)\n"
     "  -n                 TARGET exists already: do not create it\n"
+    "  -c                 compress the data (qcow2: -o compression_type=\n"
+    "                     zlib|zstd); blocks that do not shrink stay plain\n"
     "  -m N               parallel workers (default 8)\n"
     "  -W                 allow out-of-order writes\n"
     "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"

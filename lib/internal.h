@@ -116,6 +116,19 @@ struct vimg_driver {
     /* NULL: resize unsupported (ENOTSUP). The core has checked SHRINK. */
     int (*truncate)(struct vimg_image *img, uint64_t size, unsigned flags,
                     enum vimg_prealloc prealloc);
+    /* Compressed writes, both NULL when the format has none. COMPRESS
+     * turns one block of img->compress_unit bytes (zero-padded past the
+     * image's end) into at most CAP bytes of OUT. It reads only settings
+     * fixed at open, so the core calls it from many threads at once without
+     * the image's lock (the CPU half, for convert's workers). Returns the
+     * length, or -ENOSPC when the block does not shrink (the core writes it
+     * plainly). */
+    long (*compress)(struct vimg_image *img, const void *in, void *out,
+                     uint64_t cap);
+    /* Store LEN bytes made by COMPRESS as the block at OFFSET (a multiple of
+     * compress_unit). The block must not be allocated in this layer. */
+    int (*write_compressed)(struct vimg_image *img, uint64_t offset,
+                            const void *cbuf, uint64_t len);
     /* Return VIMG_BS_* flags for [OFFSET, OFFSET+*PNUM), setting *PNUM
      * (1..COUNT), *MAP and *FILE when VIMG_BS_OFFSET_VALID. 0 means "not
      * in this layer". NULL: everything is allocated data. */
@@ -151,6 +164,8 @@ struct vimg_image {
     struct vimg_open_params params; /* flags and policy (format not kept) */
     uint64_t size;                /* virtual size */
     uint32_t request_alignment;   /* 1, or the O_DIRECT block size */
+    uint32_t compress_unit;       /* bytes per compressed block (drivers
+                                     with compress set it at open) */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
@@ -192,6 +207,17 @@ int vimg_internal_zero(struct vimg_image *img, uint64_t offset,
 int vimg_internal_discard(struct vimg_image *img, uint64_t offset,
                           uint64_t count);
 int vimg_internal_flush(struct vimg_image *img);
+/* Compress one block of img->compress_unit bytes (see the driver's
+ * compress): no lock, any thread. -ENOTSUP when the format has no
+ * compressed blocks, -ENOSPC when the block does not shrink. */
+long vimg_internal_compress_block(struct vimg_image *img, const void *in,
+                                  void *out, uint64_t cap);
+/* Write one block: compressed (CBUF, CLEN from vimg_internal_compress_block)
+ * or, when CBUF is NULL, the plain bytes of PLAIN (LEN of them, the rest of
+ * a tail block being past the image's end). OFFSET is block aligned. */
+int vimg_internal_write_block(struct vimg_image *img, uint64_t offset,
+                              const void *plain, uint64_t len,
+                              const void *cbuf, uint64_t clen);
 int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
                            unsigned flags, enum vimg_prealloc prealloc);
 int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,

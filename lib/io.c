@@ -170,6 +170,43 @@ int vimg_internal_zero(struct vimg_image *img, uint64_t offset,
     return zero_by_writing(img, offset, count);
 }
 
+long vimg_internal_compress_block(struct vimg_image *img, const void *in,
+                                  void *out, uint64_t cap)
+{
+    if (!img->drv->compress) {
+        return vimg_internal_img_error(img, ENOTSUP, "the %s format does "
+                                       "not support compression",
+                                       img->drv->name);
+    }
+    return img->drv->compress(img, in, out, cap);
+}
+
+int vimg_internal_write_block(struct vimg_image *img, uint64_t offset,
+                              const void *plain, uint64_t len,
+                              const void *cbuf, uint64_t clen)
+{
+    int r = check_writable(img);
+    if (r < 0 || (r = check_range(img, offset, len)) < 0) {
+        return r;
+    }
+    if (!img->drv->write_compressed || !img->compress_unit ||
+        offset % img->compress_unit ||
+        (len != img->compress_unit && offset + len != img->size)) {
+        return vimg_internal_img_error(img, EINVAL, "compressed write at "
+                                       "offset %llu for %llu bytes is not "
+                                       "one whole block",
+                                       (unsigned long long)offset,
+                                       (unsigned long long)len);
+    }
+    if (!cbuf) {
+        return vimg_internal_pwrite(img, plain, len, offset, 0);
+    }
+    LOCK(img);
+    r = img->drv->write_compressed(img, offset, cbuf, clen);
+    UNLOCK(img);
+    return r;
+}
+
 int vimg_internal_discard(struct vimg_image *img, uint64_t offset,
                           uint64_t count)
 {
@@ -371,6 +408,42 @@ int vimg_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
 {
     PUBLIC_ENTRY(img);
     return public_result(img, vimg_internal_zero(img, offset, count, flags));
+}
+
+int vimg_write_compressed(struct vimg_image *img, const void *buf,
+                          size_t count, uint64_t offset)
+{
+    PUBLIC_ENTRY(img);
+    uint64_t unit = img->compress_unit;
+    uint8_t *block = NULL, *out = NULL;
+    int r = 0;
+
+    if (!img->drv->compress || !unit) {
+        r = vimg_internal_img_error(img, ENOTSUP, "the %s format does not "
+                                    "support compression", img->drv->name);
+    } else if (!(block = malloc(unit)) || !(out = malloc(unit))) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    for (uint64_t at = 0; r == 0 && at < count; at += unit) {
+        uint64_t n = MIN(unit, count - at);
+        memcpy(block, (const uint8_t *)buf + at, n);
+        memset(block + n, 0, unit - n);
+        /* One byte less than a block, as QEMU: equal size is no gain. */
+        long c = vimg_internal_compress_block(img, block, out, unit - 1);
+        if (c < 0 && c != -ENOSPC) {
+            r = (int)c;
+            if (!vimg_internal_error_set()) {
+                vimg_internal_img_error(img, -r, "cannot compress a block");
+            }
+            break;
+        }
+        r = vimg_internal_write_block(img, offset + at, block, n,
+                                      c < 0 ? NULL : out,
+                                      c < 0 ? 0 : (uint64_t)c);
+    }
+    free(block);
+    free(out);
+    return public_result(img, r);
 }
 
 int vimg_discard(struct vimg_image *img, uint64_t offset, uint64_t count)

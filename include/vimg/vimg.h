@@ -122,6 +122,13 @@ enum {
 };
 int vimg_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
               unsigned flags);
+/* Write COUNT bytes at OFFSET as compressed blocks (qcow2 clusters; a block
+ * that does not shrink is stored plainly). OFFSET must be a multiple of the
+ * format's block size and COUNT too, or reach the image's end; the blocks
+ * must not be allocated yet, as in QEMU. ENOTSUP for formats without
+ * compression. */
+int vimg_write_compressed(struct vimg_image *img, const void *buf,
+                          size_t count, uint64_t offset);
 /* Hint that the range is no longer needed; contents become unspecified
  * (zeros for formats that can say so). May do nothing. */
 int vimg_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
@@ -232,6 +239,8 @@ struct vimg_convert_params {
     int workers;               /* -m; 0 picks a default */
     bool out_of_order;         /* -W: writes need not follow offset order */
     bool target_is_new;        /* target was just created (zeros known) */
+    bool compress;             /* -c: write data as compressed blocks
+                                  (formats with vimg_write_compressed) */
     /* -B: the target's backing image; only what differs from it is
        written. NULL copies everything. */
     struct vimg_image *target_backing;

@@ -30,6 +30,7 @@ struct job {
     const struct vimg_convert_params *p;
     uint64_t size;
     bool skip_zero;           /* target reads zeros where we write nothing */
+    uint64_t unit;            /* -c: the target's compressed block size */
     pthread_mutex_t lock;
     /* In-order writes: the worker holding ticket T waits on turn[T % n].
      * At most n tickets are outstanding (one per worker) and they are
@@ -96,6 +97,15 @@ static bool dispatch(struct job *j, struct unit *u)
         }
         uint64_t left = j->ext.offset + j->ext.length - j->pos;
         bool zero = (j->ext.flags & VIMG_BS_ZERO) && j->p->min_sparse;
+        if (j->unit) {
+            /* Compressed blocks: units start on a block and hold whole
+             * blocks; a zero run shorter than a block is read as data. */
+            uint64_t end = j->pos + left == j->size
+                               ? j->size
+                               : ROUND_DOWN(j->pos + left, j->unit);
+            zero = zero && end > j->pos;
+            left = zero ? end - j->pos : j->size - j->pos;
+        }
         u->offset = j->pos;
         u->zero = zero;
         u->length = zero ? left : MIN(left, BUFFER_SIZE);
@@ -183,8 +193,68 @@ static int write_differences(struct job *j, const struct unit *u,
     return 0;
 }
 
+/* A unit's blocks after compression: each block's length in OUT (at
+ * block-sized slots), 0 for a block of zeros, -1 for one stored plainly. */
+struct compressed {
+    char *out;
+    long len[BUFFER_SIZE / 512];
+};
+
+static int compress_unit(struct job *j, const struct unit *u, char *buf,
+                         struct compressed *c)
+{
+    uint64_t unit = j->unit;
+    for (uint64_t at = 0, i = 0; at < u->length; at += unit, i++) {
+        uint64_t n = MIN(unit, u->length - at);
+        if (n < unit) {
+            memset(buf + at + n, 0, unit - n); /* the image's tail */
+        }
+        if (is_zero(buf + at, n)) {
+            c->len[i] = 0;
+            continue;
+        }
+        /* One byte less than a block, as QEMU: equal size is no gain. */
+        long r = vimg_internal_compress_block(j->dst, buf + at,
+                                              c->out + at, unit - 1);
+        if (r < 0 && r != -ENOSPC) {
+            if (!vimg_internal_error_set()) {
+                vimg_internal_img_error(j->dst, (int)-r, "cannot compress "
+                                        "the block at offset %llu",
+                                        (unsigned long long)(u->offset +
+                                                             at));
+            }
+            return (int)r;
+        }
+        c->len[i] = r < 0 ? -1 : r;
+    }
+    return 0;
+}
+
+static int write_compressed(struct job *j, const struct unit *u,
+                            const char *buf, const struct compressed *c)
+{
+    uint64_t unit = j->unit;
+    int r = 0;
+    for (uint64_t at = 0, i = 0; r == 0 && at < u->length; at += unit, i++) {
+        uint64_t n = MIN(unit, u->length - at);
+        if (c->len[i] == 0) {
+            r = j->skip_zero ? 0
+                             : vimg_internal_zero(j->dst, u->offset + at, n,
+                                                  VIMG_ZERO_MAY_UNMAP);
+        } else {
+            r = vimg_internal_write_block(j->dst, u->offset + at, buf + at,
+                                          n, c->len[i] < 0 ? NULL
+                                                           : c->out + at,
+                                          c->len[i] < 0 ? 0
+                                                        : (uint64_t)
+                                                              c->len[i]);
+        }
+    }
+    return r;
+}
+
 static int process(struct job *j, const struct unit *u, char *buf,
-                   char *base)
+                   char *base, struct compressed *cbuf)
 {
     bool in_order = !j->p->out_of_order;
     int r = 0;
@@ -193,6 +263,11 @@ static int process(struct job *j, const struct unit *u, char *buf,
      * into it whole (the -B path below fills it piece by piece). */
     if (!u->zero &&
         (r = vimg_internal_pread(j->src, buf, u->length, u->offset)) < 0) {
+        return r;
+    }
+    /* Compression is the costly part: done here, on every worker, before
+     * waiting for the turn to write. */
+    if (j->unit && !u->zero && (r = compress_unit(j, u, buf, cbuf)) < 0) {
         return r;
     }
     if (in_order) {
@@ -223,6 +298,8 @@ static int process(struct job *j, const struct unit *u, char *buf,
     } else if (u->zero) {
         r = vimg_internal_zero(j->dst, u->offset, u->length,
                                VIMG_ZERO_MAY_UNMAP);
+    } else if (j->unit) {
+        r = write_compressed(j, u, buf, cbuf);
     } else {
         r = write_data(j, u, buf);
     }
@@ -242,14 +319,22 @@ static void *worker(void *arg)
 {
     struct job *j = arg;
     char *buf = NULL, *base = NULL;
+    struct compressed *cbuf = NULL;
     struct unit u;
 
     if (posix_memalign((void **)&buf, 4096, BUFFER_SIZE) != 0 ||
         (j->p->target_backing &&
-         posix_memalign((void **)&base, 4096, BUFFER_SIZE) != 0)) {
+         posix_memalign((void **)&base, 4096, BUFFER_SIZE) != 0) ||
+        (j->unit && (!(cbuf = calloc(1, sizeof *cbuf)) ||
+                     !(cbuf->out = malloc(BUFFER_SIZE))))) {
         vimg_internal_error(ENOMEM, "out of memory");
         fail(j, -ENOMEM);
         free(buf);
+        free(base);
+        if (cbuf) {
+            free(cbuf->out);
+            free(cbuf);
+        }
         return NULL;
     }
     for (;;) {
@@ -260,7 +345,7 @@ static void *worker(void *arg)
             break;
         }
         vimg_internal_error_clear();
-        int r = process(j, &u, buf, base);
+        int r = process(j, &u, buf, base, cbuf);
         if (r < 0) {
             fail(j, r);
             break;
@@ -271,6 +356,10 @@ static void *worker(void *arg)
     pthread_mutex_unlock(&j->lock);
     free(buf);
     free(base);
+    if (cbuf) {
+        free(cbuf->out);
+        free(cbuf);
+    }
     return NULL;
 }
 
@@ -317,6 +406,21 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     }
     if (lock_source(src) < 0) {
         return -1;
+    }
+    if (j.p->compress) {
+        if (!dst->drv->compress || !dst->compress_unit ||
+            dst->compress_unit > BUFFER_SIZE) {
+            vimg_internal_img_error(dst, ENOTSUP, "compression not supported "
+                                    "for this file format");
+            return -1;
+        }
+        if (j.p->target_backing) {
+            vimg_internal_img_error(dst, ENOTSUP, "compression cannot be "
+                                    "combined with a target backing file "
+                                    "(-B)");
+            return -1;
+        }
+        j.unit = dst->compress_unit;
     }
     j.size = src->size;
     j.skip_zero = j.p->target_is_new && vimg_has_zero_init(dst) &&

@@ -867,3 +867,69 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
     }
     return r;
 }
+
+long qcow2_compress(struct vimg_image *img, const void *in, void *out,
+                    uint64_t cap)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    return vimg_internal_compress(s->compression_type ==
+                                          QCOW2_COMPRESSION_ZSTD
+                                      ? VIMG_COMPRESS_ZSTD
+                                      : VIMG_COMPRESS_DEFLATE_4K,
+                                  0, in, s->cluster_size, out, cap);
+}
+
+/* As in QEMU, compressed data goes only into clusters not allocated yet:
+ * the data is packed after the previous piece, written, and only then
+ * does the L2 entry point at it. */
+int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
+                           const void *cbuf, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *table;
+    uint64_t idx, host;
+    int r;
+
+    if (s->crypt_method) {
+        return refuse_encrypted(img);
+    }
+    if (s->data_file_name) {
+        return vimg_internal_img_error(img, ENOTSUP, "compressed clusters "
+                                       "cannot be written to an image with "
+                                       "an external data file");
+    }
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = get_l2(img, offset, true, &table, &idx)) < 0) {
+        return r;
+    }
+    if (load_be64(table + idx * 8) & QCOW2_L2E_OFFSET_MASK) {
+        return vimg_internal_img_error(img, EIO, "cannot write a compressed "
+                                       "cluster at guest offset %llu over "
+                                       "an allocated one",
+                                       (unsigned long long)offset);
+    }
+    if ((r = qcow2_alloc_bytes(img, len, &host)) < 0 ||
+        (r = write_data(img, cbuf, len, host)) < 0) {
+        return r;
+    }
+    /* Keep the file whole sectors long, as qemu-img's compressed output
+     * ends (readers fetch compressed data by the sector). */
+    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
+    if (end % QCOW2_COMPRESSED_SECTOR_SIZE &&
+        (r = vimg_internal_truncate(img->file,
+                                    ROUND_UP(end,
+                                             QCOW2_COMPRESSED_SECTOR_SIZE),
+                                    0, VIMG_PREALLOC_OFF)) < 0) {
+        return r;
+    }
+    if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+        return r;
+    }
+    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
+    uint64_t extra = (host + len - 1) / QCOW2_COMPRESSED_SECTOR_SIZE -
+                     host / QCOW2_COMPRESSED_SECTOR_SIZE;
+    store_be64(table + idx * 8,
+               QCOW2_L2E_COMPRESSED | (extra << x) | host);
+    qcow2_cache_mark_dirty(&s->l2_cache, table);
+    return 0;
+}

@@ -452,5 +452,64 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
 int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
                         uint64_t len)
 {
+    struct qcow2_state *s = qcow2_state(img);
+    /* The cluster compressed data was being packed into may now be free
+     * and reused for anything: start the next piece in a fresh one. */
+    if (s->free_byte_offset >= ROUND_DOWN(offset, s->cluster_size) &&
+        s->free_byte_offset < offset + len) {
+        s->free_byte_offset = 0;
+    }
     return qcow2_update_refcount(img, offset, len, -1);
+}
+
+/* Compressed clusters are packed back to back, as QEMU packs them: a host
+ * cluster holding pieces of N compressed clusters has refcount N. A piece
+ * that does not fit the current cluster continues into a fresh cluster when
+ * that one happens to follow, else starts in it. */
+int qcow2_alloc_bytes(struct vimg_image *img, uint64_t size,
+                      uint64_t *offset)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t off = s->free_byte_offset, fresh, rc = 0;
+    uint64_t max = s->refcount_order == 6
+                       ? UINT64_MAX
+                       : ((uint64_t)1 << (1u << s->refcount_order)) - 1;
+    int r;
+
+    if (size == 0 || size >= s->cluster_size) {
+        return vimg_internal_img_error(img, EINVAL, "compressed piece of "
+                                       "%llu bytes does not fit a cluster",
+                                       (unsigned long long)size);
+    }
+    if (off && ((r = qcow2_get_refcount(img, off / s->cluster_size,
+                                        &rc)) < 0)) {
+        return r;
+    }
+    if (off && (rc == 0 || rc >= max)) {
+        off = 0; /* freed meanwhile, or no reference left to give */
+    }
+    uint64_t room = off ? s->cluster_size - (off & (s->cluster_size - 1))
+                        : 0;
+    if (room >= size) {
+        r = qcow2_update_refcount(img, off, size, 1);
+    } else {
+        if ((r = qcow2_alloc_clusters(img, 1, &fresh)) < 0) {
+            return r;
+        }
+        if (off && ROUND_UP(off, s->cluster_size) == fresh) {
+            /* Spans the old cluster's tail and the fresh one, which
+             * already has its reference. */
+            r = qcow2_update_refcount(img, off, room, 1);
+        } else {
+            off = fresh;
+        }
+    }
+    if (r < 0) {
+        return r;
+    }
+    *offset = off;
+    s->free_byte_offset = (off + size) & (s->cluster_size - 1)
+                              ? off + size
+                              : 0;
+    return 0;
 }

@@ -304,6 +304,7 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
     s->rt_entries = (uint64_t)s->rt_clusters * s->cluster_size / 8;
     /* QEMU sees whole 512-byte sectors only. */
     img->size = ROUND_DOWN(size, 512);
+    img->compress_unit = (uint32_t)s->cluster_size;
     return 0;
 }
 
@@ -930,6 +931,8 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .flush = qcow2_flush,
     .truncate = qcow2_truncate,
     .block_status = qcow2_block_status,
+    .compress = qcow2_compress,
+    .write_compressed = qcow2_write_compressed,
     .get_info = qcow2_get_info,
     .measure = qcow2_measure,
     .check = qcow2_check,

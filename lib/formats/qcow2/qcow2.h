@@ -108,6 +108,8 @@ struct qcow2_state {
 
     /* Runtime state. */
     uint64_t free_hint;        /* no free cluster below this index */
+    uint64_t free_byte_offset; /* where the next compressed piece may go
+                                  (0: start a fresh cluster) */
     bool l1_dirty;
     bool corrupt;              /* refuse every further write */
     bool dirty_set;            /* the header's dirty bit is set by us */
@@ -187,6 +189,10 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
  * longer point at them are on disk. */
 int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
                         uint64_t len);
+/* SIZE bytes (less than a cluster) for compressed data, packed after the
+ * previous piece; each cluster the range touches gains a reference. */
+int qcow2_alloc_bytes(struct vimg_image *img, uint64_t size,
+                      uint64_t *offset);
 
 /* ---- qcow2-cluster.c -------------------------------------------------- */
 int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
@@ -196,6 +202,10 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
+long qcow2_compress(struct vimg_image *img, const void *in, void *out,
+                    uint64_t cap);
+int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
+                           const void *cbuf, uint64_t len);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        struct vimg_image **file);
