@@ -3,6 +3,10 @@
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
+# Concurrency tests, also run under ThreadSanitizer.
+TSAN_TESTS := unit-qcow2-threads unit-compress
+TSAN_TARGETS := tests/unit/qcow2/test-qcow2-threads tests/unit/test-compress
 MESON_OPTS ?=
 
 # Every Debian package the build, tests, demo and benchmarks use.
@@ -37,20 +41,29 @@ $(BUILD_ASAN)/build.ninja:
 	meson setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false \
 	  -Dbuildtype=debug $(MESON_OPTS)
 
+$(BUILD_TSAN)/build.ninja:
+	meson setup $(BUILD_TSAN) -Db_sanitize=thread -Db_lundef=false \
+	  -Dbuildtype=debug $(MESON_OPTS)
+
 build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 # Every test: unit, interop and fuzz-corpus replay on the normal build, then
-# unit and fuzz replay again under ASan+UBSan. Ends with one summary line.
-check: deps build $(BUILD_ASAN)/build.ninja
+# unit and fuzz replay again under ASan+UBSan, and the concurrency tests
+# under TSan. Ends with one summary line.
+check: deps build $(BUILD_ASAN)/build.ninja $(BUILD_TSAN)/build.ninja
 	ninja -C $(BUILD_ASAN)
+	ninja -C $(BUILD_TSAN) $(TSAN_TARGETS)
 	@rc=0; \
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=1; \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C $(BUILD_ASAN) --suite unit --suite fuzz --print-errorlogs \
 	  --num-processes 2 || rc=1; \
-	python3 scripts/test-summary.py $(BUILD) $(BUILD_ASAN) || rc=1; \
+	TSAN_OPTIONS=halt_on_error=1 meson test -C $(BUILD_TSAN) --no-rebuild \
+	  --print-errorlogs $(TSAN_TESTS) || rc=1; \
+	python3 scripts/test-summary.py $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) \
+	  || rc=1; \
 	exit $$rc
 
 demo: deps build
@@ -69,4 +82,4 @@ fuzz:
 	ninja -C build-fuzz
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) build-fuzz

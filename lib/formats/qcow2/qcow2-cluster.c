@@ -45,6 +45,45 @@ static int free_list_add(struct vimg_image *img, struct free_list *f,
     return 0;
 }
 
+/* List [START, START+LEN) as having I/O in flight (lock held). */
+static void active_add(struct qcow2_state *s, struct qcow2_active *a,
+                       uint64_t start, uint64_t len)
+{
+    a->start = start;
+    a->end = start + len;
+    a->next = s->active;
+    s->active = a;
+}
+
+static void active_remove(struct qcow2_state *s, struct qcow2_active *a)
+{
+    for (struct qcow2_active **p = &s->active; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&s->active_done);
+}
+
+/* Wait until no I/O in flight touches [START, START+LEN). The lock is
+ * dropped while waiting; callers have already unlinked the range from
+ * every table, so nothing new can start on it. */
+static void wait_inactive(struct qcow2_state *s, uint64_t start,
+                          uint64_t len)
+{
+    for (;;) {
+        struct qcow2_active *a = s->active;
+        while (a && (a->end <= start || a->start >= start + len)) {
+            a = a->next;
+        }
+        if (!a) {
+            return;
+        }
+        pthread_cond_wait(&s->active_done, &s->lock);
+    }
+}
+
 /* Write the tables that stopped pointing at the listed clusters, then drop
  * their references (and give the space back to the file). */
 static int free_list_commit(struct vimg_image *img, struct free_list *f)
@@ -59,6 +98,7 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
         }
     }
     for (size_t i = 0; r == 0 && i < f->n; i++) {
+        wait_inactive(s, f->v[i].offset, f->v[i].len);
         r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
         for (uint64_t off = f->v[i].offset;
              r == 0 && off < f->v[i].offset + f->v[i].len;
@@ -178,18 +218,30 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
     return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
 }
 
-static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
+/* The host bytes of compressed entry E, validated (lock held). */
+static int compressed_span(struct vimg_image *img, uint64_t e,
+                           uint64_t *host, uint64_t *len)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t len, host = compressed_host(s, e, &len);
-    uint8_t *in;
-    int r;
-
-    if (len > 2 * s->cluster_size) {
-        return qcow2_signal_corruption(img, host, "compressed cluster is "
+    *host = compressed_host(s, e, len);
+    if (*len > 2 * s->cluster_size) {
+        return qcow2_signal_corruption(img, *host, "compressed cluster is "
                                        "larger than a cluster");
     }
-    if (!(in = malloc(len))) {
+    return 0;
+}
+
+/* Read and inflate LEN compressed bytes at HOST into a whole cluster. Needs
+ * no lock: the span was validated and is either listed as active or
+ * protected by the lock the caller holds. */
+static int decompress_span(struct vimg_image *img, uint64_t host,
+                           uint64_t len, uint8_t *out)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *in = malloc(len);
+    int r;
+
+    if (!in) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
     if ((r = vimg_internal_pread(s->data, in, len, host)) < 0) {
@@ -208,6 +260,13 @@ static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
                                        (unsigned long long)host);
     }
     return 0;
+}
+
+static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
+{
+    uint64_t host, len;
+    int r = compressed_span(img, e, &host, &len);
+    return r < 0 ? r : decompress_span(img, host, len, out);
 }
 
 static int refuse_encrypted(struct vimg_image *img)
@@ -267,12 +326,63 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
     return 0;
 }
 
+/* One run of clusters for a read, found under the lock. */
+struct read_run {
+    enum ctype t;
+    uint64_t n;          /* guest bytes the run covers */
+    uint64_t host, len;  /* data: host offset of the first byte; compressed:
+                            the span */
+};
+
+static int find_read_run(struct vimg_image *img, uint64_t offset,
+                         uint64_t count, struct read_run *run)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *table;
+    uint64_t idx, coff = offset & (s->cluster_size - 1);
+    int r;
+
+    if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+        return r;
+    }
+    run->n = MIN(count, (qcow2_l2_entries(s) - idx) * s->cluster_size - coff);
+    run->t = C_UNALLOC;
+    if (!table) {
+        return 0;
+    }
+    uint64_t e = load_be64(table + idx * 8), host, k = 1;
+    if ((r = classify(img, e, &run->t, &host)) < 0) {
+        return r;
+    }
+    if (run->t == C_COMPRESSED) {
+        run->n = MIN(run->n, s->cluster_size - coff);
+        return compressed_span(img, e, &run->host, &run->len);
+    }
+    for (; k * s->cluster_size - coff < run->n; k++) {
+        uint64_t h;
+        enum ctype t2;
+        if ((r = classify(img, load_be64(table + (idx + k) * 8), &t2,
+                          &h)) < 0) {
+            return r;
+        }
+        if (t2 != run->t ||
+            (run->t == C_NORMAL && h != host + k * s->cluster_size)) {
+            break;
+        }
+    }
+    run->n = MIN(run->n, k * s->cluster_size - coff);
+    run->host = host + coff;
+    return 0;
+}
+
+/* Look-ups run under the lock; the data is read (and inflated) without
+ * it, its host range listed as active so that it is not freed meanwhile. */
 int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
                 uint64_t offset)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint8_t *out = buf;
-    int r;
+    uint8_t *out = buf, *cbuf = NULL;
+    int r = 0;
 
     if (s->crypt_method) {
         return refuse_encrypted(img);
@@ -283,67 +393,53 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
                                        "follows no references)",
                                        s->data_file_name);
     }
-    while (count) {
-        uint8_t *table;
-        uint64_t idx, coff = offset & (s->cluster_size - 1);
-        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
-            return r;
+    pthread_mutex_lock(&s->lock);
+    while (count && r == 0) {
+        struct read_run run;
+        struct qcow2_active a;
+        uint64_t coff = offset & (s->cluster_size - 1);
+        if ((r = find_read_run(img, offset, count, &run)) < 0) {
+            break;
         }
-        uint64_t n = MIN(count, (qcow2_l2_entries(s) - idx) *
-                                    s->cluster_size - coff);
-        enum ctype t = C_UNALLOC;
-        uint64_t host = 0, e = 0, k = 1;
-        if (table) {
-            e = load_be64(table + idx * 8);
-            if ((r = classify(img, e, &t, &host)) < 0) {
-                return r;
-            }
-            for (; k * s->cluster_size - coff < n; k++) {
-                uint64_t h;
-                enum ctype t2;
-                if (t == C_COMPRESSED ||
-                    (r = classify(img, load_be64(table + (idx + k) * 8),
-                                  &t2, &h)) < 0 ||
-                    t2 != t || (t == C_NORMAL &&
-                                h != host + k * s->cluster_size)) {
-                    break;
-                }
-            }
-            if (r < 0) {
-                return r;
-            }
-            n = MIN(n, k * s->cluster_size - coff);
-        }
-        switch (t) {
+        switch (run.t) {
         case C_UNALLOC:
-            r = vimg_internal_read_backing(img, out, n, offset);
+            pthread_mutex_unlock(&s->lock);
+            r = vimg_internal_read_backing(img, out, run.n, offset);
+            pthread_mutex_lock(&s->lock);
             break;
         case C_ZERO_PLAIN:
         case C_ZERO_ALLOC:
-            memset(out, 0, n);
+            memset(out, 0, run.n);
             break;
         case C_NORMAL:
-            r = vimg_internal_pread(s->data, out, n, host + coff);
+            active_add(s, &a, run.host, run.n);
+            pthread_mutex_unlock(&s->lock);
+            r = vimg_internal_pread(s->data, out, run.n, run.host);
+            pthread_mutex_lock(&s->lock);
+            active_remove(s, &a);
             break;
-        case C_COMPRESSED: {
-            uint8_t *c = malloc(s->cluster_size);
-            r = c ? decompress(img, e, c)
-                  : vimg_internal_img_error(img, ENOMEM, "out of memory");
-            if (r == 0) {
-                memcpy(out, c + coff, n);
+        case C_COMPRESSED:
+            if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+                r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+                break;
             }
-            free(c);
+            active_add(s, &a, run.host, run.len);
+            pthread_mutex_unlock(&s->lock);
+            r = decompress_span(img, run.host, run.len, cbuf);
+            if (r == 0) {
+                memcpy(out, cbuf + coff, run.n);
+            }
+            pthread_mutex_lock(&s->lock);
+            active_remove(s, &a);
             break;
         }
-        }
-        if (r < 0) {
-            return r;
-        }
-        out += n;
-        offset += n;
-        count -= n;
+        out += run.n;
+        offset += run.n;
+        count -= run.n;
     }
-    return 0;
+    pthread_mutex_unlock(&s->lock);
+    free(cbuf);
+    return r;
 }
 
 static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
@@ -419,8 +515,39 @@ static int write_new_run(struct vimg_image *img, const uint8_t *buf,
     return r;
 }
 
+/* Overwrite allocated clusters in place: checked under the lock, written
+ * without it while listed as active. */
+static int write_in_place(struct vimg_image *img, const void *buf,
+                          uint64_t len, uint64_t host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct qcow2_active a;
+    int r;
+
+    if (s->data == img->file &&
+        (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
+        return r;
+    }
+    active_add(s, &a, host, len);
+    pthread_mutex_unlock(&s->lock);
+    r = vimg_internal_pwrite(s->data, buf, len, host, 0);
+    pthread_mutex_lock(&s->lock);
+    active_remove(s, &a);
+    return r;
+}
+
 int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
                  uint64_t offset, unsigned flags)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_pwrite_locked(img, buf, count, offset, flags);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
+                        uint64_t count, uint64_t offset, unsigned flags)
 {
     struct qcow2_state *s = qcow2_state(img);
     const uint8_t *in = buf;
@@ -467,7 +594,7 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
         }
         n = MIN(n, k * s->cluster_size - coff);
         if (in_place) {
-            r = write_data(img, in, n, host + coff);
+            r = write_in_place(img, in, n, host + coff);
         } else {
             uint64_t guest = offset - coff;
             if ((r = write_new_run(img, in, guest, coff, n, old, k,
@@ -618,10 +745,11 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
     }
     r = 0;
     if (start > offset) {
-        r = qcow2_pwrite(img, zeros, start - offset, offset, 0);
+        r = qcow2_pwrite_locked(img, zeros, start - offset, offset, 0);
     }
     if (r == 0 && offset + count > end) {
-        r = qcow2_pwrite(img, zeros, offset + count - end, end, 0);
+        r = qcow2_pwrite_locked(img, zeros, offset + count - end, end,
+                                    0);
     }
     free(zeros);
     if (r == 0) {

@@ -684,6 +684,8 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     bool check_mode = img->params.flags & VIMG_OPEN_CHECK;
     int r;
 
+    s->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    s->active_done = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
     if ((r = vimg_internal_pread(img->file, head, sizeof head, 0)) < 0) {
         return r;
     }
@@ -765,11 +767,6 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
 fail:
     free_state(s);
     return r;
-}
-
-static int qcow2_flush(struct vimg_image *img)
-{
-    return qcow2_flush_metadata(img);
 }
 
 static int qcow2_close(struct vimg_image *img)
@@ -912,11 +909,95 @@ static int qcow2_get_info(struct vimg_image *img, struct vimg_value *info)
                                         s->incompat & QCOW2_INCOMPAT_DIRTY);
 }
 
+/* ---- Locked entry points ---------------------------------------------- */
+/* pread and pwrite take the lock themselves (they drop it for data I/O);
+ * everything else runs whole under it. */
+
+static int locked_zero(struct vimg_image *img, uint64_t offset,
+                       uint64_t count, unsigned flags)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_zero(img, offset, count, flags);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_discard(struct vimg_image *img, uint64_t offset,
+                          uint64_t count)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_discard(img, offset, count);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_flush(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_flush_metadata(img);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_truncate(struct vimg_image *img, uint64_t size,
+                           unsigned flags, enum vimg_prealloc prealloc)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_truncate(img, size, flags, prealloc);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_block_status(struct vimg_image *img, uint64_t offset,
+                               uint64_t count, uint64_t *pnum, uint64_t *map,
+                               struct vimg_image **file)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_block_status(img, offset, count, pnum, map, file);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_write_compressed(struct vimg_image *img, uint64_t offset,
+                                   const void *cbuf, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_write_compressed(img, offset, cbuf, len);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_get_info(struct vimg_image *img, struct vimg_value *info)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_get_info(img, info);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_check(struct vimg_image *img, unsigned fix,
+                        struct vimg_check_result *res, vimg_report_fn report,
+                        void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_check(img, fix, res, report, opaque);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 const struct vimg_driver vimg_driver_qcow2 = {
     .name = "qcow2",
     .kind = VIMG_DRIVER_FORMAT,
     .instance_size = sizeof(struct qcow2_state),
-    .thread_safe = false,
+    .thread_safe = true,
     .has_zero_init = true,
     .create_opts = qcow2_create_opts,
     .runtime_opts = qcow2_runtime_opts,
@@ -926,14 +1007,14 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .create = qcow2_create,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
-    .zero = qcow2_zero,
-    .discard = qcow2_discard,
-    .flush = qcow2_flush,
-    .truncate = qcow2_truncate,
-    .block_status = qcow2_block_status,
+    .zero = locked_zero,
+    .discard = locked_discard,
+    .flush = locked_flush,
+    .truncate = locked_truncate,
+    .block_status = locked_block_status,
     .compress = qcow2_compress,
-    .write_compressed = qcow2_write_compressed,
-    .get_info = qcow2_get_info,
+    .write_compressed = locked_write_compressed,
+    .get_info = locked_get_info,
     .measure = qcow2_measure,
-    .check = qcow2_check,
+    .check = locked_check,
 };

@@ -3,6 +3,7 @@
 #ifndef VIMG_QCOW2_H
 #define VIMG_QCOW2_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -114,6 +115,21 @@ struct qcow2_state {
     bool corrupt;              /* refuse every further write */
     bool dirty_set;            /* the header's dirty bit is set by us */
     bool lazy;                 /* lazy refcounts in effect */
+
+    /* Concurrency (the driver is thread-safe): LOCK guards everything
+     * above and the caches. Guest-data I/O and decompression run without
+     * it, their host range listed in ACTIVE meanwhile, so that no cluster
+     * is freed (and reused by another write) under a read or write in
+     * flight. Allocating writes keep the lock across their data write. */
+    pthread_mutex_t lock;
+    pthread_cond_t active_done;
+    struct qcow2_active *active;
+};
+
+/* A host range with guest-data I/O in flight outside the lock. */
+struct qcow2_active {
+    uint64_t start, end;
+    struct qcow2_active *next;
 };
 
 /* ---- qcow2.c ---------------------------------------------------------- */
@@ -195,10 +211,15 @@ int qcow2_alloc_bytes(struct vimg_image *img, uint64_t size,
                       uint64_t *offset);
 
 /* ---- qcow2-cluster.c -------------------------------------------------- */
+/* Driver entry points that take the lock themselves. */
 int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
                 uint64_t offset);
 int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
                  uint64_t offset, unsigned flags);
+/* The rest run with the lock held (qcow2.c wraps them for the driver
+ * table); they may drop it while waiting for I/O in flight. */
+int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
+                        uint64_t count, uint64_t offset, unsigned flags);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
