@@ -11,7 +11,7 @@
 
 #define CLUSTER 65536
 
-static uint32_t rng = 12345;
+static _Thread_local uint32_t rng = 12345;
 static uint8_t next_byte(void)
 {
     rng = rng * 1103515245u + 12345u;
