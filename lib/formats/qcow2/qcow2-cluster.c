@@ -45,19 +45,23 @@ static int free_list_add(struct vimg_image *img, struct free_list *f,
     return 0;
 }
 
-/* List [START, START+LEN) as having I/O in flight (lock held). */
-static void active_add(struct qcow2_state *s, struct qcow2_active *a,
-                       uint64_t start, uint64_t len)
+/* Ranges with work in flight outside the lock (lock held to change the
+ * lists): host ranges under data I/O (s->active), guest ranges whose new
+ * clusters are being written before their L2 entries change
+ * (s->inflight). */
+static void range_add(struct qcow2_active **list, struct qcow2_active *a,
+                      uint64_t start, uint64_t len)
 {
     a->start = start;
     a->end = start + len;
-    a->next = s->active;
-    s->active = a;
+    a->next = *list;
+    *list = a;
 }
 
-static void active_remove(struct qcow2_state *s, struct qcow2_active *a)
+static void range_remove(struct qcow2_state *s, struct qcow2_active **list,
+                         struct qcow2_active *a)
 {
-    for (struct qcow2_active **p = &s->active; *p; p = &(*p)->next) {
+    for (struct qcow2_active **p = list; *p; p = &(*p)->next) {
         if (*p == a) {
             *p = a->next;
             break;
@@ -66,22 +70,32 @@ static void active_remove(struct qcow2_state *s, struct qcow2_active *a)
     pthread_cond_broadcast(&s->active_done);
 }
 
-/* Wait until no I/O in flight touches [START, START+LEN). The lock is
- * dropped while waiting; callers have already unlinked the range from
- * every table, so nothing new can start on it. */
-static void wait_inactive(struct qcow2_state *s, uint64_t start,
-                          uint64_t len)
+static bool range_busy(struct qcow2_active *list, uint64_t start,
+                       uint64_t end)
 {
-    for (;;) {
-        struct qcow2_active *a = s->active;
-        while (a && (a->end <= start || a->start >= start + len)) {
-            a = a->next;
+    for (; list; list = list->next) {
+        if (list->end > start && list->start < end) {
+            return true;
         }
-        if (!a) {
-            return;
-        }
+    }
+    return false;
+}
+
+/* Wait until nothing in LIST touches [START, END). The lock is dropped
+ * while waiting. */
+static void wait_idle(struct qcow2_state *s, struct qcow2_active **list,
+                      uint64_t start, uint64_t end)
+{
+    while (range_busy(*list, start, end)) {
         pthread_cond_wait(&s->active_done, &s->lock);
     }
+}
+
+void qcow2_wait_all_idle(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    wait_idle(s, &s->inflight, 0, UINT64_MAX);
+    wait_idle(s, &s->active, 0, UINT64_MAX);
 }
 
 /* Write the tables that stopped pointing at the listed clusters, then drop
@@ -98,7 +112,10 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
         }
     }
     for (size_t i = 0; r == 0 && i < f->n; i++) {
-        wait_inactive(s, f->v[i].offset, f->v[i].len);
+        /* Callers unlinked these clusters from every table first, so no
+         * new I/O can start on them. */
+        wait_idle(s, &s->active, f->v[i].offset,
+                  f->v[i].offset + f->v[i].len);
         r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
         for (uint64_t off = f->v[i].offset;
              r == 0 && off < f->v[i].offset + f->v[i].len;
@@ -412,25 +429,25 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
             memset(out, 0, run.n);
             break;
         case C_NORMAL:
-            active_add(s, &a, run.host, run.n);
+            range_add(&s->active, &a, run.host, run.n);
             pthread_mutex_unlock(&s->lock);
             r = vimg_internal_pread(s->data, out, run.n, run.host);
             pthread_mutex_lock(&s->lock);
-            active_remove(s, &a);
+            range_remove(s, &s->active, &a);
             break;
         case C_COMPRESSED:
             if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
                 r = vimg_internal_img_error(img, ENOMEM, "out of memory");
                 break;
             }
-            active_add(s, &a, run.host, run.len);
+            range_add(&s->active, &a, run.host, run.len);
             pthread_mutex_unlock(&s->lock);
             r = decompress_span(img, run.host, run.len, cbuf);
             if (r == 0) {
                 memcpy(out, cbuf + coff, run.n);
             }
             pthread_mutex_lock(&s->lock);
-            active_remove(s, &a);
+            range_remove(s, &s->active, &a);
             break;
         }
         out += run.n;
@@ -456,7 +473,8 @@ static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
 }
 
 /* Write a cluster of which only [FROM, TO) comes from SRC: the rest is
- * what the cluster read before (old entry E). */
+ * what the cluster read before (old entry E, validated under the lock).
+ * Runs without the lock. */
 static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
                          uint64_t host, const uint8_t *src, uint64_t from,
                          uint64_t to)
@@ -471,30 +489,50 @@ static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
     r = old_contents(img, e, guest, c);
     if (r == 0) {
         memcpy(c + from, src, to - from);
-        r = write_data(img, c, s->cluster_size, host);
+        r = vimg_internal_pwrite(s->data, c, s->cluster_size, host, 0);
     }
     free(c);
     return r;
 }
 
-/* Allocate and write K clusters at guest cluster GUEST (old entries OLD),
- * taking [COFF, COFF+LEN) of the run from BUF. */
-static int write_new_run(struct vimg_image *img, const uint8_t *buf,
-                         uint64_t guest, uint64_t coff, uint64_t len,
-                         const uint64_t *old, uint64_t k, uint64_t *host)
+/* Host clusters for a new run of K at guest cluster GUEST (lock held):
+ * allocated, or the guest offset itself in an external data file; checked
+ * against metadata once, so that filling them needs no lock. */
+static int alloc_new_run(struct vimg_image *img, uint64_t guest, uint64_t k,
+                         uint64_t *host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if (s->data != img->file) {
+        *host = guest; /* external data files map guest = host */
+        return 0;
+    }
+    if ((r = qcow2_alloc_clusters(img, k, host)) < 0) {
+        return r;
+    }
+    if ((r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, *host,
+                                 k * s->cluster_size)) < 0) {
+        (void)qcow2_free_clusters(img, *host, k * s->cluster_size);
+    }
+    return r;
+}
+
+/* Fill the K new clusters at HOST for guest cluster GUEST (old entries
+ * OLD), taking [COFF, COFF+LEN) of the run from BUF and the rest of the
+ * first and last clusters from what they read before. No lock needed: the
+ * guest range is in flight, so nobody else changes its entries. */
+static int fill_new_run(struct vimg_image *img, const uint8_t *buf,
+                        uint64_t guest, uint64_t coff, uint64_t len,
+                        const uint64_t *old, uint64_t k, uint64_t host)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, end = coff + len, first = 0, last = k;
     int r;
 
-    if (s->data != img->file) {
-        *host = guest; /* external data files map guest = host */
-    } else if ((r = qcow2_alloc_clusters(img, k, host)) < 0) {
-        return r;
-    }
     if (coff || (k == 1 && end < cs)) {
         uint64_t to = k == 1 ? end : cs;
-        if ((r = write_partial(img, old[0], guest, *host, buf, coff,
+        if ((r = write_partial(img, old[0], guest, host, buf, coff,
                                to)) < 0) {
             return r;
         }
@@ -503,16 +541,26 @@ static int write_new_run(struct vimg_image *img, const uint8_t *buf,
     if (first < k && end % cs) {
         last = k - 1;
         if ((r = write_partial(img, old[k - 1], guest + last * cs,
-                               *host + last * cs, buf + last * cs - coff, 0,
+                               host + last * cs, buf + last * cs - coff, 0,
                                end % cs)) < 0) {
             return r;
         }
     }
     if (first < last) {
-        r = write_data(img, buf + first * cs - coff, (last - first) * cs,
-                       *host + first * cs);
+        return vimg_internal_pwrite(s->data, buf + first * cs - coff,
+                                    (last - first) * cs, host + first * cs,
+                                    0);
     }
-    return r;
+    return 0;
+}
+
+/* Entries a partial write reads from without the lock must have been
+ * validated under it (corruption is signalled only with the lock held). */
+static int validate_old(struct vimg_image *img, uint64_t e)
+{
+    uint64_t host, len;
+    return e & QCOW2_L2E_COMPRESSED ? compressed_span(img, e, &host, &len)
+                                    : 0;
 }
 
 /* Overwrite allocated clusters in place: checked under the lock, written
@@ -528,11 +576,11 @@ static int write_in_place(struct vimg_image *img, const void *buf,
         (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
         return r;
     }
-    active_add(s, &a, host, len);
+    range_add(&s->active, &a, host, len);
     pthread_mutex_unlock(&s->lock);
     r = vimg_internal_pwrite(s->data, buf, len, host, 0);
     pthread_mutex_lock(&s->lock);
-    active_remove(s, &a);
+    range_remove(s, &s->active, &a);
     return r;
 }
 
@@ -596,10 +644,31 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
         if (in_place) {
             r = write_in_place(img, in, n, host + coff);
         } else {
-            uint64_t guest = offset - coff;
-            if ((r = write_new_run(img, in, guest, coff, n, old, k,
-                                   &host)) < 0 ||
-                (r = get_l2(img, offset, true, &table, &idx)) < 0) {
+            uint64_t guest = offset - coff, cs = s->cluster_size;
+            if (range_busy(s->inflight, guest, guest + k * cs)) {
+                /* Another writer is filling these clusters: once it is
+                 * done, look again (they may be in place by then). */
+                pthread_cond_wait(&s->active_done, &s->lock);
+                continue;
+            }
+            struct qcow2_active fl;
+            if ((r = validate_old(img, old[0])) < 0 ||
+                (r = validate_old(img, old[k - 1])) < 0 ||
+                (r = alloc_new_run(img, guest, k, &host)) < 0) {
+                break;
+            }
+            range_add(&s->inflight, &fl, guest, k * cs);
+            pthread_mutex_unlock(&s->lock);
+            r = fill_new_run(img, in, guest, coff, n, old, k, host);
+            pthread_mutex_lock(&s->lock);
+            if (r == 0) {
+                r = get_l2(img, offset, true, &table, &idx);
+            }
+            if (r < 0) {
+                range_remove(s, &s->inflight, &fl);
+                if (s->data == img->file) {
+                    (void)qcow2_free_clusters(img, host, k * cs);
+                }
                 break;
             }
             for (uint64_t i = 0; i < k && r == 0; i++) {
@@ -607,6 +676,7 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                            (host + i * s->cluster_size) | QCOW2_L2E_COPIED);
             }
             qcow2_cache_mark_dirty(&s->l2_cache, table);
+            range_remove(s, &s->inflight, &fl);
             for (uint64_t i = 0; i < k && r == 0; i++) {
                 r = release_entry(img, &f, old[i]);
             }
@@ -667,6 +737,8 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
     struct free_list f = { 0 };
     bool backing = img->backing_name != NULL;
     int r = 0;
+
+    wait_idle(s, &s->inflight, offset, offset + count);
 
     while (count && r == 0) {
         uint8_t *table;
@@ -1026,6 +1098,7 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                                        "cannot be written to an image with "
                                        "an external data file");
     }
+    wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
     if ((r = qcow2_begin_write(img)) < 0 ||
         (r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;

@@ -947,6 +947,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_truncate(img, size, flags, prealloc);
     pthread_mutex_unlock(&s->lock);
     return r;
@@ -988,6 +989,7 @@ static int locked_check(struct vimg_image *img, unsigned fix,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_check(img, fix, res, report, opaque);
     pthread_mutex_unlock(&s->lock);
     return r;

@@ -120,10 +120,14 @@ struct qcow2_state {
      * above and the caches. Guest-data I/O and decompression run without
      * it, their host range listed in ACTIVE meanwhile, so that no cluster
      * is freed (and reused by another write) under a read or write in
-     * flight. Allocating writes keep the lock across their data write. */
+     * flight. */
     pthread_mutex_t lock;
-    pthread_cond_t active_done;
+    pthread_cond_t active_done; /* a range left ACTIVE or INFLIGHT */
     struct qcow2_active *active;
+    /* Guest ranges whose new clusters are being written without the lock,
+     * before their L2 entries point at them: other writers, zeroes and
+     * discards of the range wait for them. */
+    struct qcow2_active *inflight;
 };
 
 /* A host range with guest-data I/O in flight outside the lock. */
@@ -220,6 +224,9 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
  * table); they may drop it while waiting for I/O in flight. */
 int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                         uint64_t count, uint64_t offset, unsigned flags);
+/* Wait until no write or I/O runs outside the lock (before operations
+ * that walk or rebuild all metadata: resize, check). */
+void qcow2_wait_all_idle(struct vimg_image *img);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
