@@ -232,7 +232,7 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p);
 
 /* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
- * INFO (lib/formats/iso/iso-describe.c); 0 and nothing added when there is
+ * INFO (lib/iso/iso-describe.c); 0 and nothing added when there is
  * none or it is unreadable, <0 only for out-of-memory. */
 int vimg_internal_iso_describe(struct vimg_image *img,
                                struct vimg_value *info);

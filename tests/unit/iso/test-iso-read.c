@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "formats/iso/iso-read.h"
+#include "iso/iso-read.h"
 #include "vimg/vimg.h"
 #include "tests/unit/test.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/checked-overflow.h"
+#include "../../common/checked-overflow.h"
 #include "iso-read.h"
 
 typedef int (*entry_fn)(void *ctx, const uint8_t *e, size_t len);

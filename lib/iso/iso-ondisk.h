@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../../common/byteswap.h"
+#include "../../common/byteswap.h"
 
 /* ---- Sectors and volume descriptors (ECMA-119 8) --------------------- */
 

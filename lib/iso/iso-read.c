@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../../../common/checked-overflow.h"
-#include "../../../common/rounding.h"
+#include "../../common/checked-overflow.h"
+#include "../../common/rounding.h"
 #include "iso-read.h"
 
 int iso_error(struct vimg_iso *iso, int errnum, const char *fmt, ...)

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../internal.h"
+#include "../internal.h"
 #include "iso-ondisk.h"
 
 /* Caps, each with its reason. Real images stay far below all of them. */

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../../common/iszero.h"
-#include "../../../common/rounding.h"
+#include "../../common/iszero.h"
+#include "../../common/rounding.h"
 #include "iso-read.h"
 
 #define COPY_BUFFER_SIZE (256u << 10)
