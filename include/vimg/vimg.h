@@ -386,8 +386,9 @@ typedef int (*vimg_iso_list_fn)(void *opaque, const char *path,
                                 const struct vimg_iso_stat *st);
 /* List directory PATH in on-disk order (RECURSIVE: depth first, each
  * directory's entries right after the directory itself). PATH naming a
- * non-directory reports that one entry. Directory loops, depth beyond 64
- * and more than a few million entries fail with EINVAL. */
+ * non-directory reports that one entry. Directory loops, nesting beyond
+ * 255 levels (the most vimg iso create writes) and more than a few million
+ * entries fail with EINVAL. */
 int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
                   vimg_iso_list_fn fn, void *opaque);
 

@@ -21,7 +21,7 @@
 struct extract {
     struct vimg_iso *iso;
     uint8_t *buf;
-    uint64_t ancestors[ISO_MAX_DEPTH];
+    uint64_t ancestors[ISO_MAX_DEPTH + 1];
 };
 
 static int sys_error(struct vimg_iso *iso, const char *path, const char *op)
@@ -228,9 +228,9 @@ static int extract_dir(struct extract *x, int dirfd, const struct iso_node *dir,
         r = iso_error(iso, ENOMEM, "out of memory");
         goto out;
     }
-    if (depth >= ISO_MAX_DEPTH) {
-        r = iso_error(iso, EINVAL, "directory %s is nested more than %d "
-                      "levels deep", path, ISO_MAX_DEPTH);
+    if (depth > ISO_MAX_DEPTH) {
+        r = iso_error(iso, EINVAL, "directories nest more than %d levels "
+                      "deep: %s", ISO_MAX_DEPTH, path);
         goto out;
     }
     x->ancestors[depth] = dir->extents[0].offset;

@@ -482,9 +482,9 @@ static int walk(struct vimg_iso *iso, const struct iso_node *dir,
     if (!l) {
         return iso_error(iso, ENOMEM, "out of memory");
     }
-    if (depth >= ISO_MAX_DEPTH) {
-        r = iso_error(iso, EINVAL, "directory %s is nested more than %d "
-                      "levels deep", path, ISO_MAX_DEPTH);
+    if (depth > ISO_MAX_DEPTH) {
+        r = iso_error(iso, EINVAL, "directories nest more than %d levels "
+                      "deep: %s", ISO_MAX_DEPTH, path);
         goto out;
     }
     ancestors[depth] = dir->extents[0].offset;
@@ -526,7 +526,7 @@ out:
 int iso_walk(struct vimg_iso *iso, const struct iso_node *dir,
              const char *path, bool recursive, iso_walk_fn fn, void *opaque)
 {
-    uint64_t ancestors[ISO_MAX_DEPTH];
+    uint64_t ancestors[ISO_MAX_DEPTH + 1];
 
     iso->entries = 0;
     return walk(iso, dir, path, recursive, fn, opaque, ancestors, 0);

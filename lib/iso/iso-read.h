@@ -15,9 +15,6 @@
 /* Descriptors scanned before giving up on a terminator (real sets have 2-5
  * descriptors; a hostile set without terminator must not scan the disk). */
 #define ISO_MAX_DESCRIPTORS 64
-/* Directory nesting; RRIP images relocate beyond 8 levels and Linux stops
- * at a few dozen. Also bounds recursion. */
-#define ISO_MAX_DEPTH 64
 /* Entries one listing or extraction visits: stops exponential walks over
  * directories shared by many parents. */
 #define ISO_MAX_ENTRIES (4u << 20)
