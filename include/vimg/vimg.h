@@ -386,9 +386,10 @@ typedef int (*vimg_iso_list_fn)(void *opaque, const char *path,
                                 const struct vimg_iso_stat *st);
 /* List directory PATH in on-disk order (RECURSIVE: depth first, each
  * directory's entries right after the directory itself). PATH naming a
- * non-directory reports that one entry. Directory loops, nesting beyond
- * 255 levels (the most vimg iso create writes) and more than a few million
- * entries fail with EINVAL. */
+ * non-directory reports that one entry. Each directory extent is entered
+ * once: directory loops and directories sharing extents, nesting beyond
+ * 255 levels (the most vimg iso create writes) and more records than one
+ * per 34 bytes of image (or 4 Mi) fail with EINVAL. */
 int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
                   vimg_iso_list_fn fn, void *opaque);
 
@@ -405,7 +406,11 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * Nothing is ever written outside DEST: names that are empty, ".", "..",
  * or contain '/' or NUL, absolute symlink targets and targets that climb
  * out of DEST fail with EPERM naming the entry; existing files are never
- * replaced (EEXIST). Memory use does not depend on file sizes. */
+ * replaced (EEXIST). Rock Ridge hard links (names sharing data, serial
+ * number and attributes) become hard links. Directories are entered once
+ * each, as vimg_iso_list does, and files sharing data without being links
+ * are copied up to max(4 x the image size, 1 GiB) in all (EINVAL beyond).
+ * Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
 

@@ -4,24 +4,45 @@
  * folder descriptor (openat/mkdirat with O_NOFOLLOW and O_EXCL), so no
  * symlink is ever followed while writing, and symlink targets are limited
  * to ones that cannot resolve outside the destination. */
+#define _GNU_SOURCE /* tdestroy */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../common/checked-overflow.h"
 #include "../../common/iszero.h"
 #include "../../common/rounding.h"
 #include "iso-read.h"
 
 #define COPY_BUFFER_SIZE (256u << 10)
 
+/* The first name extracted of a group of hard links: what the group's
+ * records share (the data, and the Rock Ridge serial number when PX has
+ * one), then the attributes the later names must also have. */
+struct link {
+    uint64_t offset, size;
+    bool has_serial;
+    uint32_t serial;
+    uint32_t mode, uid, gid, nlink;
+    int64_t mtime;
+    size_t n_extents;
+    char rel[];             /* its path below DEST */
+};
+
 struct extract {
     struct vimg_iso *iso;
     uint8_t *buf;
-    uint64_t ancestors[ISO_MAX_DEPTH + 1];
+    int destfd;
+    struct iso_visited visited;
+    void *links;            /* tsearch tree of struct link */
+    uint64_t copied;        /* file bytes copied so far */
+    uint64_t budget;        /* ... and at most */
 };
 
 static int sys_error(struct vimg_iso *iso, const char *path, const char *op)
@@ -69,21 +90,104 @@ static void times_of(const struct iso_node *n, struct timespec ts[2])
     ts[1] = (struct timespec){ .tv_sec = n->st.mtime };
 }
 
-static int extract_file(struct extract *x, int dirfd, const char *path,
-                        const struct iso_node *n)
+/* ---- Hard links ---------------------------------------------------- */
+
+/* Rock Ridge files with more than one link that share their data are
+ * hard links (xorriso -hardlinks on, genisoimage): the later names become
+ * links to the first, as xorriso -osirrox extracts them, and copy nothing.
+ * Without a serial number (PX of RRIP 1.09) empty files do not count:
+ * they all share "no data". */
+static bool may_be_link(const struct iso_node *n)
+{
+    return n->st.rock_ridge && n->st.nlink > 1 && n->n_extents > 0 &&
+           (n->has_serial || n->st.size > 0);
+}
+
+static void link_key(const struct iso_node *n, struct link *k)
+{
+    k->offset = n->extents[0].offset;
+    k->size = n->st.size;
+    k->has_serial = n->has_serial;
+    k->serial = n->serial;
+    k->mode = n->st.mode;
+    k->uid = n->st.uid;
+    k->gid = n->st.gid;
+    k->nlink = n->st.nlink;
+    k->mtime = n->st.mtime;
+    k->n_extents = n->n_extents;
+}
+
+#define CMP(a, b) ((a) < (b) ? -1 : (a) > (b))
+
+static int cmp_link(const void *a, const void *b)
+{
+    const struct link *x = a, *y = b;
+
+    if (x->offset != y->offset) {
+        return CMP(x->offset, y->offset);
+    }
+    if (x->size != y->size) {
+        return CMP(x->size, y->size);
+    }
+    if (x->has_serial != y->has_serial) {
+        return CMP(x->has_serial, y->has_serial);
+    }
+    return CMP(x->serial, y->serial);
+}
+
+/* The first name of N's group when it is extracted already and N has the
+ * same attributes (a hostile image may share data between files that
+ * differ; those are copied). */
+static const struct link *find_link(const struct extract *x,
+                                    const struct iso_node *n)
+{
+    struct link key;
+    struct link *const *found;
+
+    link_key(n, &key);
+    found = tfind(&key, &x->links, cmp_link);
+    if (!found || (*found)->mode != key.mode || (*found)->uid != key.uid ||
+        (*found)->gid != key.gid || (*found)->nlink != key.nlink ||
+        (*found)->mtime != key.mtime ||
+        (*found)->n_extents != key.n_extents) {
+        return NULL;
+    }
+    return *found;
+}
+
+static int remember_link(struct extract *x, const struct iso_node *n,
+                         const char *rel)
+{
+    size_t len = strlen(rel);
+    struct link *l = malloc(sizeof *l + len + 1);
+    void **slot;
+
+    if (!l) {
+        return iso_error(x->iso, ENOMEM, "out of memory");
+    }
+    link_key(n, l);
+    memcpy(l->rel, rel, len + 1);
+    if (!(slot = tsearch(l, &x->links, cmp_link))) {
+        free(l);
+        return iso_error(x->iso, ENOMEM, "out of memory");
+    }
+    if (*slot != l) {
+        free(l); /* the group's first name differs from N: N was copied */
+    }
+    return 0;
+}
+
+/* ---- Files, symlinks, folders ---------------------------------------- */
+
+/* Copy N's data into FD; *HOLE_AT_END when it ends in a skipped zero run. */
+static int copy_data(struct extract *x, int fd, const char *path,
+                     const struct iso_node *n, bool *hole_at_end)
 {
     struct vimg_iso *iso = x->iso;
-    struct timespec ts[2];
-    bool hole_at_end = false;
-    int r = 0;
-    int fd = openat(dirfd, n->name,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    0644);
+    int r;
 
-    if (fd < 0) {
-        return sys_error(iso, path, "create");
-    }
-    for (size_t i = 0; i < n->n_extents && r == 0; i++) {
+    *hole_at_end = false;
+    for (size_t i = 0; i < n->n_extents; i++) {
         const struct iso_extent *e = &n->extents[i];
         for (uint64_t done = 0; done < e->length;) {
             size_t len = (size_t)MIN(COPY_BUFFER_SIZE, e->length - done);
@@ -93,42 +197,70 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
             if ((r = vimg_internal_block_status(iso->img, e->offset + done,
                                                 len, VIMG_BS_CHAIN,
                                                 &bs)) < 0) {
-                break;
+                return r;
             }
             bool zero = bs.flags & VIMG_BS_ZERO;
             if (zero) {
                 len = (size_t)MIN(len, bs.length);
             } else if ((r = iso_read_at(iso, x->buf, len,
                                         e->offset + done)) < 0) {
-                break;
+                return r;
             }
             if (zero || is_zero(x->buf, len)) {
                 if (lseek(fd, (off_t)len, SEEK_CUR) < 0) {
-                    r = sys_error(iso, path, "seek in");
-                    break;
+                    return sys_error(iso, path, "seek in");
                 }
-                hole_at_end = true;
+                *hole_at_end = true;
                 done += len;
                 continue;
             }
-            hole_at_end = false;
+            *hole_at_end = false;
             for (size_t w = 0; w < len;) {
                 ssize_t k = write(fd, x->buf + w, len - w);
                 if (k < 0 && errno == EINTR) {
                     continue;
                 }
                 if (k < 0) {
-                    r = sys_error(iso, path, "write");
-                    break;
+                    return sys_error(iso, path, "write");
                 }
                 w += (size_t)k;
-            }
-            if (r < 0) {
-                break;
             }
             done += len;
         }
     }
+    return 0;
+}
+
+/* File N at PATH in the image, REL below DEST, named n->name in DIRFD: a
+ * hard link to an earlier name of it, or a copy within the budget. */
+static int extract_file(struct extract *x, int dirfd, const char *path,
+                        const char *rel, const struct iso_node *n)
+{
+    struct vimg_iso *iso = x->iso;
+    bool link = may_be_link(n);
+    const struct link *first = link ? find_link(x, n) : NULL;
+    struct timespec ts[2];
+    bool hole_at_end;
+    int r;
+
+    if (first && linkat(x->destfd, first->rel, dirfd, n->name, 0) == 0) {
+        return 0;
+    }
+    /* Otherwise, also when the file system refuses the link, a copy. */
+    if (n->st.size > x->budget - x->copied) {
+        return iso_error(iso, EINVAL, "%s: extracting it would copy more "
+                         "than %" PRIu64 " bytes in all (4 times the image "
+                         "size, at least 1 GiB): files share data without "
+                         "being hard links", path, x->budget);
+    }
+    int fd = openat(dirfd, n->name,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0644);
+    if (fd < 0) {
+        return sys_error(iso, path, "create");
+    }
+    x->copied += n->st.size;
+    r = copy_data(x, fd, path, n, &hole_at_end);
     times_of(n, ts);
     if (r == 0 && hole_at_end && ftruncate(fd, (off_t)n->st.size) < 0) {
         r = sys_error(iso, path, "set the size of"); /* a trailing hole */
@@ -143,18 +275,45 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
     if (close(fd) < 0 && r == 0) {
         r = sys_error(iso, path, "write");
     }
+    if (r < 0) {
+        return r;
+    }
+    return link && !first ? remember_link(x, n, rel) : 0;
+}
+
+/* Open directory DIR (at PATH, DEPTH levels below DEST) for extraction:
+ * each directory extent is entered once (iso_visit_enter). */
+static int enter_dir(struct extract *x, const struct iso_node *dir,
+                     const char *path, int depth, struct iso_dir **d,
+                     struct iso_entered **entered)
+{
+    int r;
+
+    *entered = NULL;
+    if (!(*d = malloc(sizeof **d))) {
+        return iso_error(x->iso, ENOMEM, "out of memory");
+    }
+    if ((r = iso_dir_open(x->iso, dir, path, *d)) < 0 ||
+        (r = iso_visit_enter(&x->visited, *d, depth, entered)) < 0) {
+        free(*d);
+        *d = NULL;
+    }
     return r;
 }
 
-static int extract_dir(struct extract *x, int dirfd, const struct iso_node *dir,
-                       const char *path, int depth);
+static int extract_entries(struct extract *x, int dirfd, struct iso_dir *d,
+                           const char *path, const char *rel, int depth);
 
+/* Entry N at PATH in the image, REL below DEST, into DIRFD, which is
+ * DEPTH levels below DEST. */
 static int extract_node(struct extract *x, int dirfd, const char *path,
-                        struct iso_node *n, int depth)
+                        const char *rel, struct iso_node *n, int depth)
 {
     struct vimg_iso *iso = x->iso;
+    struct iso_entered *entered;
+    struct iso_dir *d;
     struct timespec ts[2];
-    int r = 0;
+    int r;
 
     if (!safe_name(n->name)) {
         return iso_error(iso, EPERM, "%s: refusing to extract an entry "
@@ -163,7 +322,7 @@ static int extract_node(struct extract *x, int dirfd, const char *path,
     times_of(n, ts);
     switch (n->st.type) {
     case VIMG_ISO_FILE:
-        return extract_file(x, dirfd, path, n);
+        return extract_file(x, dirfd, path, rel, n);
     case VIMG_ISO_SYMLINK:
         if (!n->has_target || !safe_target(n->target, depth)) {
             return iso_error(iso, EPERM, "%s: refusing symlink to \"%s\" "
@@ -188,21 +347,21 @@ static int extract_node(struct extract *x, int dirfd, const char *path,
     default:
         return 0; /* device nodes and sockets are not created */
     }
-    for (int i = 0; i <= depth; i++) {
-        if (x->ancestors[i] == n->extents[0].offset) {
-            return iso_error(iso, EINVAL, "directory %s points back at an "
-                             "ancestor (directory loop)", path);
-        }
+    /* Checked before anything is created for it. */
+    if ((r = enter_dir(x, n, path, depth + 1, &d, &entered)) < 0) {
+        return r;
     }
     if (mkdirat(dirfd, n->name, 0700) < 0 && errno != EEXIST) {
-        return sys_error(iso, path, "create directory");
+        r = sys_error(iso, path, "create directory");
+        goto out;
     }
     int fd = openat(dirfd, n->name,
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        return sys_error(iso, path, "open directory");
+        r = sys_error(iso, path, "open directory");
+        goto out;
     }
-    r = extract_dir(x, fd, n, path, depth + 1);
+    r = extract_entries(x, fd, d, path, rel, depth + 1);
     /* Modes and times last: a read-only folder still gets its contents,
      * and writing them does not disturb its mtime. */
     if (r == 0 && n->st.rock_ridge && fchmod(fd, n->st.mode & 07777) < 0) {
@@ -212,58 +371,64 @@ static int extract_node(struct extract *x, int dirfd, const char *path,
         r = sys_error(iso, path, "set the times of");
     }
     close(fd);
+out:
+    iso_visit_leave(entered);
+    free(d);
     return r;
 }
 
-static int extract_dir(struct extract *x, int dirfd, const struct iso_node *dir,
-                       const char *path, int depth)
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+
+    if (s) {
+        memcpy(s, a, la);
+        s[la] = '/';
+        memcpy(s + la + 1, b, lb + 1);
+    }
+    return s;
+}
+
+static int extract_entries(struct extract *x, int dirfd, struct iso_dir *d,
+                           const char *path, const char *rel, int depth)
 {
     struct vimg_iso *iso = x->iso;
-    struct iso_dir *d = malloc(sizeof *d);
     struct iso_node *n = calloc(1, sizeof *n);
-    char *child = NULL;
+    char *child = NULL, *child_rel = NULL;
     int r;
 
-    if (!d || !n) {
-        r = iso_error(iso, ENOMEM, "out of memory");
-        goto out;
-    }
-    if (depth > ISO_MAX_DEPTH) {
-        r = iso_error(iso, EINVAL, "directories nest more than %d levels "
-                      "deep: %s", ISO_MAX_DEPTH, path);
-        goto out;
-    }
-    x->ancestors[depth] = dir->extents[0].offset;
-    if ((r = iso_dir_open(iso, dir, path, d)) < 0) {
-        goto out;
+    if (!n) {
+        return iso_error(iso, ENOMEM, "out of memory");
     }
     while ((r = iso_dir_next(d, n)) == 1) {
         free(child);
-        if (!(child = malloc(strlen(path) + strlen(n->name) + 2))) {
+        free(child_rel);
+        child = join(path, n->name);
+        child_rel = *rel ? join(rel, n->name) : strdup(n->name);
+        if (!child || !child_rel) {
             r = iso_error(iso, ENOMEM, "out of memory");
-            goto out;
+            break;
         }
-        sprintf(child, "%s/%s", path, n->name);
-        if ((r = extract_node(x, dirfd, child, n, depth)) < 0) {
-            goto out;
+        if ((r = extract_node(x, dirfd, child, child_rel, n, depth)) < 0) {
+            break;
         }
     }
-out:
     free(child);
-    if (n) {
-        iso_node_reset(n);
-    }
+    free(child_rel);
+    iso_node_reset(n);
     free(n);
-    free(d);
     return r;
 }
 
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest)
 {
-    struct extract x = { .iso = iso };
+    struct extract x = { .iso = iso, .destfd = -1 };
     struct iso_node *n = calloc(1, sizeof *n);
-    int r = -ENOMEM, fd = -1;
+    struct iso_entered *entered;
+    struct iso_dir *d;
+    int r = -ENOMEM;
 
     vimg_internal_error_clear();
     if (!path) {
@@ -276,26 +441,36 @@ int vimg_iso_extract(struct vimg_iso *iso, const char *path,
     if ((r = iso_lookup(iso, path, n)) < 0) {
         goto out;
     }
-    if ((fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    if ((x.destfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         r = sys_error(iso, dest, "open destination folder");
         goto out;
     }
     iso->entries = 0;
+    if (CHECKED_MUL(iso->image_size, (uint64_t)ISO_COPY_BUDGET_FACTOR,
+                    &x.budget)) {
+        x.budget = UINT64_MAX;
+    }
+    x.budget = MAX(x.budget, ISO_COPY_BUDGET_MIN);
     if (n->name[0] == '\0') {
         /* The root: its entries land in DEST itself. */
-        r = extract_dir(&x, fd, n, "", 0);
+        if ((r = enter_dir(&x, n, "", 0, &d, &entered)) == 0) {
+            r = extract_entries(&x, x.destfd, d, "", "", 0);
+            iso_visit_leave(entered);
+            free(d);
+        }
     } else {
-        x.ancestors[0] = UINT64_MAX;
-        r = extract_node(&x, fd, path, n, 0);
+        r = extract_node(&x, x.destfd, path, n->name, n, 0);
     }
 out:
-    if (fd >= 0) {
-        close(fd);
+    if (x.destfd >= 0) {
+        close(x.destfd);
     }
     if (n) {
         iso_node_reset(n);
     }
     free(n);
     free(x.buf);
+    iso_visit_free(&x.visited);
+    tdestroy(x.links, free);
     return r < 0 ? -1 : 0;
 }
