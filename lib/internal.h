@@ -180,6 +180,10 @@ int vimg_internal_img_error(const struct vimg_image *img, int errnum,
     __attribute__((format(printf, 3, 4)));
 void vimg_internal_error_clear(void);
 bool vimg_internal_error_set(void);
+/* Add to the message already recorded (what a failed operation left
+ * behind, say); nothing when no error is recorded. */
+void vimg_internal_error_append(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* Child I/O for drivers: bounds-checked like the public calls but without
  * clearing the error slot. */

@@ -410,7 +410,8 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * number and attributes) become hard links. Directories are entered once
  * each, as vimg_iso_list does, and files sharing data without being links
  * are copied up to max(4 x the image size, 1 GiB) in all (EINVAL beyond).
- * Memory use does not depend on file sizes. */
+ * On failure the entry being written is removed and the message ends with
+ * what stays in DEST. Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
 

@@ -43,6 +43,8 @@ struct extract {
     void *links;            /* tsearch tree of struct link */
     uint64_t copied;        /* file bytes copied so far */
     uint64_t budget;        /* ... and at most */
+    uint64_t created;       /* entries created, for the failure message */
+    bool removed_partial;   /* a failed entry was removed again */
 };
 
 static int sys_error(struct vimg_iso *iso, const char *path, const char *op)
@@ -179,6 +181,16 @@ static int remember_link(struct extract *x, const struct iso_node *n,
 
 /* ---- Files, symlinks, folders ---------------------------------------- */
 
+/* Remove NAME, which this extraction created in DIRFD but could not
+ * finish, so that no half-written entry stays behind; returns R. */
+static int discard(struct extract *x, int dirfd, const char *name, int r)
+{
+    if (unlinkat(dirfd, name, 0) == 0) {
+        x->removed_partial = true;
+    }
+    return r;
+}
+
 /* Copy N's data into FD; *HOLE_AT_END when it ends in a skipped zero run. */
 static int copy_data(struct extract *x, int fd, const char *path,
                      const struct iso_node *n, bool *hole_at_end)
@@ -232,7 +244,8 @@ static int copy_data(struct extract *x, int fd, const char *path,
 }
 
 /* File N at PATH in the image, REL below DEST, named n->name in DIRFD: a
- * hard link to an earlier name of it, or a copy within the budget. */
+ * hard link to an earlier name of it, or a copy within the budget. A copy
+ * that fails is removed again: no half-written file stays behind. */
 static int extract_file(struct extract *x, int dirfd, const char *path,
                         const char *rel, const struct iso_node *n)
 {
@@ -244,6 +257,7 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
     int r;
 
     if (first && linkat(x->destfd, first->rel, dirfd, n->name, 0) == 0) {
+        x->created++;
         return 0;
     }
     /* Otherwise, also when the file system refuses the link, a copy. */
@@ -276,8 +290,9 @@ static int extract_file(struct extract *x, int dirfd, const char *path,
         r = sys_error(iso, path, "write");
     }
     if (r < 0) {
-        return r;
+        return discard(x, dirfd, n->name, r);
     }
+    x->created++;
     return link && !first ? remember_link(x, n, rel) : 0;
 }
 
@@ -333,14 +348,20 @@ static int extract_node(struct extract *x, int dirfd, const char *path,
             return sys_error(iso, path, "create symlink");
         }
         if (utimensat(dirfd, n->name, ts, AT_SYMLINK_NOFOLLOW) < 0) {
-            return sys_error(iso, path, "set the times of");
+            return discard(x, dirfd, n->name,
+                           sys_error(iso, path, "set the times of"));
         }
+        x->created++;
         return 0;
     case VIMG_ISO_FIFO:
-        if (mkfifoat(dirfd, n->name, n->st.mode & 07777) < 0 ||
-            utimensat(dirfd, n->name, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (mkfifoat(dirfd, n->name, n->st.mode & 07777) < 0) {
             return sys_error(iso, path, "create FIFO");
         }
+        if (utimensat(dirfd, n->name, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+            return discard(x, dirfd, n->name,
+                           sys_error(iso, path, "set the times of"));
+        }
+        x->created++;
         return 0;
     case VIMG_ISO_DIRECTORY:
         break;
@@ -351,7 +372,9 @@ static int extract_node(struct extract *x, int dirfd, const char *path,
     if ((r = enter_dir(x, n, path, depth + 1, &d, &entered)) < 0) {
         return r;
     }
-    if (mkdirat(dirfd, n->name, 0700) < 0 && errno != EEXIST) {
+    if (mkdirat(dirfd, n->name, 0700) == 0) {
+        x->created++;
+    } else if (errno != EEXIST) {
         r = sys_error(iso, path, "create directory");
         goto out;
     }
@@ -421,6 +444,24 @@ static int extract_entries(struct extract *x, int dirfd, struct iso_dir *d,
     return r;
 }
 
+/* After a failure: what the extraction left in DEST, on the same line. */
+static void report_left(const struct extract *x, const char *dest)
+{
+    const char *removed = x->removed_partial ?
+                          "removed the incomplete entry; " : "";
+
+    if (x->created == 0) {
+        vimg_internal_error_append(" (%snothing %swas extracted)", removed,
+                                   *removed ? "else " : "");
+    } else {
+        vimg_internal_error_append(" (%s%" PRIu64 " entr%s extracted "
+                                   "before the error remain%s in %s)",
+                                   removed, x->created,
+                                   x->created == 1 ? "y" : "ies",
+                                   x->created == 1 ? "s" : "", dest);
+    }
+}
+
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest)
 {
@@ -460,6 +501,9 @@ int vimg_iso_extract(struct vimg_iso *iso, const char *path,
         }
     } else {
         r = extract_node(&x, x.destfd, path, n->name, n, 0);
+    }
+    if (r < 0) {
+        report_left(&x, dest);
     }
 out:
     if (x.destfd >= 0) {
