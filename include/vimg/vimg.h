@@ -274,8 +274,15 @@ const char *vimg_value_key_at(const struct vimg_value *v, size_t i);
 /* The member of object V named KEY, or NULL. */
 const struct vimg_value *vimg_value_get(const struct vimg_value *v,
                                         const char *key);
-/* JSON text in qemu-img's layout (4-space indent), caller frees. */
+/* JSON text in qemu-img's layout (4-space indent), caller frees. Strings
+ * are escaped as vimg_json_quote() escapes them. */
 char *vimg_value_to_json(const struct vimg_value *v);
+/* S as a JSON string, quotes included, escaped byte for byte as qemu-img
+ * escapes: \" \\ \b \f \n \r \t, any other character outside printable
+ * ASCII as \uXXXX (upper-case hex; a surrogate pair beyond U+FFFF), and
+ * bytes that are not UTF-8 as \uFFFD. Any bytes (a name from an image)
+ * give valid JSON. Caller frees; NULL only when out of memory. */
+char *vimg_json_quote(const char *s);
 void vimg_value_free(struct vimg_value *v);
 
 /* ---- ISO 9660 creation ---------------------------------------------- */

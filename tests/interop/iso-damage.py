@@ -5,7 +5,8 @@ RRIP), for vimg's bad-input tests and fuzz corpus.
 usage: iso-damage.py IN OUT MUTATION [ARG]
 
 Mutations (each names the structure it breaks):
-  rename OLD NEW     Rock Ridge NM OLD -> NEW (same length: "zz" -> "..")
+  rename OLD NEW     Rock Ridge NM OLD -> NEW (same length: "zz" -> "..";
+                     any bytes, not only UTF-8)
   no-terminator      terminator descriptor turned into another primary one
   many-descriptors   sectors 17..80 all copies of the primary descriptor
   short-record       first entry of the root shorter than 34 bytes
@@ -21,6 +22,7 @@ Mutations (each names the structure it breaks):
                      extent (files sharing data without being links)
   truncate N         keep the first N bytes
 """
+import os
 import struct
 import sys
 
@@ -119,7 +121,7 @@ def main():
     root = root_record(img)
     root_lba = struct.unpack('<I', img[root + 2:root + 6])[0]
     if what == 'rename':
-        old, new = args[0].encode(), args[1].encode()
+        old, new = os.fsencode(args[0]), os.fsencode(args[1])
         assert len(old) == len(new)
         pat = b'NM' + bytes([5 + len(old), 1, 0]) + old
         i = img.find(pat)
