@@ -25,7 +25,14 @@ extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
 int iso_create_main(int argc, char **argv);
 int iso_cidata_main(int argc, char **argv);
 
-/* "vimg: MESSAGE" on stderr; returns 1 for `return fail(...)`. */
+/* S on a terminal: control characters (C0, DEL, C1) and bytes that are not
+ * UTF-8 as \xNN, so that names from an image cannot move the cursor,
+ * change colours or fake extra lines. Other text as it is. */
+void print_untrusted(FILE *f, const char *s);
+/* S as a JSON string (vimg_json_quote); -1 when out of memory. */
+int print_json_string(FILE *f, const char *s);
+/* "vimg: MESSAGE" on stderr, MESSAGE as print_untrusted shows it; returns
+ * 1 for `return fail(...)`. */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error as a one-line message; returns 1. */
 int fail_lib(void);

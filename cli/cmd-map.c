@@ -41,9 +41,10 @@ static void print_entry(const struct entry *e, enum output_format out,
         return;
     }
     if ((e->flags & VIMG_BS_DATA) && (e->flags & VIMG_BS_OFFSET_VALID)) {
-        printf("%#-16llx%#-16llx%#-16llx%s\n", (unsigned long long)e->start,
-               (unsigned long long)e->length, (unsigned long long)e->offset,
-               e->file ? e->file : "");
+        printf("%#-16llx%#-16llx%#-16llx", (unsigned long long)e->start,
+               (unsigned long long)e->length, (unsigned long long)e->offset);
+        print_untrusted(stdout, e->file ? e->file : "");
+        putchar('\n');
     }
 }
 

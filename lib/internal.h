@@ -195,6 +195,10 @@ int vimg_internal_img_error(const struct vimg_image *img, int errnum,
     __attribute__((format(printf, 3, 4)));
 void vimg_internal_error_clear(void);
 bool vimg_internal_error_set(void);
+/* Add to the message already recorded (what a failed operation left
+ * behind, say); nothing when no error is recorded. */
+void vimg_internal_error_append(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* Child I/O for drivers: bounds-checked like the public calls but without
  * clearing the error slot. */
@@ -258,7 +262,7 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p);
 
 /* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
- * INFO (lib/formats/iso/iso-describe.c); 0 and nothing added when there is
+ * INFO (lib/iso/iso-describe.c); 0 and nothing added when there is
  * none or it is unreadable, <0 only for out-of-memory. */
 int vimg_internal_iso_describe(struct vimg_image *img,
                                struct vimg_value *info);

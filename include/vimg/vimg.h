@@ -283,8 +283,15 @@ const char *vimg_value_key_at(const struct vimg_value *v, size_t i);
 /* The member of object V named KEY, or NULL. */
 const struct vimg_value *vimg_value_get(const struct vimg_value *v,
                                         const char *key);
-/* JSON text in qemu-img's layout (4-space indent), caller frees. */
+/* JSON text in qemu-img's layout (4-space indent), caller frees. Strings
+ * are escaped as vimg_json_quote() escapes them. */
 char *vimg_value_to_json(const struct vimg_value *v);
+/* S as a JSON string, quotes included, escaped byte for byte as qemu-img
+ * escapes: \" \\ \b \f \n \r \t, any other character outside printable
+ * ASCII as \uXXXX (upper-case hex; a surrogate pair beyond U+FFFF), and
+ * bytes that are not UTF-8 as \uFFFD. Any bytes (a name from an image)
+ * give valid JSON. Caller frees; NULL only when out of memory. */
+char *vimg_json_quote(const char *s);
 void vimg_value_free(struct vimg_value *v);
 
 /* ---- ISO 9660 creation ---------------------------------------------- */
@@ -395,8 +402,10 @@ typedef int (*vimg_iso_list_fn)(void *opaque, const char *path,
                                 const struct vimg_iso_stat *st);
 /* List directory PATH in on-disk order (RECURSIVE: depth first, each
  * directory's entries right after the directory itself). PATH naming a
- * non-directory reports that one entry. Directory loops, depth beyond 64
- * and more than a few million entries fail with EINVAL. */
+ * non-directory reports that one entry. Each directory extent is entered
+ * once: directory loops and directories sharing extents, nesting beyond
+ * 255 levels (the most vimg iso create writes) and more records than one
+ * per 34 bytes of image (or 4 Mi) fail with EINVAL. */
 int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
                   vimg_iso_list_fn fn, void *opaque);
 
@@ -413,7 +422,12 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * Nothing is ever written outside DEST: names that are empty, ".", "..",
  * or contain '/' or NUL, absolute symlink targets and targets that climb
  * out of DEST fail with EPERM naming the entry; existing files are never
- * replaced (EEXIST). Memory use does not depend on file sizes. */
+ * replaced (EEXIST). Rock Ridge hard links (names sharing data, serial
+ * number and attributes) become hard links. Directories are entered once
+ * each, as vimg_iso_list does, and files sharing data without being links
+ * are copied up to max(4 x the image size, 1 GiB) in all (EINVAL beyond).
+ * On failure the entry being written is removed and the message ends with
+ * what stays in DEST. Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
 

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../../common/rounding.h"
+#include "../../common/rounding.h"
 #include "iso-write.h"
 
 #define COPY_BUFFER (1024 * 1024)
