@@ -59,10 +59,20 @@ static int validate_table(struct vimg_image *img, const char *what,
                                        "not cluster aligned", what,
                                        (unsigned long long)offset);
     }
-    if (bytes && range_outside(offset, bytes, file_size)) {
+    if (bytes && offset >= file_size) {
         return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx lies past "
                                        "the end of the file", what,
                                        (unsigned long long)offset);
+    }
+    /* A table that starts inside the file but whose entries do not fit
+     * is a different damage (a wrong count, or a truncated file). */
+    if (bytes && range_outside(offset, bytes, file_size)) {
+        return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx runs past "
+                                       "the end of the file at 0x%llx "
+                                       "(%llu entries)", what,
+                                       (unsigned long long)offset,
+                                       (unsigned long long)file_size,
+                                       (unsigned long long)entries);
     }
     return 0;
 }
