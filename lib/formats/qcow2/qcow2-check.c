@@ -244,7 +244,7 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
             say(c, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
             c->res->corruptions++;
         }
-        if (!off && !(c->s->data_file && (e & QCOW2_L2E_COPIED))) {
+        if (!off && !(qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED))) {
             continue;
         }
         if (off & (s->cluster_size - 1)) {
