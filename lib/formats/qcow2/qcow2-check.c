@@ -447,18 +447,43 @@ static int disk_refcount(struct check *c, uint64_t k, uint64_t *rc)
     return 0;
 }
 
+/* Whether refcount block T may hold a nonzero refcount: it exists and is
+ * not a hole of the file, which the file's block status tells without a
+ * read (unless the cache holds changes not yet on disk). */
+static bool refblock_present(struct check *c, uint64_t t)
+{
+    uint64_t off = refblock_offset(c, t);
+    struct vimg_extent e;
+
+    if (!off) {
+        return false;
+    }
+    if (qcow2_cache_has_dirty(&c->s->rb_cache) ||
+        vimg_internal_block_status(c->img->file, off, c->s->cluster_size, 0,
+                                   &e) < 0) {
+        return true;
+    }
+    return !(e.flags & VIMG_BS_ZERO) || e.length < c->s->cluster_size;
+}
+
 static int compare(struct check *c, unsigned fix, uint64_t *highest)
 {
     struct qcow2_state *s = c->s;
+    uint64_t t_seen = UINT64_MAX;
+    bool present = false;
     int r;
 
     *highest = 0;
     for (uint64_t k = 0; k < c->nb; k++) {
-        /* Where the refcount table has no block, only clusters counted
-         * here can differ from the disk; past the table's end, none
-         * until the last counted one. */
+        /* Where the refcount table has no block (or one of zeros), only
+         * clusters counted here can differ from the disk; past the table's
+         * end, none until the last counted one. */
         uint64_t t = k >> s->rb_bits;
-        if (!refblock_offset(c, t)) {
+        if (t != t_seen) {
+            t_seen = t;
+            present = refblock_present(c, t);
+        }
+        if (!present) {
             uint64_t end = t >= s->rt_entries
                                ? c->nb
                                : MIN(c->nb, (t + 1) << s->rb_bits);
@@ -468,8 +493,8 @@ static int compare(struct check *c, unsigned fix, uint64_t *highest)
                 continue;
             }
         }
-        uint64_t rc1, rc2 = refs_get(c, k);
-        if (disk_refcount(c, k, &rc1) < 0) {
+        uint64_t rc1 = 0, rc2 = refs_get(c, k);
+        if (present && disk_refcount(c, k, &rc1) < 0) {
             say(c, "Can't get refcount for cluster %" PRIu64 ": I/O error",
                 k);
             continue;
