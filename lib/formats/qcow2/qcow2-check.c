@@ -748,6 +748,7 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
         nb = DIV_ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
                           s->cluster_size);
         c.nb = 0;
+        c.max_nb = MAX(c.max_nb, nb); /* the file grew by the rebuild only */
         if ((r = grow_refs(&c, nb)) < 0 || (r = calculate(&c)) < 0) {
             r = vimg_internal_img_error(img, -r, "out of memory");
             goto out;
