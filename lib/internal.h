@@ -130,11 +130,13 @@ struct vimg_driver {
     int (*write_compressed)(struct vimg_image *img, uint64_t offset,
                             const void *cbuf, uint64_t len);
     /* Return VIMG_BS_* flags for [OFFSET, OFFSET+*PNUM), setting *PNUM
-     * (1..COUNT), *MAP and *FILE when VIMG_BS_OFFSET_VALID. 0 means "not
+     * (1..COUNT), and with VIMG_BS_OFFSET_VALID *MAP and *FILE: the name
+     * of the file holding the data, borrowed for IMG's lifetime (a file
+     * the open policy let IMG name but not open counts too). 0 means "not
      * in this layer". NULL: everything is allocated data. */
     int (*block_status)(struct vimg_image *img, uint64_t offset,
                         uint64_t count, uint64_t *pnum, uint64_t *map,
-                        struct vimg_image **file);
+                        const char **file);
 
     /* Metadata. NULL members mean unsupported unless stated. */
     /* Bytes on disk; NULL: the core asks img->file. */

@@ -104,7 +104,7 @@ static int raw_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
 
 static int raw_block_status(struct vimg_image *img, uint64_t offset,
                             uint64_t count, uint64_t *pnum, uint64_t *map,
-                            struct vimg_image **file)
+                            const char **file)
 {
     struct vimg_extent e;
     int r = vimg_internal_block_status(img->file, offset, count, 0, &e);
@@ -114,7 +114,7 @@ static int raw_block_status(struct vimg_image *img, uint64_t offset,
     }
     *pnum = e.length;
     *map = e.file_offset;
-    *file = img->file;
+    *file = e.file;
     return (int)(e.flags | VIMG_BS_ALLOCATED);
 }
 

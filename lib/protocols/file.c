@@ -325,13 +325,13 @@ static int file_truncate(struct vimg_image *img, uint64_t size,
 
 static int file_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
-                             struct vimg_image **file)
+                             const char **file)
 {
     struct file_state *s = img->opaque;
     off_t data, hole;
 
     *map = offset;
-    *file = img;
+    *file = img->filename;
     *pnum = count;
     if (s->is_block_device || atomic_load(&s->no_seek_data)) {
         return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;

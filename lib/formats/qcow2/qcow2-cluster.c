@@ -160,7 +160,8 @@ static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
     }
     /* In an external data file, host offset 0 is a real cluster: the
      * copied flag marks the entry as allocated. */
-    bool allocated = *host || (s->data_file && (e & QCOW2_L2E_COPIED));
+    bool allocated = *host ||
+                     (qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED));
     if (s->version >= 3 && (e & QCOW2_L2E_ZERO)) {
         *t = allocated ? C_ZERO_ALLOC : C_ZERO_PLAIN;
     } else {
@@ -857,7 +858,7 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
 
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
-                       struct vimg_image **file)
+                       const char **file)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, done = 0, want_host = 0;
@@ -904,7 +905,10 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
         }
     }
     *pnum = done;
-    *file = s->data;
+    /* Offsets are meaningful in a file that can be named: not in an
+     * encrypted image, nor in a data file the open policy refused. */
+    *file = s->data ? s->data->filename : s->data_file_path;
+    unsigned mapped = s->crypt_method || !*file ? 0 : VIMG_BS_OFFSET_VALID;
     switch (first) {
     case C_UNALLOC:
         return 0;
@@ -912,11 +916,9 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
     case C_ZERO_ALLOC:
         /* Still mapped to its host cluster, as qemu-img map shows. */
-        return VIMG_BS_ZERO | VIMG_BS_ALLOCATED |
-               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
+        return (int)(VIMG_BS_ZERO | VIMG_BS_ALLOCATED | mapped);
     case C_NORMAL:
-        return VIMG_BS_DATA | VIMG_BS_ALLOCATED |
-               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
+        return (int)(VIMG_BS_DATA | VIMG_BS_ALLOCATED | mapped);
     default:
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED;
     }

@@ -106,6 +106,9 @@ struct qcow2_state {
     struct vimg_image *data;   /* where guest data lives: img->file or the
                                   external data file */
     struct vimg_image *data_file; /* owned external data file, or NULL */
+    char *data_file_path;      /* where data_file_name resolves, when the
+                                  open policy reports references without
+                                  opening them; NULL if it refuses it */
 
     /* Runtime state. */
     uint64_t free_hint;        /* no free cluster below this index */
@@ -236,7 +239,7 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                            const void *cbuf, uint64_t len);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
-                       struct vimg_image **file);
+                       const char **file);
 /* Allocate every cluster of [START, END) as zero-filled data (preallocation
  * modes other than off). */
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
@@ -261,6 +264,11 @@ int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
 static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
 {
     return img->opaque;
+}
+/* Guest data lives in an external data file (whether opened or not). */
+static inline bool qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
 }
 static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
 {
