@@ -176,7 +176,9 @@ struct vimg_create_params {
     const char *format;          /* required */
     uint64_t size;               /* virtual size */
     bool size_given;             /* false: take the backing file's size */
-    const char *options;         /* -o "key=value,..." or NULL */
+    const char *options;         /* -o "key=value,..." (",," escapes a
+                                    comma; an empty list or item is
+                                    refused, as by qemu-img) or NULL */
     const char *backing_file;    /* -b, or NULL */
     const char *backing_format;  /* -F, or NULL */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
