@@ -215,6 +215,7 @@ const struct command cmd_convert = {
     "  -o OPTIONS         target format options, as for create\n"
     "  -B BACKING         make TARGET an overlay of BACKING, writing only what\n"
     "                     differs from it; -F gives BACKING's format\n"
+    "                     (required, as for create)\n"
     "  -S SIZE            zero runs of SIZE bytes stay sparse (default 4k;\n"
     "                     0 allocates everything)\n"
     "  -n                 TARGET exists already: do not create it\n"

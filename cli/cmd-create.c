@@ -80,7 +80,7 @@ const struct command cmd_create = {
     "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E).\n"
     "  -f FMT          format (default raw); see 'vimg --help'\n"
     "  -b BACKING      copy-on-write backing file (size defaults to its size)\n"
-    "  -F BACKING_FMT  format of the backing file\n"
+    "  -F BACKING_FMT  format of the backing file (required with -b)\n"
     "  -o OPTIONS      comma-separated format options; -o help lists them\n"
     "                  (raw: preallocation=off|falloc|full)\n"
     "  -q              quiet\n"

@@ -517,20 +517,25 @@ char *vimg_create_options_help(const char *format)
     return buf;
 }
 
-/* The backing file's size, opened read-only as the new image would. */
-static int backing_size(const char *filename,
-                        const struct vimg_create_params *p, uint64_t *size)
+/* Open the new image's backing file read-only as the image will open it
+ * (through the policy, with its format, or probed when none is given) and
+ * return its virtual size and the format it opened as. qemu-img create
+ * opens it too, so a missing backing file is an error. */
+static int open_backing_for_create(const char *filename,
+                                   const struct vimg_create_ctx *ctx,
+                                   enum vimg_ref_policy refs, uint64_t *size,
+                                   const char **format)
 {
     struct vimg_image probe_img = { .filename = (char *)filename,
-                                    .params = { .refs = p->refs } };
+                                    .params = { .refs = refs } };
     CLEANUP_FREE char *path = NULL;
-    int r = vimg_internal_resolve_reference(&probe_img, p->backing_file,
+    int r = vimg_internal_resolve_reference(&probe_img, ctx->backing_file,
                                             &path);
     if (r < 0) {
         return r;
     }
-    struct vimg_open_params bp = { .format = p->backing_format,
-                                   .refs = p->refs,
+    struct vimg_open_params bp = { .format = ctx->backing_format,
+                                   .refs = refs,
                                    .flags = VIMG_OPEN_NO_BACKING |
                                             VIMG_OPEN_FORCE_SHARE };
     struct vimg_image *file = open_protocol(path, &bp);
@@ -539,8 +544,21 @@ static int backing_size(const char *filename,
         return -vimg_get_errno();
     }
     *size = b->size;
+    *format = b->drv->name;
     vimg_close(b);
     return 0;
+}
+
+/* Whether DRV's images can have a backing file: its -o table says so. */
+static bool has_backing_files(const struct vimg_driver *drv)
+{
+    for (const struct vimg_opt_desc *d = drv->create_opts; d && d->name;
+         d++) {
+        if (strcmp(d->name, "backing_file") == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Refuse to replace an image that another process has open (QEMU checks
@@ -596,32 +614,40 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
     } else if ((r = vimg_internal_opts_get_size(&opts, "size", UINT64_MAX,
                                                 &ctx.size)) < 0) {
         goto out;
+    }
+    if (ctx.backing_file && !has_backing_files(drv)) {
+        r = vimg_internal_error(ENOTSUP, "%s: Backing file not supported for "
+                                "file format '%s'", filename, drv->name);
+        goto out;
+    }
+    if (ctx.backing_file) {
+        uint64_t backing_size = 0;
+        const char *probed = NULL;
+        if ((r = open_backing_for_create(filename, &ctx, p->refs,
+                                         &backing_size, &probed)) < 0) {
+            goto out;
+        }
+        /* The image would have its backing file probed at every open,
+         * and a guest that writes a header into a raw backing file would
+         * then change what the image reads (qemu-img refuses it too). */
+        if (!ctx.backing_format) {
+            r = vimg_internal_error(EINVAL, "%s: Backing file specified "
+                                    "without backing format (%s is "
+                                    "detected as %s)", filename,
+                                    ctx.backing_file, probed);
+            goto out;
+        }
+        if (ctx.size == UINT64_MAX) {
+            ctx.size = backing_size;
+        }
     } else if (ctx.size == UINT64_MAX) {
-        if (!ctx.backing_file) {
-            r = vimg_internal_error(EINVAL, "%s: image creation needs a "
-                                    "size", filename);
-            goto out;
-        }
-        struct vimg_create_params bp = *p;
-        bp.backing_file = ctx.backing_file;
-        bp.backing_format = ctx.backing_format;
-        if ((r = backing_size(filename, &bp, &ctx.size)) < 0) {
-            goto out;
-        }
+        r = vimg_internal_error(EINVAL, "%s: image creation needs a size",
+                                filename);
+        goto out;
     }
     if (ctx.size > INT64_MAX) {
         r = vimg_internal_error(EINVAL, "%s: size too large", filename);
         goto out;
-    }
-    if (ctx.backing_file && p->size_given) {
-        /* Check the backing file opens, as qemu-img create does. */
-        uint64_t ignored;
-        struct vimg_create_params bp = *p;
-        bp.backing_file = ctx.backing_file;
-        bp.backing_format = ctx.backing_format;
-        if ((r = backing_size(filename, &bp, &ignored)) < 0) {
-            goto out;
-        }
     }
 
     /* Build the image under a temporary name beside the target, then

@@ -180,7 +180,10 @@ struct vimg_create_params {
                                     comma; an empty list or item is
                                     refused, as by qemu-img) or NULL */
     const char *backing_file;    /* -b, or NULL */
-    const char *backing_format;  /* -F, or NULL */
+    const char *backing_format;  /* -F; NULL takes backing_fmt from
+                                    OPTIONS. A backing file without a
+                                    format is refused (EINVAL), as by
+                                    qemu-img. */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
     bool no_flush;               /* cache=unsafe: do not sync the new file
                                     to disk (convert's target) */

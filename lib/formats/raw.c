@@ -47,10 +47,6 @@ static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
                                    "'metadata' is not supported by raw",
                                    c->filename);
     }
-    if (c->backing_file) {
-        return vimg_internal_error(ENOTSUP, "%s: raw images cannot have a "
-                                   "backing file", c->filename);
-    }
     r = vimg_internal_truncate(file, ROUND_UP(c->size, SECTOR), 0, prealloc);
     if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0) {
         return r;
