@@ -304,14 +304,22 @@ static int file_truncate(struct vimg_image *img, uint64_t size,
     if (size > old && prealloc == VIMG_PREALLOC_FALLOC) {
         r = posix_fallocate(s->fd, (off_t)old, (off_t)(size - old));
         if (r != 0) {
-            return vimg_internal_img_error(img, r, "preallocation: %s",
-                                           strerror(r));
+            r = vimg_internal_img_error(img, r, "preallocation: %s",
+                                        strerror(r));
         }
     } else if (size > old && prealloc == VIMG_PREALLOC_FULL) {
         r = write_zero_buffers(img, old, size);
-        if (r < 0) {
-            return r;
-        }
+    } else {
+        r = 0;
+    }
+    if (r < 0) {
+        /* A preallocation that ran out of space has grown the file as far
+         * as it got: give the space back and keep the old length, so that
+         * a failed resize leaves the file as it was. */
+        (void)ftruncate(s->fd, (off_t)old);
+        atomic_store(&s->size, old);
+        img->size = old;
+        return r;
     }
     if (ftruncate(s->fd, (off_t)size) < 0) {
         return vimg_internal_img_error(img, errno, "truncate to %llu bytes: "
