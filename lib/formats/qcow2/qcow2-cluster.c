@@ -925,7 +925,7 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
 }
 
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
-                      enum vimg_prealloc mode)
+                      enum vimg_prealloc mode, uint64_t zeroed_from)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size;
@@ -962,9 +962,15 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
             break;
         }
         /* Reused space may hold old bytes: make it read as zeros. */
-        r = vimg_internal_zero(s->data, host, k * cs,
-                               mode == VIMG_PREALLOC_METADATA
-                                   ? VIMG_ZERO_MAY_UNMAP : 0);
+        if (host < zeroed_from) {
+            r = vimg_internal_zero(s->data, host, k * cs,
+                                   mode == VIMG_PREALLOC_METADATA
+                                       ? VIMG_ZERO_MAY_UNMAP : 0);
+        }
+        if (r < 0 && s->data == img->file) {
+            /* No table names the run yet: give it back at once. */
+            (void)qcow2_free_clusters(img, host, k * cs);
+        }
         if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
@@ -978,31 +984,70 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
     return r;
 }
 
-int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free)
+int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size;
-    uint64_t pos = ROUND_UP(offset, cs);
-    uint64_t limit = (uint64_t)s->l1_size << (s->l2_bits + s->cluster_bits);
-    int r;
+    uint64_t span = cs << s->l2_bits; /* guest bytes one L2 table maps */
+    uint64_t start = ROUND_UP(end, cs);
+    uint64_t first_l1 = DIV_ROUND_UP(start, span);
+    struct free_list f = { 0 };
+    uint8_t *table;
+    uint64_t idx;
+    int r = 0;
 
-    *free = true;
-    while (pos < limit) {
-        uint8_t *table;
-        uint64_t idx;
-        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+    /* The table holding the new end: clear its entries past it, unless
+     * none is set (a table shared with a snapshot is then not copied). */
+    if (first_l1 <= s->l1_size && start < first_l1 * span) {
+        if ((r = get_l2(img, start, false, &table, &idx)) < 0) {
             return r;
         }
+        bool any = false;
         for (uint64_t i = idx; table && i < qcow2_l2_entries(s); i++) {
-            uint64_t e = load_be64(table + i * 8);
-            if (e & (QCOW2_L2E_OFFSET_MASK | QCOW2_L2E_COMPRESSED)) {
-                *free = false;
-                return 0;
+            any = any || load_be64(table + i * 8) != 0;
+        }
+        if (any && (r = clear_clusters(img, start, first_l1 * span - start,
+                                       false, true)) < 0) {
+            return r;
+        }
+    }
+    /* Tables wholly past the end leave the L1 table. Each of their
+     * entries is one reference of the active image, whether the table is
+     * ours alone or shared with a snapshot (which keeps its own), so each
+     * host cluster and the table itself lose one reference once the L1
+     * table without them is on disk. The L1 table keeps its size. */
+    for (uint64_t i = first_l1; i < s->l1_size && r == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        if (l2 & (cs - 1)) {
+            r = qcow2_signal_corruption(img, l2, "L2 table offset 0x%llx is "
+                                        "not cluster aligned",
+                                        (unsigned long long)l2);
+            break;
+        }
+        if ((r = qcow2_cache_get(img, &s->l2_cache, l2, false,
+                                 &table)) < 0) {
+            break;
+        }
+        for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
+            uint64_t e = load_be64(table + j * 8);
+            if (e) {
+                r = release_entry(img, &f, e);
             }
         }
-        pos += (qcow2_l2_entries(s) - idx) * cs;
+        /* Nothing will read this copy again: do not write it back (a
+         * table allocated by a failed preallocation may have no room). */
+        qcow2_cache_discard(&s->l2_cache, l2);
+        s->l1[i] = 0;
+        s->l1_dirty = true;
+        if (r == 0) {
+            r = free_list_add(img, &f, l2, cs);
+        }
     }
-    return 0;
+    int r2 = free_list_commit(img, &f);
+    return r < 0 ? r : r2;
 }
 
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)

@@ -208,6 +208,13 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
 /* Allocate N contiguous clusters with refcount 1; *OFFSET is the first. */
 int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
                          uint64_t *offset);
+/* Take out of the refcount table the blocks that count no cluster but
+ * possibly themselves (after a shrink), as qemu-img does. */
+int qcow2_drop_unused_refblocks(struct vimg_image *img);
+/* The highest cluster below cluster BELOW with a non-zero refcount (0
+ * when none is). */
+int qcow2_last_used_cluster(struct vimg_image *img, uint64_t below,
+                            uint64_t *last);
 /* Drop one reference from each cluster, once the L2/L1 tables that no
  * longer point at them are on disk. */
 int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
@@ -241,11 +248,15 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        const char **file);
 /* Allocate every cluster of [START, END) as zero-filled data (preallocation
- * modes other than off). */
+ * modes other than off). Host space at or past ZEROED_FROM is known to
+ * read as zeros and to be allocated already (UINT64_MAX: none is). */
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
-                      enum vimg_prealloc mode);
-/* True when no cluster at or after OFFSET is allocated (shrinking). */
-int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free);
+                      enum vimg_prealloc mode, uint64_t zeroed_from);
+/* Deallocate every guest cluster wholly at or past END (shrinking, or
+ * undoing a failed preallocation): host clusters lose the active image's
+ * reference (a snapshot keeps its own) once the tables are on disk, and
+ * L2 tables past END leave the L1 table, whose size stays. */
+int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
 /* Grow the L1 table to at least MIN_SIZE entries. */
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
