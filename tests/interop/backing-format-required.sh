@@ -27,19 +27,21 @@ refused() { # refused ARGS...: both tools exit 1 and leave nothing
         no_leftovers "$tool $*"
     done
 }
-for t in new.qcow2 keep.qcow2; do
-    refused create -f qcow2 -b base.raw "$t"
-    grep -q "^vimg: $t: Backing file specified without backing format" err ||
-        fail "message: $(cat err)"
-    refused create -f qcow2 -b base.raw "$t" 4M
-    refused create -f qcow2 -b base.qcow2 "$t" 4M
-    refused create -f qcow2 -o backing_file=base.raw "$t" 4M
-    refused create -f qcow2 -o backing_file=base.raw,size=4M "$t"
-    refused convert -O qcow2 -B base.raw src.qcow2 "$t"
-    refused convert -O qcow2 -B base.qcow2 src.qcow2 "$t"
-    refused convert -O qcow2 -o backing_file=base.raw src.qcow2 "$t"
-    refused create -f raw -b base.raw -F raw "$t" 4M
-done
+t=new.qcow2
+refused create -f qcow2 -b base.raw "$t"
+grep -q "^vimg: $t: Backing file specified without backing format" err ||
+    fail "message: $(cat err)"
+refused create -f qcow2 -b base.raw "$t" 4M
+refused create -f qcow2 -b base.qcow2 "$t" 4M
+refused create -f qcow2 -o backing_file=base.raw "$t" 4M
+refused create -f qcow2 -o backing_file=base.raw,size=4M "$t"
+refused convert -O qcow2 -B base.raw src.qcow2 "$t"
+refused convert -O qcow2 -B base.qcow2 src.qcow2 "$t"
+refused convert -O qcow2 -o backing_file=base.raw src.qcow2 "$t"
+refused create -f raw -b base.raw -F raw "$t" 4M
+# An existing target stays as it was.
+refused create -f qcow2 -b base.raw keep.qcow2 4M
+refused convert -O qcow2 -B base.raw src.qcow2 keep.qcow2
 
 # With the format, both succeed and record it.
 for tool in qemu-img "$VIMG"; do
