@@ -46,6 +46,8 @@ int parse_output(const char *arg, enum output_format *out);
  * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
+/* An -o argument: refuses an empty one (returns 1), else sets *OUT. */
+int parse_option_list(const char *arg, const char **out);
 
 /* qemu-img's human sizes: "1 MiB", "1.5 GiB", "196 KiB". */
 void format_size(uint64_t bytes, char *buf, size_t len);

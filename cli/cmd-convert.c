@@ -79,7 +79,11 @@ static int run(int argc, char **argv)
         case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'f': src_fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
-        case 'o': options = optarg; break;
+        case 'o':
+            if (parse_option_list(optarg, &options)) {
+                return 1;
+            }
+            break;
         case 'B': cp.backing_file = optarg; break;
         case 'F': cp.backing_format = optarg; break;
         case 'S':

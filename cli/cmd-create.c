@@ -32,7 +32,9 @@ static int run(int argc, char **argv)
                 free(h);
                 return 0;
             }
-            p.options = optarg;
+            if (parse_option_list(optarg, &p.options)) {
+                return 1;
+            }
             break;
         case 'u': break; /* unsafe: accepted for qemu-img compatibility */
         default: return 1; /* getopt named the problem */

@@ -33,7 +33,9 @@ struct vimg_opts {
 };
 
 /* Parse TEXT against DESC (NULL DESC accepts nothing). WHAT names the
- * file or format in error messages. "k=v,,x" escapes a comma as ",,". */
+ * file or format in error messages. "k=v,,x" escapes a comma as ",,".
+ * NULL and "" are no options; an empty item (a leading or unescaped
+ * trailing comma) is refused. */
 int vimg_internal_opts_parse(const char *text,
                              const struct vimg_opt_desc *desc,
                              const char *what, struct vimg_opts *out);

@@ -197,17 +197,17 @@ int vimg_internal_opts_parse(const char *text,
                              const char *what, struct vimg_opts *out)
 {
     memset(out, 0, sizeof *out);
-    if (!text) {
+    if (!text || !*text) {
         return 0;
     }
     size_t len = strlen(text), trailing = 0;
     while (trailing < len && text[len - 1 - trailing] == ',') {
         trailing++;
     }
-    /* qemu-img's rule: a list that is empty, starts with a comma or ends
-     * in an unescaped one has an empty item, which is a mistake (a lost
-     * value), not something to skip. ",," inside is an escaped comma. */
-    if (len == 0 || text[0] == ',' || trailing % 2) {
+    /* qemu-img's rule: a list that starts with a comma or ends in an
+     * unescaped one has an empty item, which is a mistake (a lost value),
+     * not something to skip. ",," inside is an escaped comma. */
+    if (text[0] == ',' || trailing % 2) {
         return vimg_internal_error(EINVAL, "%s: Invalid option list: %s",
                                    what, text);
     }

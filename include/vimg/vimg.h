@@ -177,8 +177,8 @@ struct vimg_create_params {
     uint64_t size;               /* virtual size */
     bool size_given;             /* false: take the backing file's size */
     const char *options;         /* -o "key=value,..." (",," escapes a
-                                    comma; an empty list or item is
-                                    refused, as by qemu-img) or NULL */
+                                    comma; an empty item is refused, as
+                                    by qemu-img), or NULL or "" for none */
     const char *backing_file;    /* -b, or NULL */
     const char *backing_format;  /* -F; NULL takes backing_fmt from
                                     OPTIONS. A backing file without a

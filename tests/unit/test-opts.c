@@ -74,7 +74,7 @@ int main(void)
 
     /* Empty items are refused as qemu-img refuses them; ",," is an
      * escaped comma, so an even run of trailing commas is a value. */
-    static const char *const bad_lists[] = { "", ",", ",,", ",size=1M",
+    static const char *const bad_lists[] = { ",", ",,", ",size=1M",
                                              "size=1M,", "size=1M,,,",
                                              "compat=a,,b," };
     for (size_t i = 0; i < sizeof bad_lists / sizeof bad_lists[0]; i++) {
@@ -90,6 +90,8 @@ int main(void)
     CHECK_EQ(vimg_internal_opts_parse("=", desc, "x.img", &o), -EINVAL);
     CHECK_ERROR(EINVAL, "x.img: invalid parameter ''");
     CHECK_EQ(vimg_internal_opts_parse(NULL, desc, "x.img", &o), 0);
+    CHECK_EQ(o.count, 0);
+    CHECK_EQ(vimg_internal_opts_parse("", desc, "x.img", &o), 0);
     CHECK_EQ(o.count, 0);
 
     enum vimg_prealloc pa;

@@ -74,8 +74,7 @@ static void run(const char *options, const char *runtime, bool backing)
     }
     struct vimg_create_params cp = {
         .format = "qcow2", .size = SIZE, .size_given = true,
-        .options = *options ? options : NULL, /* "" is refused */
-        .backing_file = backing ? "base.raw" : NULL,
+        .options = options, .backing_file = backing ? "base.raw" : NULL,
         .backing_format = backing ? "raw" : NULL,
     };
     CHECK_EQ(vimg_create(path, &cp), 0);
