@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,11 @@
 #define TEMP_TRIES 100
 /* Named temporaries alive at once that a signal handler can remove. One
  * per target being written; a process writes one or a few at a time. */
-#define MAX_NAMED 64
+#define MAX_NAMED 16
 
-/* The handler below reads the registry at any moment: it needs pointer
- * atomics that never take a lock. */
-_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2, "lock-free pointer atomics");
+/* The handler below reads the registry at any moment: it needs atomics
+ * that never take a lock. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free int atomics");
 
 enum target_how {
     TARGET_NEW,      /* no file had the name: link the new one there */
@@ -56,45 +57,61 @@ struct vimg_target {
     int slot;           /* TEMP's registry slot, or -1 */
 };
 
-/* Paths of named temporaries. Each slot is claimed and released with one
- * atomic operation; a path the handler took is never freed (it may still
- * be reading it on another thread), so the registry holds copies. */
-static _Atomic(char *) named[MAX_NAMED];
+/* Paths of named temporaries, in static storage so that a signal handler
+ * needs no allocator. A slot goes FREE -> FILLING (its owner copies the
+ * path) -> ARMED; the handler takes an ARMED slot (REMOVING), unlinks the
+ * path and frees the slot; an owner ending its target frees an ARMED slot
+ * itself, or waits while a handler on another thread is removing it. */
+enum { SLOT_FREE, SLOT_FILLING, SLOT_ARMED, SLOT_REMOVING };
+static _Atomic int slot_state[MAX_NAMED];
+static char slot_path[MAX_NAMED][PATH_MAX];
 
 void vimg_target_remove_temporaries(void)
 {
     for (int i = 0; i < MAX_NAMED; i++) {
-        char *p = atomic_exchange(&named[i], NULL);
-        if (p) {
-            unlink(p);
+        int armed = SLOT_ARMED;
+        if (atomic_compare_exchange_strong(&slot_state[i], &armed,
+                                           SLOT_REMOVING)) {
+            unlink(slot_path[i]);
+            atomic_store(&slot_state[i], SLOT_FREE);
         }
     }
 }
 
 /* Record PATH for the signal handler; the slot, or -1 when all are taken
- * (the temporary then survives a signal, as before this registry). */
+ * or PATH is too long (the temporary then survives a signal). */
 static int register_temp(const char *path)
 {
-    char *copy = strdup(path);
-    if (!copy) {
+    if (strlen(path) >= PATH_MAX) {
         return -1;
     }
     for (int i = 0; i < MAX_NAMED; i++) {
-        char *expected = NULL;
-        if (atomic_compare_exchange_strong(&named[i], &expected, copy)) {
+        int free_slot = SLOT_FREE;
+        if (atomic_compare_exchange_strong(&slot_state[i], &free_slot,
+                                           SLOT_FILLING)) {
+            strcpy(slot_path[i], path);
+            atomic_store(&slot_state[i], SLOT_ARMED);
             return i;
         }
     }
-    free(copy);
     return -1;
 }
 
 static void unregister_temp(int *slot)
 {
-    if (*slot >= 0) {
-        free(atomic_exchange(&named[*slot], NULL));
-        *slot = -1;
+    if (*slot < 0) {
+        return;
     }
+    for (;;) {
+        int armed = SLOT_ARMED;
+        if (atomic_compare_exchange_strong(&slot_state[*slot], &armed,
+                                           SLOT_FREE) ||
+            armed == SLOT_FREE) {
+            break; /* ours to free, or a handler removed it already */
+        }
+        sched_yield(); /* a handler on another thread is unlinking it */
+    }
+    *slot = -1;
 }
 
 /* A fresh candidate name for a temporary beside the target:
@@ -200,7 +217,7 @@ static int open_existing(struct vimg_target *t)
                !S_ISCHR(t->old.st_mode)) {
         r = vimg_internal_error(EINVAL, "%s: not a regular file or block "
                                 "device", t->name);
-    } else if (fcntl(fd, F_SETFL, O_RDWR) < 0) {
+    } else if (fcntl(fd, F_SETFL, 0) < 0) { /* blocking from now on */
         r = vimg_internal_error(errno, "%s: fcntl: %s", t->name,
                                 strerror(errno));
     } else {
@@ -277,7 +294,9 @@ static int create_temp(struct vimg_target *t)
         if (!(t->temp = temp_candidate(t))) {
             return vimg_internal_error(ENOMEM, "out of memory");
         }
-        /* Registered before it exists, so no signal finds it unknown. */
+        /* Registered before it exists, so no signal finds it unknown (a
+         * signal before the O_EXCL open fails on a clash could remove the
+         * other file of that random name: another vimg's temporary). */
         t->slot = register_temp(t->temp);
         t->fd = open(t->temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (t->fd >= 0) {

@@ -214,9 +214,9 @@ struct vimg_target;
 
 /* Start writing FILENAME. Nothing is changed yet. Returns a target that
  * the caller ends with exactly one of vimg_target_commit or
- * vimg_target_abort, or NULL (EAGAIN: another process holds the file;
- * EISDIR; EINVAL for a FIFO or socket; the error of creating the new
- * file). */
+ * vimg_target_abort, or NULL: EAGAIN when another process holds the file,
+ * EISDIR, EINVAL for what is neither a file nor a device (a FIFO), ELOOP,
+ * or the error of opening the file or creating the new one. */
 struct vimg_target *vimg_target_begin(const char *filename);
 
 /* Lay out a new image on T as vimg_create would (P->format, size,
@@ -240,7 +240,8 @@ int vimg_target_commit(struct vimg_target *t);
  * it was being written in place. NULL is a no-op. */
 void vimg_target_abort(struct vimg_target *t);
 
-/* Whether T writes the old file in place rather than replacing it. */
+/* Whether T (not NULL) writes the old file in place rather than
+ * replacing it. */
 bool vimg_target_in_place(const struct vimg_target *t);
 
 /* Delete the named temporaries of all targets not yet ended (the process

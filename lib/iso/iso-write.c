@@ -1,7 +1,8 @@
 /* vimg_iso_create(): validate the parameters, build and lay out the tree,
  * then write the image as a target (lib/target.c: locked, built without a
- * name, published when complete). File data is streamed (copy_file_range where the kernel
- * can, else a bounded buffer) and holes in the sources stay holes. */
+ * name, published when complete). File data is streamed (copy_file_range
+ * where the kernel can, else a bounded buffer) and holes in the sources
+ * stay holes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
