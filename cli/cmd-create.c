@@ -86,7 +86,9 @@ const struct command cmd_create = {
     "  -o OPTIONS      comma-separated format options; -o help lists them\n"
     "                  (raw: preallocation=off|falloc|full)\n"
     "  -q              quiet\n"
-    "A failed create leaves no file behind; an existing FILENAME is replaced\n"
-    "only once the new image is complete, and not while another process\n"
-    "has it open.\n",
+    "An existing FILENAME is refused while another process holds it, and is\n"
+    "replaced (owner and mode kept) only once the new image is complete, so\n"
+    "a failed create leaves no file behind; a symbolic link stays a link. A\n"
+    "hard-linked file, a device, or a file in a folder you may not create\n"
+    "files in is written in place, as qemu-img writes every target.\n",
 };

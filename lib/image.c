@@ -561,37 +561,32 @@ static bool has_backing_files(const struct vimg_driver *drv)
     return false;
 }
 
-/* Refuse to replace an image that another process has open (QEMU checks
- * the same "write" lock). */
-static int check_target_unused(const char *filename)
+/* A file protocol image on the file a target writes, named as the user
+ * named the target. */
+static struct vimg_image *open_target_file(struct vimg_target *t, int fd,
+                                           const struct vimg_open_params *p)
 {
-    /* Opened only to test the locks: nothing to sync on close. */
-    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
-                                           VIMG_OPEN_NO_FLUSH };
-    struct vimg_image *file = open_protocol(filename, &p);
-    if (!file) {
-        vimg_internal_error_clear();
-        return 0; /* not openable for writing: rename decides */
+    struct vimg_image *img = image_new(&vimg_driver_file,
+                                       vimg_internal_target_name(t), p);
+    if (img && vimg_internal_file_adopt(img, fd) < 0) {
+        image_free(img, false);
+        return NULL;
     }
-    int r = vimg_internal_file_lock(file, FILE_PERM_READ | FILE_PERM_WRITE,
-                                    FILE_PERM_READ);
-    image_free(file, true);
-    return r;
+    return img;
 }
 
-int vimg_create(const char *filename, const struct vimg_create_params *p)
+int vimg_target_create(struct vimg_target *t,
+                       const struct vimg_create_params *p)
 {
+    const char *filename = t ? vimg_internal_target_name(t) : NULL;
     const struct vimg_driver *drv;
     struct vimg_opts opts = { 0 };
     struct vimg_create_ctx ctx = { .filename = filename };
-    CLEANUP_FREE char *tmp = NULL;
-    struct stat st;
-    bool in_place;
     int r;
 
     vimg_internal_error_clear();
-    if (!filename || !*filename || !p || !p->format) {
-        vimg_internal_error(EINVAL, "create needs a file name and a format");
+    if (!t || !p || !p->format) {
+        vimg_internal_error(EINVAL, "create needs a target and a format");
         return -1;
     }
     drv = vimg_internal_find_driver(p->format);
@@ -650,54 +645,22 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
         goto out;
     }
 
-    /* Build the image under a temporary name beside the target, then
-     * rename it into place: a failure leaves nothing behind and a file
-     * the user had survives. Block devices are written in place. */
-    in_place = stat(filename, &st) == 0 && !S_ISREG(st.st_mode);
-    if (in_place && S_ISDIR(st.st_mode)) {
-        r = vimg_internal_error(EISDIR, "%s: Is a directory", filename);
+    /* Only now, with everything checked, is a file written in place
+     * emptied. The close syncs the new file once before the target is
+     * committed, unless the caller asked for cache=unsafe (convert's
+     * target, as qemu-img). */
+    int fd = vimg_internal_target_fd(t, true);
+    if (fd < 0) {
+        r = fd;
         goto out;
     }
-    if (!in_place) {
-        CLEANUP_FREE char *copy = strdup(filename);
-        CLEANUP_FREE char *copy2 = strdup(filename);
-        if (!copy || !copy2 ||
-            asprintf(&tmp, "%s/.%s.vimg-XXXXXX", dirname(copy),
-                     basename(copy2)) < 0) {
-            tmp = NULL;
-            r = vimg_internal_error(ENOMEM, "out of memory");
-            goto out;
-        }
-        int fd = mkstemp(tmp);
-        if (fd < 0) {
-            r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
-                                    strerror(errno));
-            free(tmp);
-            tmp = NULL;
-            goto out;
-        }
-        mode_t mask = umask(0);
-        umask(mask);
-        (void)fchmod(fd, 0666 & ~mask);
-        close(fd);
-    }
-    /* The close syncs the new file once before the rename, unless the
-     * caller asked for cache=unsafe (convert's target, as qemu-img). */
     struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
                                             VIMG_OPEN_NO_LOCK |
                                             (p->no_flush ? VIMG_OPEN_NO_FLUSH
                                                          : 0) };
-    struct vimg_image *file = open_protocol(in_place ? filename : tmp, &wp);
+    struct vimg_image *file = open_target_file(t, fd, &wp);
     if (!file) {
         r = -vimg_get_errno();
-        goto out;
-    }
-    /* Messages name the user's file, not the temporary one. */
-    free(file->filename);
-    file->filename = strdup(filename);
-    if (!file->filename) {
-        image_free(file, true);
-        r = vimg_internal_error(ENOMEM, "out of memory");
         goto out;
     }
     r = drv->create(file, &ctx);
@@ -705,21 +668,49 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
     if (r == 0) {
         r = r2;
     }
-    if (r == 0 && !in_place && (r = check_target_unused(filename)) == 0 &&
-        rename(tmp, filename) < 0) {
-        r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
-                                strerror(errno));
-    }
 
 out:
-    if (tmp && r < 0) {
-        unlink(tmp);
-    }
     vimg_internal_opts_free(&opts);
     if (r < 0 && !vimg_internal_error_set()) {
         vimg_internal_error(r, "%s: %s", filename, strerror(-r));
     }
     return r < 0 ? -1 : 0;
+}
+
+struct vimg_image *vimg_target_open(struct vimg_target *t,
+                                    const struct vimg_open_params *params)
+{
+    const struct vimg_open_params *p = params ? params : &default_params;
+    struct vimg_open_params wp = *p;
+
+    vimg_internal_error_clear();
+    if (!t) {
+        vimg_internal_error(EINVAL, "no target given");
+        return NULL;
+    }
+    /* The target holds the locks of the file it replaces or writes in
+     * place, and its new file has no name anyone else could open. */
+    wp.flags = (p->flags & ~(unsigned)VIMG_OPEN_FORCE_SHARE) |
+               VIMG_OPEN_RDWR | VIMG_OPEN_NO_LOCK;
+    struct vimg_image *file = open_target_file(t,
+                                               vimg_internal_target_fd(t,
+                                                                       false),
+                                               &wp);
+    return file ? open_format(file, &wp, NULL, 0) : NULL;
+}
+
+int vimg_create(const char *filename, const struct vimg_create_params *p)
+{
+    struct vimg_target *t = vimg_target_begin(filename);
+
+    if (!t) {
+        return -1;
+    }
+    if (vimg_target_create(t, p) < 0) {
+        vimg_target_abort(t);
+        return -1;
+    }
+    return vimg_target_commit(t);
 }
 
 /* ---- Measure, check --------------------------------------------------- */

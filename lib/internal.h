@@ -265,6 +265,16 @@ const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
 struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p);
 
+/* Open a file protocol image on a duplicate of FD, named NAME in
+ * messages (lib/protocols/file.c; IMG comes from the core, empty). */
+int vimg_internal_file_adopt(struct vimg_image *img, int fd);
+
+/* Targets (lib/target.c). The name the caller gave, for messages. */
+const char *vimg_internal_target_name(const struct vimg_target *t);
+/* The descriptor of the file being written (borrowed); with EMPTY, a
+ * regular file written in place is truncated to 0 bytes first. */
+int vimg_internal_target_fd(struct vimg_target *t, bool empty);
+
 /* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
  * INFO (lib/iso/iso-describe.c); 0 and nothing added when there is
  * none or it is unreadable, <0 only for out-of-memory. */

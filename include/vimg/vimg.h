@@ -189,9 +189,71 @@ struct vimg_create_params {
                                     to disk (convert's target) */
 };
 
-/* Create FILENAME. A failure leaves no new file behind, and a file the user
- * already had is replaced only once the new image is complete. */
+/* Create FILENAME through a target (below): vimg_target_begin,
+ * vimg_target_create, vimg_target_commit. */
 int vimg_create(const char *filename, const struct vimg_create_params *p);
+
+/* ---- Targets: files a command writes --------------------------------- */
+/* A target is the new contents of a file, made safely:
+ * - when the file exists, its image lock is taken first and held until
+ *   the target ends: an image another process holds (qemu-io, qemu-nbd, a
+ *   VM) is refused with EAGAIN, as qemu-img refuses it;
+ * - a symbolic link is followed (the link stays a link; a dangling link
+ *   creates the file it names);
+ * - the new file is built beside the old one without a name (O_TMPFILE)
+ *   or, where the file system cannot do that, under a hidden temporary
+ *   name (".NAME.vimg-XXXXXXXX") that vimg_target_remove_temporaries
+ *   deletes; it gets the old file's owner, group and mode, and is renamed
+ *   over the old file only by vimg_target_commit. So a failure or a signal
+ *   leaves the old file as it was and nothing else (after SIGKILL, only
+ *   the named fallback can leave its temporary);
+ * - where a rename cannot be right, the old file itself is written, as
+ *   qemu-img writes every target: a hard-linked file (its other names
+ *   would keep the old contents), a block or character device (/dev/null
+ *   included), a folder the caller may not create files in, an owner the
+ *   caller cannot give. A failure then leaves the file partly written
+ *   (vimg_target_in_place tells). Extended attributes and ACLs of a
+ *   replaced file are not carried over.
+ * A target is used by one thread at a time. */
+struct vimg_target;
+
+/* Start writing FILENAME. Nothing is changed yet. Returns a target that
+ * the caller ends with exactly one of vimg_target_commit or
+ * vimg_target_abort, or NULL: EAGAIN when another process holds the file,
+ * EISDIR, EINVAL for what is neither a file nor a device (a FIFO), ELOOP,
+ * or the error of opening the file or creating the new one. */
+struct vimg_target *vimg_target_begin(const char *filename);
+
+/* Lay out a new image on T as vimg_create would (P->format, size,
+ * options, backing file); a file written in place is emptied first. */
+int vimg_target_create(struct vimg_target *t,
+                       const struct vimg_create_params *p);
+
+/* Open the image on T's new file (read-write, whatever P says; P->flags
+ * may add VIMG_OPEN_NOCACHE and VIMG_OPEN_NO_FLUSH). Messages name T's
+ * file name; backing files resolve against it. The image takes no locks
+ * of its own (T holds them). Close it with vimg_close before ending T. */
+struct vimg_image *vimg_target_open(struct vimg_target *t,
+                                    const struct vimg_open_params *p);
+
+/* Publish the new file under T's name (replacing the old file) and free
+ * T, also when it fails (the old file is then kept, unless written in
+ * place). */
+int vimg_target_commit(struct vimg_target *t);
+
+/* Discard the new file and free T. The old file stays as it was, unless
+ * it was being written in place. NULL is a no-op. */
+void vimg_target_abort(struct vimg_target *t);
+
+/* Whether T (not NULL) writes the old file in place rather than
+ * replacing it. */
+bool vimg_target_in_place(const struct vimg_target *t);
+
+/* Delete the named temporaries of all targets not yet ended (the process
+ * is being killed: call it from SIGINT/SIGTERM/SIGHUP handlers). Safe in a
+ * signal handler (it only unlinks paths recorded in advance); those
+ * targets can only be aborted afterwards. */
+void vimg_target_remove_temporaries(void);
 
 /* Names and help of a format's -o options, one "name\ttype\thelp" line
  * each; the caller frees the string. NULL for an unknown format. */
@@ -342,9 +404,9 @@ struct vimg_iso_create_params {
 void vimg_iso_create_params_init(struct vimg_iso_create_params *p);
 
 /* Write an ISO 9660 image (level 3, with Rock Ridge and Joliet trees as P
- * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT. The
- * image goes to a temporary file beside OUTPUT, renamed over it only when
- * complete, so a failure leaves no partial output. Entries are sorted and
+ * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT,
+ * written as a target (see vimg_target_begin: locked, replaced only when
+ * complete, in place for a device or hard link). Entries are sorted and
  * no host name or random id is recorded: the same tree and the same
  * source_date_epoch give byte-identical images. Symbolic links, devices,
  * FIFOs and sockets are recorded through Rock Ridge only (left out
