@@ -11,7 +11,7 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
