@@ -116,6 +116,14 @@ static int run(int argc, char **argv)
         return fail("-B cannot be used with -n");
     }
 
+    /* An nbd:// target exists already (a server exports it): write into
+     * it, as qemu-img does for protocols that cannot create images. */
+    bool url = vimg_is_url(target);
+    if (url && (cp.backing_file || options)) {
+        return fail("-B and -o cannot be used with an nbd:// target");
+    }
+    no_create |= url;
+
     struct vimg_image *src = open_image(source, src_fmt, src_flags);
     if (!src) {
         return 1;

@@ -323,6 +323,25 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
     return open_format(file, p ? p : &default_params, NULL, 0);
 }
 
+/* An image on an NBD server, named by the caller. Its metadata comes
+ * from the network, so none of the files it may name is opened (the
+ * untrusted policy): a remote image never makes vimg open a local file. */
+static struct vimg_image *open_url(const char *filename,
+                                   const struct vimg_open_params *p)
+{
+    struct vimg_open_params np = *p;
+    np.refs = VIMG_REFS_NEVER;
+    struct vimg_image *file = image_new(&vimg_driver_nbd, filename, &np);
+    if (!file) {
+        return NULL;
+    }
+    if (file->drv->open(file, NULL) < 0) {
+        image_free(file, false);
+        return NULL;
+    }
+    return open_format(file, &np, NULL, 0);
+}
+
 struct vimg_image *vimg_open(const char *filename,
                              const struct vimg_open_params *params)
 {
@@ -338,6 +357,9 @@ struct vimg_image *vimg_open(const char *filename,
         vimg_internal_error(EINVAL, "%s: force-share (-U) is only for "
                             "read-only use", filename);
         return NULL;
+    }
+    if (vimg_is_url(filename) && stat(filename, &st) < 0) {
+        return open_url(filename, p);
     }
     if (has_protocol_prefix(filename) && stat(filename, &st) < 0) {
         vimg_internal_error(ENOTSUP, "%s: protocol names are not supported; "

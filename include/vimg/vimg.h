@@ -71,11 +71,21 @@ struct vimg_open_params {
                                     (l2-cache-size=...), or NULL */
 };
 
-/* Open FILENAME (a plain path; protocol names are refused) with PARAMS
- * (NULL: read-only, probe, follow references). Backing files are opened
- * read-only through the same policy. Close with vimg_close(). */
+/* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
+ * FILENAME is a plain path or a network name (vimg_is_url); other
+ * protocol names are refused. Backing files are opened read-only through
+ * the same policy; an image opened over the network follows no
+ * references at all (its metadata comes from elsewhere). Close with
+ * vimg_close(). */
 struct vimg_image *vimg_open(const char *filename,
                              const struct vimg_open_params *params);
+
+/* True when NAME is a network image name that vimg_open reaches through
+ * libnbd rather than as a file: nbd://HOST[:PORT]/EXPORT,
+ * nbd+unix:///EXPORT?socket=PATH, and nbds://, nbds+unix:// with TLS
+ * (libnbd's URI syntax). Only callers may name these; a name inside an
+ * image's metadata is always a plain path. */
+bool vimg_is_url(const char *name);
 
 /* Open an image held in memory (tests, fuzzing, embedding). The buffer is
  * copied; writes change the copy only. The image may not have references. */
