@@ -18,12 +18,27 @@ struct command {
 };
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
-    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve;
+    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve,
+    cmd_fuse, cmd_mount, cmd_umount;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */
 int iso_create_main(int argc, char **argv);
 int iso_cidata_main(int argc, char **argv);
+
+/* The FUSE view (cli/fuse.c): IMAGE's guest disk as the regular file
+ * FILE. */
+struct fuse_view_opts {
+    const char *image, *format; /* opened under the global policy */
+    const char *file;           /* an existing regular file to mount on */
+    const char *pid_file;       /* the serving process's id, or NULL */
+    bool rw;                    /* writes go to the image */
+    bool foreground;            /* serve here until unmounted */
+};
+/* Mount the view. In the foreground, serve until FILE is unmounted, then
+ * close the image. Otherwise return 0 once FILE is mounted, a background
+ * process serving it until it is unmounted. Prints errors; 1 on failure. */
+int fuse_view_run(const struct fuse_view_opts *o);
 
 /* S on a terminal: control characters (C0, DEL, C1) and bytes that are not
  * UTF-8 as \xNN, so that names from an image cannot move the cursor,

@@ -11,7 +11,8 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve, &cmd_fuse,
+    &cmd_mount, &cmd_umount,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
