@@ -23,7 +23,7 @@
 #include "cli.h"
 
 #define MAX_LISTEN 16
-#define WORKERS_PER_CLIENT 8
+#define WORKERS_PER_CLIENT 4
 
 struct client {
     struct client *next;
