@@ -4,7 +4,7 @@
 . "$(dirname "$0")/nbd.inc"
 requires qemu-img qemu-io nbdcopy
 make_chain
-want=$(qemu_sha "$T/top.qcow2" qcow2)
+sha=$(qemu_sha "$T/top.qcow2" qcow2)
 vserve "$T/s.sock" -t -r -e 4 -f qcow2 "$T/top.qcow2"
 pids=""
 for i in 1 2 3 4; do
@@ -13,11 +13,11 @@ for i in 1 2 3 4; do
 done
 for p in $pids; do wait "$p" || fail "an nbdcopy failed"; done
 for i in 1 2 3 4; do
-    [ "$(sha256sum < "$T/c$i.raw" | cut -d' ' -f1)" = "$want" ] ||
+    [ "$(sha256sum < "$T/c$i.raw" | cut -d' ' -f1)" = "$sha" ] ||
         fail "copy $i differs"
 done
 # Multi-conn: one nbdcopy over 4 connections.
 nbdcopy --connections=4 "$(uri "$T/s.sock")" "$T/m.raw"
-[ "$(sha256sum < "$T/m.raw" | cut -d' ' -f1)" = "$want" ] ||
+[ "$(sha256sum < "$T/m.raw" | cut -d' ' -f1)" = "$sha" ] ||
     fail "4-connection copy differs"
 exit 0
