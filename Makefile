@@ -15,7 +15,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	qemu-utils qemu-system-x86 e2fsprogs \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \
-	libnbd-bin fdisk
+	libnbd-bin fdisk \
+	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl
 
 .PHONY: all deps build check demo bench fuzz clean
 
@@ -75,6 +76,7 @@ bench: deps build
 	@sh bench/qcow2.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
+	@sh bench/nbd.sh $(BUILD)/cli/vimg
 
 # libFuzzer builds of the fuzz targets (needs clang).
 fuzz:
