@@ -5,8 +5,9 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
 # Concurrency tests, also run under ThreadSanitizer.
-TSAN_TESTS := unit-qcow2-threads unit-compress
-TSAN_TARGETS := tests/unit/qcow2/test-qcow2-threads tests/unit/test-compress
+TSAN_TESTS := unit-qcow2-threads unit-compress fuzz-nbd-server
+TSAN_TARGETS := tests/unit/qcow2/test-qcow2-threads tests/unit/test-compress \
+	fuzz/fuzz-nbd-server
 MESON_OPTS ?=
 
 # Every Debian package the build, tests, demo and benchmarks use.
