@@ -42,7 +42,7 @@ struct nbd_transport {
     void *opaque;
 };
 
-/* A plain socket as a transport (OPAQUE is an int fd held in STATE). */
+/* A connected socket as a transport; STATE must outlive T. */
 struct nbd_fd_transport {
     int fd;
     int64_t deadline_ms;   /* monotonic; 0: none */
@@ -52,10 +52,10 @@ void nbd_fd_transport_init(struct nbd_transport *t,
 
 /* Server-side TLS credentials (nbd/tls.c). */
 struct nbd_tls_creds;
-/* X.509: DIR holds ca-cert.pem (optional unless VERIFY_PEER),
- * server-cert.pem and server-key.pem, as qemu's tls-creds-x509 reads it.
- * Returns NULL after printing nothing; *ERR names the problem (static or
- * allocated into ERRBUF). */
+/* X.509: DIR holds ca-cert.pem (optional unless VERIFY_PEER: clients
+ * must then show a certificate it signed), server-cert.pem and
+ * server-key.pem, as qemu's tls-creds-x509 reads it. Returns NULL with
+ * the problem, naming the file, in ERRBUF; prints nothing. */
 struct nbd_tls_creds *nbd_tls_x509(const char *dir, bool verify_peer,
                                    char *errbuf, size_t errlen);
 /* PSK: FILE holds "username:hexkey" lines (qemu's keys.psk, nbdkit's
