@@ -707,7 +707,9 @@ static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
     *release = false;
     switch (t) {
     case C_UNALLOC:
-        return zero && backing ? QCOW2_L2E_ZERO : e;
+        /* As QEMU: on v3, a discarded range reads as zeros, not as the
+         * backing file's data. */
+        return (zero || s->version >= 3) && backing ? QCOW2_L2E_ZERO : e;
     case C_ZERO_PLAIN:
         return e;
     case C_NORMAL:
@@ -749,7 +751,7 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
         }
         uint64_t k = MIN(count >> s->cluster_bits,
                          qcow2_l2_entries(s) - idx);
-        if (!table && !(zero && backing)) {
+        if (!table && !((zero || s->version >= 3) && backing)) {
             /* Nothing allocated and nothing below: already zeros. */
             offset += k * s->cluster_size;
             count -= k * s->cluster_size;
