@@ -37,6 +37,8 @@ static struct vimg_image *image_new(const struct vimg_driver *drv,
     img->params = *p;
     img->params.format = NULL;
     img->params.options = NULL;
+    img->params.secrets = NULL;
+    img->params.n_secrets = 0;
     img->writable = p->flags & VIMG_OPEN_RDWR;
     img->request_alignment = 1;
     vimg_internal_mutex_init(&img->lock);
@@ -188,8 +190,13 @@ static struct vimg_image *open_format(struct vimg_image *file,
         image_free(img, false);
         return NULL;
     }
+    /* Secrets are borrowed for the driver's open only. */
+    img->params.secrets = p->secrets;
+    img->params.n_secrets = p->n_secrets;
     r = drv->open(img, &opts);
     vimg_internal_opts_free(&opts);
+    img->params.secrets = NULL;
+    img->params.n_secrets = 0;
     if (r < 0) {
         if (!vimg_internal_error_set()) {
             vimg_internal_img_error(img, r, "could not open as %s",
@@ -622,6 +629,8 @@ int vimg_target_create(struct vimg_target *t,
         return -1;
     }
     ctx.opts = &opts;
+    ctx.secrets = p->secrets;
+    ctx.n_secrets = p->n_secrets;
     ctx.backing_file = p->backing_file ? p->backing_file
                        : vimg_internal_opts_get(&opts, "backing_file", NULL);
     ctx.backing_format = p->backing_format ? p->backing_format

@@ -64,6 +64,8 @@ struct vimg_create_ctx {
     const struct vimg_opts *opts;
     const char *backing_file;    /* NULL when none */
     const char *backing_format;  /* NULL when unknown */
+    const struct vimg_secret *secrets; /* borrowed for the call */
+    size_t n_secrets;
 };
 
 /* ---- The driver ------------------------------------------------------ */
@@ -165,7 +167,9 @@ struct vimg_image {
     char *backing_name;           /* as the metadata says it, or NULL */
     char *backing_format;         /* from metadata or the caller, or NULL */
     char *backing_path;           /* backing_name resolved, or NULL */
-    struct vimg_open_params params; /* flags and policy (format not kept) */
+    struct vimg_open_params params; /* flags and policy (format, options
+                                       and secrets are kept only while
+                                       the driver's open runs) */
     uint64_t size;                /* virtual size */
     uint32_t request_alignment;   /* 1, or the O_DIRECT block size */
     uint32_t compress_unit;       /* bytes per compressed block (drivers
@@ -290,6 +294,7 @@ extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_nbd;
+extern const struct vimg_driver vimg_driver_luks;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

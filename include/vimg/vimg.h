@@ -52,6 +52,21 @@ enum {
                                         corrupt or dirty image opens
                                         read-write without automatic
                                         repair (qemu-img check -r) */
+    VIMG_OPEN_NO_IO = 1u << 7,       /* metadata only (info, map, check):
+                                        an encrypted image opens without
+                                        its key, and its data reads and
+                                        writes fail with ENOKEY */
+};
+
+/* A secret the caller holds, as QEMU's `--object secret`: options name it
+ * by ID (encrypt.key-secret=ID for qcow2, key-secret=ID for luks). DATA is
+ * borrowed for the call that receives it: the library keeps only the keys
+ * it derives, in locked memory wiped after use, and never puts secret
+ * bytes in a message. */
+struct vimg_secret {
+    const char *id;
+    const void *data;
+    size_t len;
 };
 
 /* What metadata inside an image (backing file, external data file, extent
@@ -68,10 +83,16 @@ struct vimg_open_params {
     unsigned flags;              /* VIMG_OPEN_* */
     enum vimg_ref_policy refs;   /* applies to the whole backing chain */
     const char *options;         /* runtime "key=value,..." for the format
-                                    (l2-cache-size=...), or NULL */
+                                    (l2-cache-size=...,
+                                    encrypt.key-secret=ID), or NULL */
+    const struct vimg_secret *secrets; /* what key-secret options name */
+    size_t n_secrets;
 };
 
 /* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
+ * An encrypted image needs its key-secret option unless VIMG_OPEN_NO_IO:
+ * without it the open fails with ENOKEY, with a wrong passphrase with
+ * EKEYREJECTED.
  * FILENAME is a plain path or a network name (vimg_is_url); other
  * protocol names are refused. Backing files are opened read-only through
  * the same policy; an image opened over the network follows no
@@ -197,6 +218,9 @@ struct vimg_create_params {
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
     bool no_flush;               /* cache=unsafe: do not sync the new file
                                     to disk (convert's target) */
+    const struct vimg_secret *secrets; /* what key-secret options name
+                                    (encrypt.format=luks) */
+    size_t n_secrets;
 };
 
 /* Create FILENAME through a target (below): vimg_target_begin,
