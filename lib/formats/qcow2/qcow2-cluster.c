@@ -287,12 +287,6 @@ static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
     return r < 0 ? r : decompress_span(img, host, len, out);
 }
 
-static int refuse_encrypted(struct vimg_image *img)
-{
-    return vimg_internal_img_error(img, ENOTSUP, "image is encrypted; vimg "
-                                   "cannot decrypt or encrypt its data");
-}
-
 /* Guest data for the cluster at guest offset GUEST whose old entry is E,
  * as it read before a write replaced it. */
 static int old_contents(struct vimg_image *img, uint64_t e, uint64_t guest,
@@ -314,7 +308,7 @@ static int old_contents(struct vimg_image *img, uint64_t e, uint64_t guest,
         memset(out, 0, s->cluster_size);
         return 0;
     case C_NORMAL:
-        return vimg_internal_pread(s->data, out, s->cluster_size, host);
+        return qcow2_crypto_pread(img, out, s->cluster_size, host, guest);
     default:
         return decompress(img, e, out);
     }
@@ -402,8 +396,8 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
     uint8_t *out = buf, *cbuf = NULL;
     int r = 0;
 
-    if (s->crypt_method) {
-        return refuse_encrypted(img);
+    if ((r = qcow2_crypto_ready(img)) < 0) {
+        return r;
     }
     if (!s->data) {
         return vimg_internal_img_error(img, EPERM, "external data file '%s' "
@@ -432,7 +426,7 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
         case C_NORMAL:
             range_add(&s->active, &a, run.host, run.n);
             pthread_mutex_unlock(&s->lock);
-            r = vimg_internal_pread(s->data, out, run.n, run.host);
+            r = qcow2_crypto_pread(img, out, run.n, run.host, offset);
             pthread_mutex_lock(&s->lock);
             range_remove(s, &s->active, &a);
             break;
@@ -490,7 +484,7 @@ static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
     r = old_contents(img, e, guest, c);
     if (r == 0) {
         memcpy(c + from, src, to - from);
-        r = vimg_internal_pwrite(s->data, c, s->cluster_size, host, 0);
+        r = qcow2_crypto_pwrite(img, c, s->cluster_size, host, guest);
     }
     free(c);
     return r;
@@ -548,9 +542,9 @@ static int fill_new_run(struct vimg_image *img, const uint8_t *buf,
         }
     }
     if (first < last) {
-        return vimg_internal_pwrite(s->data, buf + first * cs - coff,
-                                    (last - first) * cs, host + first * cs,
-                                    0);
+        return qcow2_crypto_pwrite(img, buf + first * cs - coff,
+                                   (last - first) * cs, host + first * cs,
+                                   guest + first * cs);
     }
     return 0;
 }
@@ -567,7 +561,7 @@ static int validate_old(struct vimg_image *img, uint64_t e)
 /* Overwrite allocated clusters in place: checked under the lock, written
  * without it while listed as active. */
 static int write_in_place(struct vimg_image *img, const void *buf,
-                          uint64_t len, uint64_t host)
+                          uint64_t len, uint64_t host, uint64_t guest)
 {
     struct qcow2_state *s = qcow2_state(img);
     struct qcow2_active a;
@@ -579,7 +573,7 @@ static int write_in_place(struct vimg_image *img, const void *buf,
     }
     range_add(&s->active, &a, host, len);
     pthread_mutex_unlock(&s->lock);
-    r = vimg_internal_pwrite(s->data, buf, len, host, 0);
+    r = qcow2_crypto_pwrite(img, buf, len, host, guest);
     pthread_mutex_lock(&s->lock);
     range_remove(s, &s->active, &a);
     return r;
@@ -604,10 +598,8 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     uint64_t old[MAX_RUN];
     int r = 0;
 
-    if (s->crypt_method) {
-        return refuse_encrypted(img);
-    }
-    if ((r = qcow2_begin_write(img)) < 0) {
+    if ((r = qcow2_crypto_ready(img)) < 0 ||
+        (r = qcow2_begin_write(img)) < 0) {
         return r;
     }
     while (count && r == 0) {
@@ -643,7 +635,7 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
         }
         n = MIN(n, k * s->cluster_size - coff);
         if (in_place) {
-            r = write_in_place(img, in, n, host + coff);
+            r = write_in_place(img, in, n, host + coff, offset);
         } else {
             uint64_t guest = offset - coff, cs = s->cluster_size;
             if (range_busy(s->inflight, guest, guest + k * cs)) {
@@ -802,7 +794,7 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
     int r;
 
     whole_clusters(img, offset, count, &start, &end);
-    if (s->version < 3 || s->crypt_method ||
+    if (s->version < 3 ||
         (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
         /* The core writes zeroed buffers (a raw data file must read as
          * the guest disk itself). */
@@ -1140,7 +1132,10 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
     int r;
 
     if (s->crypt_method) {
-        return refuse_encrypted(img);
+        /* As QEMU: compressed clusters are never encrypted. */
+        return vimg_internal_img_error(img, ENOTSUP, "compression and "
+                                       "encryption are not supported at "
+                                       "the same time");
     }
     if (s->data_file_name) {
         return vimg_internal_img_error(img, ENOTSUP, "compressed clusters "

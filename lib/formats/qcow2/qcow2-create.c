@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../../common/rounding.h"
+#include "../../crypto/crypto.h"
 #include "qcow2.h"
 
 const struct vimg_opt_desc qcow2_create_opts[] = {
@@ -26,6 +27,24 @@ const struct vimg_opt_desc qcow2_create_opts[] = {
     { "compression_type", VIMG_OPT_STRING,
       "Compression method used for image cluster compression (zlib, "
       "zstd)" },
+    { "encryption", VIMG_OPT_BOOL,
+      "Encrypt the image with format 'aes' (deprecated; refused)" },
+    { "encrypt.format", VIMG_OPT_STRING,
+      "Encrypt the image, format choices: 'luks' ('aes' is refused)" },
+    { "encrypt.key-secret", VIMG_OPT_STRING,
+      "ID of secret providing qcow AES key or LUKS passphrase" },
+    { "encrypt.cipher-alg", VIMG_OPT_STRING,
+      "Name of encryption cipher algorithm (aes-128, aes-192, aes-256)" },
+    { "encrypt.cipher-mode", VIMG_OPT_STRING,
+      "Name of encryption cipher mode (xts, cbc, ecb, ctr)" },
+    { "encrypt.ivgen-alg", VIMG_OPT_STRING,
+      "Name of IV generator algorithm (plain, plain64, essiv)" },
+    { "encrypt.ivgen-hash-alg", VIMG_OPT_STRING,
+      "Name of IV generator hash algorithm" },
+    { "encrypt.hash-alg", VIMG_OPT_STRING,
+      "Name of encryption hash algorithm" },
+    { "encrypt.iter-time", VIMG_OPT_NUMBER,
+      "Time to spend in PBKDF in milliseconds" },
     { NULL, 0, NULL },
 };
 
@@ -248,6 +267,10 @@ static int with_open_image(struct vimg_image *file, const char *name,
 struct layout_args {
     uint64_t size;
     enum vimg_prealloc prealloc;
+    bool luks;                   /* encrypt.format=luks */
+    struct vimg_luks_create luks_opts;
+    const uint8_t *pass;
+    size_t pass_len;
 };
 
 static int lay_out(struct vimg_image *img, void *arg)
@@ -267,6 +290,10 @@ static int lay_out(struct vimg_image *img, void *arg)
     if (a->prealloc != VIMG_PREALLOC_OFF && a->size) {
         r = qcow2_preallocate(img, 0, a->size, a->prealloc, UINT64_MAX);
     }
+    /* After the L1 table and preallocated clusters, as QEMU places it. */
+    if (r == 0 && a->luks) {
+        r = qcow2_crypto_create(img, &a->luks_opts, a->pass, a->pass_len);
+    }
     return r;
 }
 
@@ -280,9 +307,13 @@ int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
 
     aligned.size = ROUND_UP(c->size, 512);
     c = &aligned;
-    if ((r = parse_params(c, &p)) < 0) {
+    struct layout_args a = { c->size, VIMG_PREALLOC_OFF, false };
+    if ((r = parse_params(c, &p)) < 0 ||
+        (r = qcow2_crypto_create_params(c, &a.luks_opts, &a.luks, &a.pass,
+                                        &a.pass_len)) < 0) {
         return r;
     }
+    a.prealloc = p.prealloc;
     uint64_t cs = (uint64_t)1 << p.cluster_bits;
     uint64_t l1_bytes = DIV_ROUND_UP(c->size, cs << (p.cluster_bits - 3)) * 8;
     if (l1_bytes > QCOW2_MAX_L1_BYTES) {
@@ -295,7 +326,6 @@ int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     if (!buf) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
-    struct layout_args a = { c->size, p.prealloc };
     if ((r = build_header(c, &p, buf)) == 0) {
         store_be64(buf + cs, 2 * cs);
         for (unsigned i = 0; i < 3; i++) {

@@ -523,6 +523,8 @@ static const struct vimg_opt_desc qcow2_runtime_opts[] = {
     { "l2-cache-size", VIMG_OPT_SIZE, "Maximum L2 table cache size" },
     { "refcount-cache-size", VIMG_OPT_SIZE,
       "Maximum refcount block cache size" },
+    { "encrypt.key-secret", VIMG_OPT_STRING,
+      "ID of the secret that holds the passphrase" },
     { NULL, 0, NULL },
 };
 
@@ -649,6 +651,7 @@ static void free_state(struct qcow2_state *s)
     free(s->data_file_name);
     free(s->data_file_path);
     free(s->cluster0);
+    qcow2_crypto_close(s);
     qcow2_cache_free(&s->l2_cache);
     qcow2_cache_free(&s->rb_cache);
     if (s->data_file) {
@@ -725,7 +728,8 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     if ((r = read_table(img, s->l1_offset, s->l1_size, &s->l1)) < 0 ||
         (r = read_table(img, s->rt_offset, s->rt_entries, &s->rt)) < 0 ||
         (r = read_snapshots(img, file_size)) < 0 ||
-        (r = open_caches(img, opts)) < 0) {
+        (r = open_caches(img, opts)) < 0 ||
+        (r = qcow2_crypto_open(img, opts)) < 0) {
         goto fail;
     }
     if (s->backing_name) {
@@ -877,6 +881,8 @@ static int qcow2_get_info(struct vimg_image *img, struct vimg_value *info)
                     s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) < 0) ||
         (r = vimg_internal_value_set_int(data, "refcount-bits",
                                          1 << s->refcount_order)) < 0 ||
+        /* qemu-img shows the encryption between these. */
+        (s->crypt_method && (r = qcow2_crypto_info(img, data)) < 0) ||
         (v3 && (r = vimg_internal_value_set_bool(
                     data, "corrupt",
                     s->incompat & QCOW2_INCOMPAT_CORRUPT)) < 0) ||
@@ -894,17 +900,6 @@ static int qcow2_get_info(struct vimg_image *img, struct vimg_value *info)
         vimg_value_free(data);
         return r;
     }
-    if (s->crypt_method) {
-        struct vimg_value *enc = vimg_internal_value_new(VIMG_VALUE_OBJECT);
-        if (!enc || (r = vimg_internal_value_set_str(
-                         enc, "format", s->crypt_method == QCOW2_CRYPT_AES
-                                            ? "aes" : "luks")) < 0 ||
-            (r = vimg_internal_value_add(data, "encrypt", enc)) < 0) {
-            vimg_value_free(spec);
-            vimg_value_free(data);
-            return -ENOMEM;
-        }
-    }
     if ((r = vimg_internal_value_set_str(spec, "type", "qcow2")) < 0 ||
         (r = vimg_internal_value_add(spec, "data", data)) < 0) {
         vimg_value_free(spec);
@@ -912,13 +907,13 @@ static int qcow2_get_info(struct vimg_image *img, struct vimg_value *info)
     }
     if ((r = vimg_internal_value_set_int(info, "cluster-size",
                                          (int64_t)s->cluster_size)) < 0 ||
-        (s->crypt_method &&
-         (r = vimg_internal_value_set_bool(info, "encrypted", true)) < 0) ||
         (s->nb_snapshots && (r = add_snapshots(s, info)) < 0)) {
         vimg_value_free(spec);
         return r;
     }
-    if ((r = vimg_internal_value_add(info, "format-specific", spec)) < 0) {
+    if ((r = vimg_internal_value_add(info, "format-specific", spec)) < 0 ||
+        (s->crypt_method &&
+         (r = vimg_internal_value_set_bool(info, "encrypted", true)) < 0)) {
         return r;
     }
     return vimg_internal_value_set_bool(info, "dirty-flag",

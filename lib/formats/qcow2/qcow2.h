@@ -106,6 +106,8 @@ struct qcow2_state {
     struct vimg_image *data;   /* where guest data lives: img->file or the
                                   external data file */
     struct vimg_image *data_file; /* owned external data file, or NULL */
+    struct qcow2_crypto *crypto; /* encryption state (qcow2-crypto.c), or
+                                  NULL when not encrypted */
     char *data_file_path;      /* where data_file_name resolves, when the
                                   open policy reports references without
                                   opening them; NULL if it refuses it */
@@ -259,6 +261,33 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
 int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
 /* Grow the L1 table to at least MIN_SIZE entries. */
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
+
+/* ---- qcow2-crypto.c -------------------------------------------------- */
+struct vimg_luks_create;
+/* Set up decryption at open (the key from encrypt.key-secret; none with
+ * VIMG_OPEN_NO_IO); refuses legacy AES for writing. */
+int qcow2_crypto_open(struct vimg_image *img, const struct vimg_opts *opts);
+void qcow2_crypto_close(struct qcow2_state *s);
+/* 0, or -ENOKEY when the image is encrypted but was opened without key. */
+int qcow2_crypto_ready(struct vimg_image *img);
+/* Guest data at HOST in the data file (guest offset GUEST), decrypted or
+ * encrypted on the way when the image is encrypted; any thread, no lock
+ * needed (the caller protects the range). */
+int qcow2_crypto_pread(struct vimg_image *img, void *buf, uint64_t len,
+                       uint64_t host, uint64_t guest);
+int qcow2_crypto_pwrite(struct vimg_image *img, const void *buf,
+                        uint64_t len, uint64_t host, uint64_t guest);
+/* The "encrypt" member of info's format-specific data. */
+int qcow2_crypto_info(struct vimg_image *img, struct vimg_value *data);
+/* The encrypt.* create options: *LUKS when encrypt.format=luks, with the
+ * passphrase (borrowed); legacy AES is refused. */
+int qcow2_crypto_create_params(const struct vimg_create_ctx *c,
+                               struct vimg_luks_create *o, bool *luks,
+                               const uint8_t **pass, size_t *pass_len);
+/* Put a new LUKS header into the image being created. */
+int qcow2_crypto_create(struct vimg_image *img,
+                        const struct vimg_luks_create *o,
+                        const uint8_t *pass, size_t pass_len);
 
 /* ---- qcow2-check.c ---------------------------------------------------- */
 int qcow2_check(struct vimg_image *img, unsigned fix,
