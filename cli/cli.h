@@ -78,6 +78,25 @@ enum vimg_ref_policy cli_ref_policy(void);
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags);
 
+/* cli/secrets.c: --object secret,... and --image-opts, taken out of ARGV
+ * wherever they are (before "--") for every command. Returns the new argc,
+ * or -1 after printing an error. */
+int cli_take_global_args(int argc, char **argv);
+/* The secrets given with --object (borrowed). */
+const struct vimg_secret *cli_secrets(size_t *n);
+/* --image-opts was given: image arguments are option lists. */
+bool cli_image_opts(void);
+/* Split an --image-opts list into the file name, the format (driver=)
+ * and the format's runtime options (all three the caller frees); prints
+ * the error and returns 1 when malformed. */
+int cli_parse_image_opts(const char *text, char **filename, char **format,
+                         char **options);
+/* vimg_open, and when the image turns out encrypted without a secret
+ * (ENOKEY) and stdin is a terminal, ask for the passphrase and open it
+ * again. */
+struct vimg_image *cli_open_prompting(const char *file,
+                                      struct vimg_open_params *p);
+
 /* Progress: a bar on a terminal (-p) or one JSON line per update. */
 enum progress_mode { PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON };
 struct progress {

@@ -100,7 +100,7 @@ static int run(int argc, char **argv)
     };
     enum output_format out = OUTPUT_HUMAN;
     const char *format = NULL;
-    unsigned fix = 0, flags = 0;
+    unsigned fix = 0, flags = VIMG_OPEN_NO_IO;
     bool quiet = false;
     int c;
 

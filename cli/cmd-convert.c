@@ -33,6 +33,31 @@ static int check_not_source(struct vimg_image *src, const char *target)
     return 0;
 }
 
+/* The items of the -o list OPTIONS whose name ends in "key-secret"
+ * (qemu-img's img_add_key_secrets), as a new option list. */
+static char *key_secret_options(const char *options)
+{
+    char *out = calloc(1, strlen(options) + 1);
+    size_t used = 0;
+
+    for (const char *p = options; out && *p;) {
+        const char *end = p;
+        while (*end && !(*end == ',' && end[1] != ',')) {
+            end += *end == ',' ? 2 : 1;
+        }
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (eq && eq - p >= 10 && !memcmp(eq - 10, "key-secret", 10)) {
+            if (used) {
+                out[used++] = ',';
+            }
+            memcpy(out + used, p, (size_t)(end - p));
+            used += (size_t)(end - p);
+        }
+        p = *end ? end + 1 : end;
+    }
+    return out;
+}
+
 static int run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -130,6 +155,7 @@ static int run(int argc, char **argv)
     }
     struct vimg_target *t = NULL;
     struct vimg_image *dst = NULL;
+    char *key_opts = NULL;
     int rc = 1;
 
     if (check_not_source(src, target)) {
@@ -137,6 +163,15 @@ static int run(int argc, char **argv)
     }
     struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags,
                                    .refs = cli_ref_policy() };
+    op.secrets = cli_secrets(&op.n_secrets);
+    cp.secrets = op.secrets;
+    cp.n_secrets = op.n_secrets;
+    /* As qemu-img: the key-secret options of a new target open it. */
+    if (options && !(key_opts = key_secret_options(options))) {
+        fail("out of memory");
+        goto out;
+    }
+    op.options = key_opts && *key_opts ? key_opts : NULL;
     if (!no_create) {
         cp.format = out_fmt;
         cp.size = (uint64_t)vimg_get_size(src);
@@ -186,6 +221,7 @@ static int run(int argc, char **argv)
     rc = 0;
 
 out:
+    free(key_opts);
     vimg_close(dst);
     vimg_target_abort(t);
     vimg_close(src);

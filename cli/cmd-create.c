@@ -53,6 +53,7 @@ static int run(int argc, char **argv)
     if (p.backing_format && !p.backing_file) {
         return fail("-F needs a backing file (-b)");
     }
+    p.secrets = cli_secrets(&p.n_secrets);
     if (vimg_create(filename, &p) < 0) {
         return fail_lib();
     }

@@ -24,11 +24,11 @@ static void print_human(const struct vimg_value *info)
     } else {
         printf("disk size: unavailable\n");
     }
-    if ((v = vimg_value_get(info, "cluster-size"))) {
-        printf("cluster_size: %lld\n", (long long)vimg_value_int(v));
-    }
     if ((v = vimg_value_get(info, "encrypted")) && vimg_value_bool(v)) {
         printf("encrypted: yes\n");
+    }
+    if ((v = vimg_value_get(info, "cluster-size"))) {
+        printf("cluster_size: %lld\n", (long long)vimg_value_int(v));
     }
     if ((v = vimg_value_get(info, "backing-filename"))) {
         const struct vimg_value *full = vimg_value_get(info,
@@ -77,7 +77,7 @@ static int run(int argc, char **argv)
     enum output_format out = OUTPUT_HUMAN;
     const char *format = NULL;
     bool chain = false;
-    unsigned flags = VIMG_OPEN_NO_BACKING;
+    unsigned flags = VIMG_OPEN_NO_BACKING | VIMG_OPEN_NO_IO;
     int c;
 
     while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {

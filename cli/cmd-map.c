@@ -71,7 +71,8 @@ static int run(int argc, char **argv)
     };
     enum output_format out = OUTPUT_HUMAN;
     const char *format = NULL;
-    unsigned flags = 0;
+    /* Block status needs no key, so an encrypted image maps without. */
+    unsigned flags = VIMG_OPEN_NO_IO;
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 

@@ -1,5 +1,6 @@
 /* vimg: the command table and global options. */
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,10 +52,25 @@ struct vimg_image *open_image(const char *file, const char *format,
 {
     struct vimg_open_params p = { .format = format, .flags = flags,
                                   .refs = ref_policy };
-    struct vimg_image *img = vimg_open(file, &p);
-    if (!img) {
+    char *name = NULL, *fmt = NULL, *opts = NULL;
+    struct vimg_image *img = NULL;
+
+    p.secrets = cli_secrets(&p.n_secrets);
+    if (cli_image_opts()) {
+        if (cli_parse_image_opts(file, &name, &fmt, &opts)) {
+            goto out;
+        }
+        file = name;
+        p.format = fmt ? fmt : format;
+        p.options = *opts ? opts : NULL;
+    }
+    if (!(img = cli_open_prompting(file, &p))) {
         fail_lib();
     }
+out:
+    free(name);
+    free(fmt);
+    free(opts);
     return img;
 }
 
@@ -122,6 +138,9 @@ int main(int argc, char **argv)
      * killing us mid-write. */
     signal(SIGXFSZ, SIG_IGN);
     catch_fatal_signals();
+    if ((argc = cli_take_global_args(argc, argv)) < 0) {
+        return 1;
+    }
     int skip = global_options(argc, argv);
     if (skip < 0) {
         return 1;

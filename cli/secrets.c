@@ -1,0 +1,442 @@
+/* Secrets and image options on the command line, as qemu-img takes them:
+ * --object secret,id=ID,file=PATH|data=TEXT[,format=raw|base64] on any
+ * command, --image-opts (the image argument is driver=FMT,
+ * file.filename=PATH,OPTIONS...), and a passphrase prompt on a terminal
+ * when an encrypted image was named without a secret. Secret bytes live
+ * in locked memory, wiped at exit. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_SECRETS 16
+/* A secret file is a passphrase or a key, never large. */
+#define MAX_SECRET_BYTES 65536
+#define PROMPT_ID "vimg-prompt"
+
+static struct vimg_secret secrets[MAX_SECRETS];
+static size_t n_secrets;
+static bool image_opts;
+
+/* The secret bytes: one locked page-aligned area per secret. */
+static void *locked_alloc(size_t len)
+{
+    void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    (void)mlock(p, len ? len : 1); /* best effort (RLIMIT_MEMLOCK) */
+    (void)madvise(p, len ? len : 1, MADV_DONTDUMP);
+    return p;
+}
+
+static void wipe_secrets(void)
+{
+    for (size_t i = 0; i < n_secrets; i++) {
+        void *p = (void *)secrets[i].data;
+        size_t len = secrets[i].len ? secrets[i].len : 1;
+        explicit_bzero(p, len);
+        munlock(p, len);
+        munmap(p, len);
+        free((char *)secrets[i].id);
+    }
+    n_secrets = 0;
+}
+
+static int add_secret(const char *id, const void *data, size_t len)
+{
+    void *copy;
+
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (!strcmp(secrets[i].id, id)) {
+            return fail("--object: a secret with id '%s' exists already",
+                        id);
+        }
+    }
+    if (n_secrets == MAX_SECRETS) {
+        return fail("--object: more than %d secrets", MAX_SECRETS);
+    }
+    if (!(copy = locked_alloc(len)) || !(secrets[n_secrets].id =
+                                             strdup(id))) {
+        return fail("out of memory");
+    }
+    if (n_secrets == 0) {
+        atexit(wipe_secrets);
+    }
+    memcpy(copy, data, len);
+    secrets[n_secrets].data = copy;
+    secrets[n_secrets].len = len;
+    n_secrets++;
+    return 0;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode base64 TEXT (LEN bytes) in place; -1 when it is not base64. */
+static long b64_decode(unsigned char *text, size_t len)
+{
+    size_t out = 0;
+    unsigned acc = 0, bits = 0;
+
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '=')) {
+        len--;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value(text[i]);
+        if (v < 0) {
+            return -1;
+        }
+        acc = acc << 6 | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            text[out++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)out;
+}
+
+/* The next "key=value" of a QEMU option list (",," is a comma) into a
+ * new string, advancing *P; NULL at the end. */
+static char *next_item(const char **p)
+{
+    const char *s = *p;
+    size_t n = 0;
+    char *item;
+
+    if (!*s) {
+        return NULL;
+    }
+    if (!(item = malloc(strlen(s) + 1))) {
+        return NULL;
+    }
+    for (; *s; s++) {
+        if (*s == ',') {
+            if (s[1] != ',') {
+                s++;
+                break;
+            }
+            s++;
+        }
+        item[n++] = *s;
+    }
+    item[n] = 0;
+    *p = s;
+    return item;
+}
+
+static int read_secret_file(const char *path, unsigned char **buf,
+                            size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    ssize_t n;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return fail("--object: cannot read secret file '%s': %s", path,
+                    strerror(e));
+    }
+    if (st.st_size > MAX_SECRET_BYTES) {
+        close(fd);
+        return fail("--object: secret file '%s' is larger than %d bytes",
+                    path, MAX_SECRET_BYTES);
+    }
+    *buf = locked_alloc(MAX_SECRET_BYTES);
+    *len = 0;
+    while (*buf && *len < MAX_SECRET_BYTES &&
+           (n = read(fd, *buf + *len, MAX_SECRET_BYTES - *len)) > 0) {
+        *len += (size_t)n;
+    }
+    close(fd);
+    return *buf ? 0 : fail("out of memory");
+}
+
+static int parse_object(const char *arg)
+{
+    const char *p = arg;
+    char *item, *id = NULL, *data = NULL, *file = NULL, *format = NULL;
+    unsigned char *bytes = NULL;
+    size_t len = 0, alloc_len = 0;
+    bool first = true;
+    int rc = 1;
+
+    while ((item = next_item(&p))) {
+        char *eq = strchr(item, '=');
+        if (first && (!strcmp(item, "secret") ||
+                      !strcmp(item, "qom-type=secret"))) {
+            free(item);
+            first = false;
+            continue;
+        }
+        if (first) {
+            fail("--object: only 'secret' objects are supported");
+            free(item);
+            goto out;
+        }
+        if (!eq) {
+            fail("--object: '%s' is not key=value", item);
+            free(item);
+            goto out;
+        }
+        *eq = 0;
+        char **slot = !strcmp(item, "id") ? &id : !strcmp(item, "data")
+                                                      ? &data
+                      : !strcmp(item, "file") ? &file
+                      : !strcmp(item, "format") ? &format : NULL;
+        if (!slot) {
+            /* The key only: a value could be the secret itself. */
+            fail("--object secret: unsupported property '%s'", item);
+            explicit_bzero(eq + 1, strlen(eq + 1));
+            free(item);
+            goto out;
+        }
+        free(*slot);
+        *slot = strdup(eq + 1);
+        explicit_bzero(eq + 1, strlen(eq + 1));
+        free(item);
+    }
+    if (first || !id || !*id || (!data == !file)) {
+        fail("--object secret needs id= and one of data= or file=");
+        goto out;
+    }
+    if (format && strcmp(format, "raw") && strcmp(format, "base64")) {
+        fail("--object secret: format must be raw or base64");
+        goto out;
+    }
+    if (file) {
+        alloc_len = MAX_SECRET_BYTES;
+        if (read_secret_file(file, &bytes, &len)) {
+            goto out;
+        }
+    } else {
+        alloc_len = len = strlen(data);
+        if (!(bytes = locked_alloc(len))) {
+            fail("out of memory");
+            goto out;
+        }
+        memcpy(bytes, data, len);
+    }
+    if (format && !strcmp(format, "base64")) {
+        long n = b64_decode(bytes, len);
+        if (n < 0) {
+            fail("--object secret '%s': the data is not base64", id);
+            goto out;
+        }
+        len = (size_t)n;
+    }
+    rc = add_secret(id, bytes, len);
+out:
+    if (data) {
+        explicit_bzero(data, strlen(data));
+    }
+    if (bytes) {
+        explicit_bzero(bytes, alloc_len ? alloc_len : 1);
+        munmap(bytes, alloc_len ? alloc_len : 1);
+    }
+    free(id);
+    free(data);
+    free(file);
+    free(format);
+    return rc;
+}
+
+int cli_take_global_args(int argc, char **argv)
+{
+    int out = 1;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            while (i < argc) {
+                argv[out++] = argv[i++];
+            }
+            break;
+        }
+        if (!strcmp(argv[i], "--object") || !strncmp(argv[i], "--object=",
+                                                      9)) {
+            const char *v = argv[i][8] ? argv[i] + 9 : argv[++i];
+            if (!v) {
+                return fail("--object needs an argument"), -1;
+            }
+            if (parse_object(v)) {
+                return -1;
+            }
+            /* data= should not linger in our own memory either. */
+            explicit_bzero((char *)v, strlen(v));
+            continue;
+        }
+        if (!strcmp(argv[i], "--image-opts")) {
+            image_opts = true;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    return out;
+}
+
+const struct vimg_secret *cli_secrets(size_t *n)
+{
+    *n = n_secrets;
+    return secrets;
+}
+
+bool cli_image_opts(void)
+{
+    return image_opts;
+}
+
+int cli_parse_image_opts(const char *text, char **filename, char **format,
+                         char **options)
+{
+    const char *p = text;
+    char *item;
+    size_t cap = strlen(text) * 2 + 1, used = 0;
+
+    *filename = *format = NULL;
+    if (!(*options = calloc(1, cap))) {
+        return fail("out of memory");
+    }
+    while ((item = next_item(&p))) {
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            free(item);
+            return fail("--image-opts: '%s' is not key=value", text);
+        }
+        *eq = 0;
+        if (!strcmp(item, "driver")) {
+            free(*format);
+            *format = strdup(eq + 1);
+        } else if (!strcmp(item, "file.filename") ||
+                   !strcmp(item, "filename")) {
+            free(*filename);
+            *filename = strdup(eq + 1);
+        } else if (!strcmp(item, "file.driver")) {
+            if (strcmp(eq + 1, "file")) {
+                free(item);
+                return fail("--image-opts: only file.driver=file is "
+                            "supported");
+            }
+        } else {
+            /* Pass the rest on to the format, commas escaped again. */
+            if (used) {
+                (*options)[used++] = ',';
+            }
+            used += (size_t)sprintf(*options + used, "%s=", item);
+            for (const char *v = eq + 1; *v; v++) {
+                if (*v == ',') {
+                    (*options)[used++] = ',';
+                }
+                (*options)[used++] = *v;
+            }
+        }
+        free(item);
+    }
+    if (!*filename) {
+        return fail("--image-opts: no file.filename= in '%s'", text);
+    }
+    return 0;
+}
+
+/* Read a passphrase from the terminal without echo. */
+static int prompt(const char *file, char *buf, size_t cap, size_t *len)
+{
+    struct termios old, raw;
+    bool restore = tcgetattr(STDIN_FILENO, &old) == 0;
+
+    fprintf(stderr, "Password for ");
+    print_untrusted(stderr, file);
+    fprintf(stderr, ": ");
+    fflush(stderr);
+    if (restore) {
+        raw = old;
+        raw.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+    }
+    ssize_t n = read(STDIN_FILENO, buf, cap);
+    if (restore) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    }
+    fputc('\n', stderr);
+    if (n <= 0) {
+        return -1;
+    }
+    *len = (size_t)n;
+    while (*len && (buf[*len - 1] == '\n' || buf[*len - 1] == '\r')) {
+        (*len)--;
+    }
+    return 0;
+}
+
+struct vimg_image *cli_open_prompting(const char *file,
+                                      struct vimg_open_params *p)
+{
+    struct vimg_image *img = vimg_open(file, p);
+    if (img || vimg_get_errno() != ENOKEY || !isatty(STDIN_FILENO) ||
+        (p->flags & VIMG_OPEN_NO_IO)) {
+        return img;
+    }
+    /* Which option names the key depends on the format: learn it from
+     * the metadata first. */
+    struct vimg_open_params np = *p;
+    np.flags = (p->flags & ~(unsigned)VIMG_OPEN_RDWR) | VIMG_OPEN_NO_IO |
+               VIMG_OPEN_FORCE_SHARE;
+    struct vimg_image *meta = vimg_open(file, &np);
+    if (!meta) {
+        return NULL;
+    }
+    const char *key = strcmp(vimg_get_format(meta), "luks")
+                          ? "encrypt.key-secret" : "key-secret";
+    char opts[512];
+    int w = snprintf(opts, sizeof opts, "%s%s%s=" PROMPT_ID,
+                     p->options ? p->options : "", p->options ? "," : "",
+                     key);
+    vimg_close(meta);
+    char *pass = locked_alloc(4096);
+    size_t len = 0;
+    bool have = false;
+    for (size_t i = 0; i < n_secrets; i++) {
+        have = have || !strcmp(secrets[i].id, PROMPT_ID);
+    }
+    if (!pass || w < 0 || (size_t)w >= sizeof opts ||
+        (!have && (prompt(file, pass, 4096, &len) < 0 ||
+                   add_secret(PROMPT_ID, pass, len)))) {
+        if (pass) {
+            explicit_bzero(pass, 4096);
+            munmap(pass, 4096);
+        }
+        vimg_open(file, p); /* the original error again, for the caller */
+        return NULL;
+    }
+    explicit_bzero(pass, 4096);
+    munmap(pass, 4096);
+    np = *p;
+    np.options = opts;
+    np.secrets = secrets;
+    np.n_secrets = n_secrets;
+    return vimg_open(file, &np);
+}
