@@ -63,6 +63,7 @@ static int run(int argc, char **argv)
     static const struct option longopts[] = {
         { "progress", required_argument, NULL, 'P' },
         { "force-share", no_argument, NULL, 'U' },
+        { "target-image-opts", no_argument, NULL, 'I' },
         { NULL, 0, NULL, 0 },
     };
     const char *src_fmt = NULL, *out_fmt = "raw", *options = NULL;
@@ -74,7 +75,7 @@ static int run(int argc, char **argv)
     /* qemu-img convert writes its target with cache=unsafe by default:
      * no flushes, the copy can be redone after a crash. */
     unsigned dst_flags = VIMG_OPEN_RDWR | VIMG_OPEN_NO_FLUSH;
-    bool no_create = false;
+    bool no_create = false, target_opts = false;
     uint64_t n;
     int c;
 
@@ -86,6 +87,7 @@ static int run(int argc, char **argv)
         case 'n': no_create = true; break;
         case 'c': p.compress = true; break;
         case 'W': p.out_of_order = true; break;
+        case 'I': target_opts = true; break;
         case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'f': src_fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
@@ -137,6 +139,9 @@ static int run(int argc, char **argv)
     if (cp.backing_format && !cp.backing_file) {
         return fail("-F needs a backing file (-B)");
     }
+    if (target_opts && !no_create) {
+        return fail("--target-image-opts needs -n");
+    }
     if (no_create && cp.backing_file) {
         return fail("-B cannot be used with -n");
     }
@@ -155,7 +160,7 @@ static int run(int argc, char **argv)
     }
     struct vimg_target *t = NULL;
     struct vimg_image *dst = NULL;
-    char *key_opts = NULL;
+    char *key_opts = NULL, *t_name = NULL, *t_fmt = NULL, *t_opts = NULL;
     int rc = 1;
 
     if (check_not_source(src, target)) {
@@ -188,6 +193,17 @@ static int run(int argc, char **argv)
     } else if (options) {
         fail("-o cannot be used with -n");
         goto out;
+    } else if (target_opts) {
+        /* driver=FMT,file.filename=PATH,... as qemu-img takes it. */
+        if (cli_parse_image_opts(target, &t_name, &t_fmt, &t_opts)) {
+            goto out;
+        }
+        op.format = t_fmt ? t_fmt : out_fmt;
+        op.options = *t_opts ? t_opts : NULL;
+        if (!(dst = vimg_open(t_name, &op))) {
+            fail_lib();
+            goto out;
+        }
     } else if (!(dst = vimg_open(target, &op))) {
         fail_lib();
         goto out;
@@ -222,6 +238,9 @@ static int run(int argc, char **argv)
 
 out:
     free(key_opts);
+    free(t_name);
+    free(t_fmt);
+    free(t_opts);
     vimg_close(dst);
     vimg_target_abort(t);
     vimg_close(src);
@@ -247,6 +266,8 @@ const struct command cmd_convert = {
     "  -S SIZE            zero runs of SIZE bytes stay sparse (default 4k;\n"
     "                     0 allocates everything)\n"
     "  -n                 TARGET exists already: do not create it\n"
+    "  --target-image-opts  (with -n) TARGET is driver=FMT,file.filename=\n"
+    "                     PATH[,OPTIONS], e.g. encrypt.key-secret=ID\n"
     "  -c                 compress the data (qcow2: -o compression_type=\n"
     "                     zlib|zstd); blocks that do not shrink stay plain\n"
     "  -m N               parallel workers (default 8)\n"

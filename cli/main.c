@@ -43,6 +43,13 @@ static void help(FILE *f)
                "elsewhere;\n"
                "                 info reports references without opening "
                "them\n"
+               "  --object secret,id=ID,file=PATH|data=TEXT[,format=base64]\n"
+               "                 a passphrase that encrypt.key-secret=ID "
+               "(qcow2)\n"
+               "                 or key-secret=ID (luks) names; any "
+               "command, repeatable\n"
+               "  --image-opts   image arguments are driver=FMT,"
+               "file.filename=PATH,...\n"
                "\n'vimg COMMAND --help' describes a command; 'man vimg' "
                "has everything.\n");
 }
