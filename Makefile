@@ -17,7 +17,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \
 	libnbd-bin fdisk \
-	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl
+	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
+	cryptsetup-bin
 
 .PHONY: all deps build check demo bench fuzz clean
 
