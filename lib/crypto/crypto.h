@@ -154,6 +154,9 @@ int vimg_internal_luks_format(struct vimg_luks *l,
                               const struct vimg_luks_create *o,
                               const uint8_t *pass, size_t pass_len,
                               const char *what);
+/* The header length (to the payload) a new header with O would have. */
+int vimg_internal_luks_header_size(const struct vimg_luks_create *o,
+                                   const char *what, uint64_t *len);
 /* Bytes from the header to the payload (QEMU's header length). */
 static inline uint64_t vimg_internal_luks_header_len(const struct vimg_luks *l)
 {

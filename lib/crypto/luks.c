@@ -254,6 +254,34 @@ static int make_spec(const struct vimg_luks_create *o, const char *what,
     return 0;
 }
 
+/* QEMU's layout (which follows cryptsetup's) for KB-byte keys: slots of
+ * key material 4 KiB aligned after the first 4 KiB, the payload after all
+ * eight. In sectors. */
+static void layout(size_t kb, uint32_t *first, uint32_t *stride,
+                   uint32_t *payload)
+{
+    *stride = (uint32_t)ROUND_UP(DIV_ROUND_UP(kb * LUKS_STRIPES,
+                                              LUKS_SECTOR_SIZE),
+                                 LUKS_KEY_SLOT_OFFSET / LUKS_SECTOR_SIZE);
+    *first = LUKS_KEY_SLOT_OFFSET / LUKS_SECTOR_SIZE;
+    *payload = *first + *stride * LUKS_NUM_SLOTS;
+}
+
+int vimg_internal_luks_header_size(const struct vimg_luks_create *o,
+                                   const char *what, uint64_t *len)
+{
+    struct vimg_cipher_spec spec;
+    uint32_t first, stride, payload;
+    int r = make_spec(o, what, &spec);
+
+    if (r == 0) {
+        layout(vimg_internal_cipher_key_len(&spec), &first, &stride,
+               &payload);
+        *len = (uint64_t)payload * LUKS_SECTOR_SIZE;
+    }
+    return r;
+}
+
 /* ITER_TIME milliseconds of PBKDF2 at RATE (per output block per second)
  * for BLOCKS output blocks, divided by DIV; at least QEMU's floor. */
 static int scale_iterations(uint64_t rate, uint64_t iter_time, size_t blocks,
@@ -304,18 +332,12 @@ int vimg_internal_luks_format(struct vimg_luks *l,
                  mode_names[l->spec.mode], ivgen_names[l->spec.ivgen]);
     }
     snprintf(l->hash, sizeof l->hash, "%s", hash);
-    /* QEMU's layout (which follows cryptsetup's): slots of key material
-     * 4 KiB aligned after the first 4 KiB, the payload after all eight. */
-    uint32_t stride = (uint32_t)ROUND_UP(DIV_ROUND_UP(mlen,
-                                                      LUKS_SECTOR_SIZE),
-                                         LUKS_KEY_SLOT_OFFSET /
-                                             LUKS_SECTOR_SIZE);
-    uint32_t first = LUKS_KEY_SLOT_OFFSET / LUKS_SECTOR_SIZE;
+    uint32_t first, stride;
+    layout(kb, &first, &stride, &l->payload_offset);
     for (unsigned i = 0; i < LUKS_NUM_SLOTS; i++) {
         l->slots[i].key_offset = first + stride * i;
         l->slots[i].stripes = LUKS_STRIPES;
     }
-    l->payload_offset = first + stride * LUKS_NUM_SLOTS;
     l->slots[0].active = true;
 
     mk = vimg_internal_secure_alloc(kb);

@@ -8,6 +8,7 @@
 
 #include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
+#include "../../crypto/crypto.h"
 #include "qcow2.h"
 
 #define MEASURE_MIN_CLUSTER 512u
@@ -269,6 +270,23 @@ int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
     }
     out->fully_allocated = fully_allocated_size(vsize, &p);
     out->required = out->fully_allocated - vsize + required;
+    /* A LUKS header takes whole clusters of its own, as qemu-img counts. */
+    const char *enc = vimg_internal_opts_get(opts, "encrypt.format", NULL);
+    if (enc && !strcmp(enc, "luks")) {
+        struct vimg_luks_create lo = {
+            .cipher_alg = vimg_internal_opts_get(opts, "encrypt.cipher-alg",
+                                                 NULL),
+            .cipher_mode = vimg_internal_opts_get(opts,
+                                                  "encrypt.cipher-mode",
+                                                  NULL),
+        };
+        uint64_t hl;
+        if ((r = vimg_internal_luks_header_size(&lo, "qcow2", &hl)) < 0) {
+            return r;
+        }
+        out->fully_allocated += ROUND_UP(hl, p.cluster_size);
+        out->required += ROUND_UP(hl, p.cluster_size);
+    }
     /* Bitmaps are reported when both ends could store them: a v3 target
      * and a qcow2 v3 source. */
     if (src && p.version >= 3) {
