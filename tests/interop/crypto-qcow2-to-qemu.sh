@@ -51,7 +51,7 @@ grep -q 'compression and encryption' "$T/err" || fail "-c: $(cat "$T/err")"
 # measure counts the LUKS header's clusters as qemu-img does.
 for m in "" ",encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc"; do
     "$VIMG" measure -O qcow2 -o "$o$m" --size 1G > "$T/vm"
-    qemu-img measure $SEC -O qcow2 -o "$o$m" --size 1G > "$T/qm"
+    qcrypt measure $SEC -O qcow2 -o "$o$m" --size 1G > "$T/qm"
     cmp -s "$T/vm" "$T/qm" || fail "measure$m: $(cat "$T/vm" "$T/qm")"
 done
 exit 0
