@@ -35,6 +35,16 @@ expect_status 0 "$VIMG" convert --object secret,id=f,file="$T/pass" \
 b64=$(printf %s "$PASS" | base64)
 expect_status 0 "$VIMG" convert --object "secret,id=b,data=$b64,format=base64" \
     --image-opts -O raw "$(iopts qcow2 "$T/e.qcow2" b)" "$T/o.raw"
+# On a terminal without a secret, vimg asks (script gives it a pty); the
+# passphrase is not echoed.
+if command -v script > /dev/null; then
+    (sleep 1; printf '%s\n' "$PASS") | timeout 60 script -qec \
+        "'$VIMG' convert -O raw '$T/e.qcow2' '$T/p.raw'" /dev/null \
+        > "$T/tty" 2>&1 || fail "prompt: $(cat "$T/tty")"
+    grep -q 'Password for' "$T/tty" || fail "no prompt: $(cat "$T/tty")"
+    grep -q "$PASS" "$T/tty" && fail "the passphrase was echoed"
+    cmp -s "$T/p.raw" "$T/o.raw" || fail "prompted convert read other bytes"
+fi
 # Metadata needs no key.
 expect_status 0 "$VIMG" info "$T/e.qcow2"
 expect_status 0 "$VIMG" check "$T/e.qcow2"
