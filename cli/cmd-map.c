@@ -40,7 +40,10 @@ static void print_entry(const struct entry *e, enum output_format out,
         printf("}");
         return;
     }
-    if ((e->flags & VIMG_BS_DATA) && (e->flags & VIMG_BS_OFFSET_VALID)) {
+    /* As qemu-img: data that reads as zeros (a hole under a fixed VHD's
+     * data) is not listed. */
+    if ((e->flags & VIMG_BS_DATA) && !(e->flags & VIMG_BS_ZERO) &&
+        (e->flags & VIMG_BS_OFFSET_VALID)) {
         printf("%#-16llx%#-16llx%#-16llx%s\n", (unsigned long long)e->start,
                (unsigned long long)e->length, (unsigned long long)e->offset,
                e->file ? e->file : "");
