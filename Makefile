@@ -15,7 +15,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	qemu-utils qemu-system-x86 e2fsprogs \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \
-	libnbd-bin fdisk
+	libnbd-bin fdisk \
+	libvhdi-utils python3-libvhdi
 
 .PHONY: all deps build check demo bench fuzz clean
 
