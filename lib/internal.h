@@ -284,6 +284,7 @@ extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_vpc;
+extern const struct vimg_driver vimg_driver_vdi;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */
