@@ -285,6 +285,7 @@ extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_vpc;
 extern const struct vimg_driver vimg_driver_vdi;
+extern const struct vimg_driver vimg_driver_vhdx;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

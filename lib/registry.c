@@ -8,6 +8,7 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_qcow2,
     &vimg_driver_vpc,
     &vimg_driver_vdi,
+    &vimg_driver_vhdx,
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,

@@ -3,6 +3,7 @@
 
 #include "common/byteswap.h"
 #include "common/checked-overflow.h"
+#include "common/crc32c.h"
 #include "common/iszero.h"
 #include "common/rounding.h"
 #include "common/uuid.h"
@@ -36,6 +37,11 @@ int main(void)
     CHECK(range_outside(10, 10, 19));
     CHECK(!range_outside(10, 10, 20));
 
+    /* The check value of the CRC-32C catalogue, and the skipped field. */
+    CHECK_EQ(crc32c_final(crc32c_update(crc32c_init(), "123456789", 9)),
+             0xe3069283u);
+    CHECK_EQ(crc32c_skip("ab\xff\xff\xff\xff" "cd", 8, 2),
+             crc32c_final(crc32c_update(crc32c_init(), "ab\0\0\0\0cd", 8)));
     CHECK_EQ(uuid_generate_v4(u1), 0);
     CHECK_EQ(uuid_generate_v4(u2), 0);
     CHECK(memcmp(u1, u2, 16) != 0);
