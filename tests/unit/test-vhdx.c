@@ -331,6 +331,35 @@ static void logs(void)
     free(b);
 }
 
+/* An image without a log reads, but is not written: its BAT could not
+ * be updated safely. */
+static void no_log(void)
+{
+    size_t len;
+    uint8_t *b = new_image(NULL, 4 * MIB, &len);
+    struct vimg_open_params ro = { .format = "vhdx" };
+    struct vimg_open_params rw = { .format = "vhdx",
+                                   .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *img;
+
+    if (!b) {
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        uint8_t *h = b + (i ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET);
+        store_le32(h + VHDX_HDR_LOG_LENGTH, 0);
+        store_le32(h + VHDX_HDR_CHECKSUM,
+                   crc32c_skip(h, VHDX_HEADER_SIZE, VHDX_HDR_CHECKSUM));
+    }
+    img = vimg_open_buffer(b, len, "nolog.vhdx", &ro);
+    CHECK(img != NULL);
+    vimg_close(img);
+    img = vimg_open_buffer(b, len, "nolog.vhdx", &rw);
+    CHECK(img == NULL);
+    CHECK_ERROR(ENOTSUP, "nolog.vhdx: the image has no log");
+    free(b);
+}
+
 int main(void)
 {
     CHECK(mkdtemp(dir) != NULL);
@@ -340,6 +369,7 @@ int main(void)
     rw("block_size=1M,log_size=2M");
     crash();
     logs();
+    no_log();
     rmdir(dir);
     TEST_MAIN_END();
 }

@@ -464,6 +464,13 @@ static int vhdx_open(struct vimg_image *img, const struct vimg_opts *opts)
     if ((r = read_headers(img)) < 0 || (r = vhdx_log_load(img)) < 0) {
         goto fail;
     }
+    if (img->writable && s->log_length < VHDX_MIB) {
+        /* BAT updates go through the log; without one there is no safe
+         * way to write. */
+        r = vimg_internal_img_error(img, ENOTSUP, "the image has no log, "
+                                    "so it can only be opened read-only");
+        goto fail;
+    }
     if (s->n_overlay && img->writable) {
         if (img->params.flags & VIMG_OPEN_CHECK) {
             /* check -r: the replay is the repair. */
