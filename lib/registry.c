@@ -12,6 +12,7 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,
+    &vimg_driver_nbd,
 };
 
 #define N_DRIVERS (sizeof drivers / sizeof drivers[0])

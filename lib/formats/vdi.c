@@ -370,7 +370,7 @@ static int vdi_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
  * file's holes as zeros. */
 static int vdi_block_status(struct vimg_image *img, uint64_t offset,
                             uint64_t count, uint64_t *pnum, uint64_t *map,
-                            struct vimg_image **file)
+                            const char **file)
 {
     struct vdi_state *s = vdi_state(img);
     uint64_t n, at = block_map(s, offset, count, &n);
@@ -395,7 +395,7 @@ static int vdi_block_status(struct vimg_image *img, uint64_t offset,
     }
     *pnum = n;
     *map = at;
-    *file = img->file;
+    *file = img->file->filename;
     return (int)(zero | VIMG_BS_DATA | VIMG_BS_ALLOCATED |
                  VIMG_BS_OFFSET_VALID);
 }
@@ -498,10 +498,6 @@ static int vdi_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     if ((r = vimg_internal_opts_get_bool(c->opts, "static", false,
                                          &is_static)) < 0) {
         return r;
-    }
-    if (c->backing_file) {
-        return vimg_internal_error(ENOTSUP, "%s: vdi images cannot have a "
-                                   "backing file", c->filename);
     }
     if (size > VDI_DISK_SIZE_MAX) {
         return vimg_internal_error(ENOTSUP, "%s: unsupported VDI image size "

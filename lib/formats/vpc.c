@@ -572,7 +572,7 @@ static int vpc_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
  * and are this layer's answer, and its blocks are data. */
 static int vpc_block_status(struct vimg_image *img, uint64_t offset,
                             uint64_t count, uint64_t *pnum, uint64_t *map,
-                            struct vimg_image **file)
+                            const char **file)
 {
     struct vpc_state *s = vpc_state(img);
     uint64_t n, at;
@@ -585,7 +585,7 @@ static int vpc_block_status(struct vimg_image *img, uint64_t offset,
         }
         *pnum = e.length;
         *map = offset;
-        *file = img->file;
+        *file = img->file->filename;
         return (int)((e.flags & VIMG_BS_ZERO) | VIMG_BS_DATA |
                      VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID);
     }
@@ -593,7 +593,7 @@ static int vpc_block_status(struct vimg_image *img, uint64_t offset,
     if (at) {
         *pnum = n;
         *map = at;
-        *file = img->file;
+        *file = img->file->filename;
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
     }
     *pnum = n;
@@ -722,10 +722,6 @@ static int vpc_create(struct vimg_image *file, const struct vimg_create_ctx *c)
                                    "(dynamic or fixed)", c->filename, sub);
     }
     fixed = strcmp(sub, "fixed") == 0;
-    if (c->backing_file) {
-        return vimg_internal_error(ENOTSUP, "%s: vpc images cannot have a "
-                                   "backing file", c->filename);
-    }
     if ((r = create_geometry(c->filename, size, force_size, &cyls, &heads,
                              &spt, &sectors)) < 0) {
         return r;

@@ -449,6 +449,125 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
     return 0;
 }
 
+/* Whether refcount block T (at OFF, contents BLOCK) counts nothing but
+ * possibly itself. */
+static bool block_unused(const struct qcow2_state *s, uint64_t t,
+                         uint64_t off, const uint8_t *block)
+{
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t self = off >> s->cluster_bits;
+
+    for (uint64_t i = 0; i < per_block; i++) {
+        if (t * per_block + i != self &&
+            qcow2_refcount_load(block, s->refcount_order, i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int qcow2_drop_unused_refblocks(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t lo = UINT64_MAX, hi = 0, *drop;
+    uint8_t *block, *be = NULL;
+    int r = 0;
+
+    /* drop[t]: the offset of block T when it goes, else 0. */
+    if (!(drop = calloc(s->rt_entries, sizeof *drop))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    for (uint64_t t = 0; t < s->rt_entries; t++) {
+        uint64_t off;
+        if ((r = block_offset(img, t, &off)) < 0) {
+            goto out;
+        }
+        if (!off) {
+            continue;
+        }
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                 &block)) < 0) {
+            goto out;
+        }
+        if (block_unused(s, t, off, block)) {
+            drop[t] = off;
+            lo = MIN(lo, t);
+            hi = t;
+        }
+    }
+    if (lo == UINT64_MAX) {
+        goto out;
+    }
+    /* The table without the blocks reaches the disk before a block's own
+     * reference (held by another block) is dropped. */
+    if (!(be = malloc((hi - lo + 1) * 8))) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint64_t t = lo; t <= hi; t++) {
+        store_be64(be + (t - lo) * 8, drop[t] ? 0 : s->rt[t]);
+    }
+    if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, (hi - lo + 1) * 8,
+                              s->rt_offset + lo * 8)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        goto out;
+    }
+    for (uint64_t t = lo; t <= hi; t++) {
+        if (drop[t]) {
+            qcow2_cache_discard(&s->rb_cache, drop[t]);
+            s->rt[t] = 0;
+        }
+    }
+    /* A block counted by another block gives that reference back; one
+     * that counted itself took its count with it. */
+    for (uint64_t t = lo; t <= hi && r == 0; t++) {
+        if (drop[t] && (drop[t] >> s->cluster_bits) >> s->rb_bits != t) {
+            r = qcow2_free_clusters(img, drop[t], s->cluster_size);
+        }
+        if (r == 0 && drop[t] && s->data == img->file) {
+            (void)vimg_internal_discard(img->file, drop[t], s->cluster_size);
+        }
+    }
+out:
+    free(be);
+    free(drop);
+    return r;
+}
+
+int qcow2_last_used_cluster(struct vimg_image *img, uint64_t below,
+                            uint64_t *last)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t t = MIN(s->rt_entries, DIV_ROUND_UP(below, per_block));
+    int r;
+
+    /* Cluster 0, the header, is always in use. */
+    *last = 0;
+    while (t-- > 0) {
+        uint64_t off;
+        uint8_t *block;
+        if ((r = block_offset(img, t, &off)) < 0) {
+            return r;
+        }
+        if (!off) {
+            continue;
+        }
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                 &block)) < 0) {
+            return r;
+        }
+        uint64_t i = MIN(per_block, below - t * per_block);
+        while (i-- > 0) {
+            if (qcow2_refcount_load(block, s->refcount_order, i)) {
+                *last = t * per_block + i;
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
 int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
                         uint64_t len)
 {

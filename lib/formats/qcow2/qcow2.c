@@ -59,10 +59,20 @@ static int validate_table(struct vimg_image *img, const char *what,
                                        "not cluster aligned", what,
                                        (unsigned long long)offset);
     }
-    if (bytes && range_outside(offset, bytes, file_size)) {
+    if (bytes && offset >= file_size) {
         return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx lies past "
                                        "the end of the file", what,
                                        (unsigned long long)offset);
+    }
+    /* A table that starts inside the file but whose entries do not fit
+     * is a different damage (a wrong count, or a truncated file). */
+    if (bytes && range_outside(offset, bytes, file_size)) {
+        return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx runs past "
+                                       "the end of the file at 0x%llx "
+                                       "(%llu entries)", what,
+                                       (unsigned long long)offset,
+                                       (unsigned long long)file_size,
+                                       (unsigned long long)entries);
     }
     return 0;
 }
@@ -637,6 +647,7 @@ static void free_state(struct qcow2_state *s)
     free(s->backing_name);
     free(s->backing_format);
     free(s->data_file_name);
+    free(s->data_file_path);
     free(s->cluster0);
     qcow2_cache_free(&s->l2_cache);
     qcow2_cache_free(&s->rb_cache);
@@ -731,8 +742,13 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     s->data = img->file;
     if ((s->incompat & QCOW2_INCOMPAT_DATA_FILE) && !img->writable &&
         img->params.refs == VIMG_REFS_NEVER) {
-        /* Report the reference without following it; data reads fail. */
+        /* Report the reference without following it (map names it, a
+         * name the policy would refuse is left out); data reads fail. */
         s->data = NULL;
+        if (vimg_internal_resolve_reference(img, s->data_file_name,
+                                            &s->data_file_path) < 0) {
+            vimg_internal_error_clear();
+        }
     } else if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
         if ((r = vimg_internal_open_reference(img, s->data_file_name,
                                               img->writable,
@@ -947,6 +963,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_truncate(img, size, flags, prealloc);
     pthread_mutex_unlock(&s->lock);
     return r;
@@ -954,7 +971,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
 
 static int locked_block_status(struct vimg_image *img, uint64_t offset,
                                uint64_t count, uint64_t *pnum, uint64_t *map,
-                               struct vimg_image **file)
+                               const char **file)
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
@@ -988,6 +1005,7 @@ static int locked_check(struct vimg_image *img, unsigned fix,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_check(img, fix, res, report, opaque);
     pthread_mutex_unlock(&s->lock);
     return r;

@@ -106,6 +106,9 @@ struct qcow2_state {
     struct vimg_image *data;   /* where guest data lives: img->file or the
                                   external data file */
     struct vimg_image *data_file; /* owned external data file, or NULL */
+    char *data_file_path;      /* where data_file_name resolves, when the
+                                  open policy reports references without
+                                  opening them; NULL if it refuses it */
 
     /* Runtime state. */
     uint64_t free_hint;        /* no free cluster below this index */
@@ -120,10 +123,14 @@ struct qcow2_state {
      * above and the caches. Guest-data I/O and decompression run without
      * it, their host range listed in ACTIVE meanwhile, so that no cluster
      * is freed (and reused by another write) under a read or write in
-     * flight. Allocating writes keep the lock across their data write. */
+     * flight. */
     pthread_mutex_t lock;
-    pthread_cond_t active_done;
+    pthread_cond_t active_done; /* a range left ACTIVE or INFLIGHT */
     struct qcow2_active *active;
+    /* Guest ranges whose new clusters are being written without the lock,
+     * before their L2 entries point at them: other writers, zeroes and
+     * discards of the range wait for them. */
+    struct qcow2_active *inflight;
 };
 
 /* A host range with guest-data I/O in flight outside the lock. */
@@ -201,6 +208,13 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
 /* Allocate N contiguous clusters with refcount 1; *OFFSET is the first. */
 int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
                          uint64_t *offset);
+/* Take out of the refcount table the blocks that count no cluster but
+ * possibly themselves (after a shrink), as qemu-img does. */
+int qcow2_drop_unused_refblocks(struct vimg_image *img);
+/* The highest cluster below cluster BELOW with a non-zero refcount (0
+ * when none is). */
+int qcow2_last_used_cluster(struct vimg_image *img, uint64_t below,
+                            uint64_t *last);
 /* Drop one reference from each cluster, once the L2/L1 tables that no
  * longer point at them are on disk. */
 int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
@@ -220,6 +234,9 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
  * table); they may drop it while waiting for I/O in flight. */
 int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                         uint64_t count, uint64_t offset, unsigned flags);
+/* Wait until no write or I/O runs outside the lock (before operations
+ * that walk or rebuild all metadata: resize, check). */
+void qcow2_wait_all_idle(struct vimg_image *img);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
@@ -229,13 +246,17 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                            const void *cbuf, uint64_t len);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
-                       struct vimg_image **file);
+                       const char **file);
 /* Allocate every cluster of [START, END) as zero-filled data (preallocation
- * modes other than off). */
+ * modes other than off). Host space at or past ZEROED_FROM is known to
+ * read as zeros and to be allocated already (UINT64_MAX: none is). */
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
-                      enum vimg_prealloc mode);
-/* True when no cluster at or after OFFSET is allocated (shrinking). */
-int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free);
+                      enum vimg_prealloc mode, uint64_t zeroed_from);
+/* Deallocate every guest cluster wholly at or past END (shrinking, or
+ * undoing a failed preallocation): host clusters lose the active image's
+ * reference (a snapshot keeps its own) once the tables are on disk, and
+ * L2 tables past END leave the L1 table, whose size stays. */
+int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
 /* Grow the L1 table to at least MIN_SIZE entries. */
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
@@ -254,6 +275,11 @@ int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
 static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
 {
     return img->opaque;
+}
+/* Guest data lives in an external data file (whether opened or not). */
+static inline bool qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
 }
 static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
 {

@@ -560,10 +560,6 @@ int vhdx_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     uint8_t id[8 + 2 * sizeof VHDX_CREATOR] = VHDX_FILE_SIGNATURE;
     int r;
 
-    if (c->backing_file) {
-        return vimg_internal_error(ENOTSUP, "%s: vhdx images cannot have a "
-                                   "backing file", c->filename);
-    }
     if ((r = plan(c, &l)) < 0) {
         return r;
     }

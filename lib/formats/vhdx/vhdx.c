@@ -547,7 +547,7 @@ static int vhdx_pread(struct vimg_image *img, void *buf, uint64_t count,
  * as zeros and is this layer's answer (there is no parent). */
 static int vhdx_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
-                             struct vimg_image **file)
+                             const char **file)
 {
     struct vhdx_state *s = vhdx_state(img);
     uint64_t n, at = block_map(s, offset, count, &n);
@@ -555,7 +555,7 @@ static int vhdx_block_status(struct vimg_image *img, uint64_t offset,
     if (at) {
         *pnum = n;
         *map = at;
-        *file = img->file;
+        *file = img->file->filename;
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
     }
     *pnum = n;

@@ -8,19 +8,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../internal.h"
+#include "../internal.h"
 #include "iso-ondisk.h"
 
 /* Caps, each with its reason. Real images stay far below all of them. */
 /* Descriptors scanned before giving up on a terminator (real sets have 2-5
  * descriptors; a hostile set without terminator must not scan the disk). */
 #define ISO_MAX_DESCRIPTORS 64
-/* Directory nesting; RRIP images relocate beyond 8 levels and Linux stops
- * at a few dozen. Also bounds recursion. */
-#define ISO_MAX_DEPTH 64
-/* Entries one listing or extraction visits: stops exponential walks over
- * directories shared by many parents. */
+/* Records one listing or extraction visits, at most: each directory is
+ * read once, so a real volume has at most one record per 34 bytes of
+ * image; this hard cap also bounds huge images. */
 #define ISO_MAX_ENTRIES (4u << 20)
+/* File bytes one extraction copies, at most max(4 x the image size, 1 GiB):
+ * a real volume stores each copied byte once (hard links are linked, not
+ * copied), so only files sharing data without being links reach it. */
+#define ISO_COPY_BUDGET_FACTOR 4
+#define ISO_COPY_BUDGET_MIN (UINT64_C(1) << 30)
 /* Bytes of one directory's extent (64 MiB ~ a million records). */
 #define ISO_MAX_DIR_BYTES (64u << 20)
 /* Continuation areas per record, and their total bytes: stops CE loops. */
@@ -45,6 +48,8 @@ struct iso_node {
     char target[ISO_MAX_TARGET + 1];
     struct vimg_iso_stat st;
     bool has_target;
+    bool has_serial;         /* Rock Ridge PX carried a serial number */
+    uint32_t serial;         /* ... which hard links share (RRIP 1.12) */
     uint64_t lba;            /* first extent's LBA (boot image lookup) */
     struct iso_extent *extents; /* owned; n_extents long */
     size_t n_extents;
@@ -66,6 +71,18 @@ struct vimg_iso {
     struct iso_node cur;     /* vimg_iso_stat/read results */
     char *cur_path;          /* path of cur, or NULL */
     uint64_t entries;        /* visited by the current walk */
+    uint64_t max_entries;    /* records one walk may visit */
+};
+
+/* The directory extents one walk or extraction has entered (a tsearch
+ * tree of disjoint extents), so that it enters each at most once. */
+struct iso_visited {
+    void *tree;
+};
+/* One entered directory extent; OPEN while the walk is inside it. */
+struct iso_entered {
+    uint64_t start, end;
+    bool open;
 };
 
 /* A directory being read, sector by sector. */
@@ -95,6 +112,21 @@ int iso_dir_open(struct vimg_iso *iso, const struct iso_node *dir,
 /* Next entry of D ("." and ".." skipped, multi-extent files merged,
  * relocated directories resolved): 1 and *OUT filled, 0 at the end. */
 int iso_dir_next(struct iso_dir *d, struct iso_node *out);
+/* Enter the directory D (just opened), DEPTH levels below where the walk
+ * started: refuses nesting beyond ISO_MAX_DEPTH, an extent overlapping a
+ * directory the walk is inside (a loop), and one overlapping any other
+ * directory already entered (siblings sharing extents: without this, a
+ * small image lists as an exponential tree). *OUT (NULL for an empty
+ * extent) goes to iso_visit_leave when the walk leaves D. */
+int iso_visit_enter(struct iso_visited *v, const struct iso_dir *d,
+                    int depth, struct iso_entered **out);
+static inline void iso_visit_leave(struct iso_entered *e)
+{
+    if (e) {
+        e->open = false;
+    }
+}
+void iso_visit_free(struct iso_visited *v);
 /* Find PATH; *OUT owns its extents afterwards. */
 int iso_lookup(struct vimg_iso *iso, const char *path, struct iso_node *out);
 /* Walk the tree below DIR depth-first calling FN for every entry; PATH is

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../../../common/rounding.h"
+#include "../../common/rounding.h"
 #include "iso-write.h"
 
 #define SECTORS(bytes) DIV_ROUND_UP((uint64_t)(bytes), ISO_SECTOR_SIZE)

@@ -1,7 +1,8 @@
 /* vimg_iso_create(): validate the parameters, build and lay out the tree,
- * then write the image into a temporary file beside the output and rename
- * it into place. File data is streamed (copy_file_range where the kernel
- * can, else a bounded buffer) and holes in the sources stay holes. */
+ * then write the image as a target (lib/target.c: locked, built without a
+ * name, published when complete). File data is streamed (copy_file_range
+ * where the kernel can, else a bounded buffer) and holes in the sources
+ * stay holes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../../common/rounding.h"
+#include "../../common/rounding.h"
 #include "iso-write.h"
 
 #define COPY_BUFFER (1024 * 1024)
@@ -385,38 +386,17 @@ static int write_image(struct iso_writer *w)
     if (r == 0) {
         r = iso_eltorito_patch_info_table(w);
     }
-    /* Trailing holes of the last file: the size comes last. */
-    if (r == 0 &&
+    /* Trailing holes of the last file: the size comes last (a device
+     * written in place keeps its own). */
+    struct stat st;
+    if (r == 0 && fstat(w->fd, &st) < 0) {
+        r = iso_fail(w, errno, "%s", strerror(errno));
+    }
+    if (r == 0 && S_ISREG(st.st_mode) &&
         ftruncate(w->fd, (off_t)(w->total_blocks * ISO_SECTOR_SIZE)) < 0) {
         r = iso_fail(w, errno, "%s", strerror(errno));
     }
     return r;
-}
-
-/* A new file beside OUTPUT (so the rename stays in one file system),
- * created with O_EXCL and the usual 0666 less umask. */
-static int open_temp(struct iso_writer *w, char **tmp)
-{
-    size_t len = strlen(w->output) + 32;
-    char *name = malloc(len);
-    if (!name) {
-        return vimg_internal_error(ENOMEM, "out of memory");
-    }
-    for (unsigned i = 0; i < 100; i++) {
-        snprintf(name, len, "%s.tmp%ld.%u", w->output, (long)getpid(), i);
-        w->fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd >= 0) {
-            *tmp = name;
-            return 0;
-        }
-        if (errno != EEXIST) {
-            break;
-        }
-    }
-    int e = errno;
-    free(name);
-    return iso_fail(w, e, "cannot create a temporary file beside it: %s",
-                    strerror(e));
 }
 
 int vimg_iso_create(const char *output, const char *source_dir,
@@ -424,7 +404,7 @@ int vimg_iso_create(const char *output, const char *source_dir,
 {
     struct vimg_iso_create_params dflt;
     struct iso_writer w = { .fd = -1 };
-    char *tmp = NULL;
+    struct vimg_target *t = NULL;
     int r;
 
     vimg_internal_error_clear();
@@ -454,23 +434,21 @@ int vimg_iso_create(const char *output, const char *source_dir,
     if (r == 0) {
         r = iso_layout(&w);
     }
-    if (r == 0) {
-        r = open_temp(&w, &tmp);
+    /* Only a complete layout touches the output. */
+    if (r == 0 && !(t = vimg_target_begin(output))) {
+        r = -vimg_get_errno();
+    }
+    if (r == 0 && (w.fd = vimg_internal_target_fd(t, true)) < 0) {
+        r = w.fd;
     }
     if (r == 0) {
         r = write_image(&w);
     }
-    if (w.fd >= 0 && close(w.fd) < 0 && r == 0) {
-        r = iso_fail(&w, errno, "%s", strerror(errno));
+    if (r == 0) {
+        r = vimg_target_commit(t) < 0 ? -vimg_get_errno() : 0;
+    } else {
+        vimg_target_abort(t);
     }
-    if (r == 0 && rename(tmp, output) < 0) {
-        r = iso_fail(&w, errno, "cannot rename the temporary file: %s",
-                     strerror(errno));
-    }
-    if (r < 0 && tmp) {
-        unlink(tmp);
-    }
-    free(tmp);
     iso_tree_free(w.root);
     free(w.dirs);
     free(w.jdirs);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/checked-overflow.h"
+#include "../../common/checked-overflow.h"
 #include "iso-read.h"
 
 typedef int (*entry_fn)(void *ctx, const uint8_t *e, size_t len);
@@ -221,6 +221,10 @@ static int apply_entry(void *ctx, const uint8_t *e, size_t len)
         n->st.uid = iso_load_both32(e + ISO_RR_PX_UID_OFFSET);
         n->st.gid = iso_load_both32(e + ISO_RR_PX_GID_OFFSET);
         n->st.rock_ridge = true;
+        if (len >= ISO_RR_PX_LENGTH) {
+            n->serial = iso_load_both32(e + ISO_RR_PX_INO_OFFSET);
+            n->has_serial = true;
+        }
     } else if (!memcmp(e, "NM", 2)) {
         if (len < ISO_RR_NM_NAME_OFFSET) {
             return iso_error(c->iso, EINVAL, "%s: NM entry too short",

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../../common/rounding.h"
+#include "../../common/rounding.h"
 #include "iso-write.h"
 
 /* The floppy images El Torito can emulate, by size. */

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../../internal.h"
+#include "../internal.h"
 #include "iso-ondisk.h"
 
 /* Caps that keep a hostile or runaway source tree from exhausting memory

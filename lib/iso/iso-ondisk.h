@@ -9,7 +9,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../../common/byteswap.h"
+#include "../../common/byteswap.h"
+
+/* ---- Limits the reader and the writer share ------------------------- */
+
+/* Folder levels below the root: vimg writes no deeper tree than it reads
+ * back. ECMA-119 6.8.2.1 allows 8 levels; Rock Ridge lifts that (RRIP
+ * 4.1.5 relocation, or in place as vimg writes), and xorriso, genisoimage
+ * and Linux read trees thousands of levels deep. 255 is far beyond real
+ * trees and keeps extraction, which holds one open folder per level, well
+ * inside the usual limit of 1024 descriptors. */
+#define ISO_MAX_DEPTH 255
 
 /* ---- Sectors and volume descriptors (ECMA-119 8) --------------------- */
 

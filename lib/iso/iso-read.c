@@ -3,16 +3,18 @@
  * same code reads a raw .iso, a qcow2 holding one, or a fuzzer's buffer.
  * Every offset and length taken from the image is checked in
  * iso_check_extent() or next to where the record is decoded. */
+#define _GNU_SOURCE /* tdestroy */
 #include <errno.h>
 #include <inttypes.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../../../common/checked-overflow.h"
-#include "../../../common/rounding.h"
+#include "../../common/checked-overflow.h"
+#include "../../common/rounding.h"
 #include "iso-read.h"
 
 int iso_error(struct vimg_iso *iso, int errnum, const char *fmt, ...)
@@ -60,6 +62,8 @@ void iso_node_reset(struct iso_node *n)
     n->extents = NULL;
     n->n_extents = 0;
     n->has_target = false;
+    n->has_serial = false;
+    n->serial = 0;
     n->name[0] = '\0';
     n->target[0] = '\0';
     memset(&n->st, 0, sizeof n->st);
@@ -285,9 +289,11 @@ static int next_raw(struct iso_dir *d, const uint8_t **rec, size_t *reclen)
                              len < ISO_DR_MIN_LENGTH ?
                              "shorter than 34" : "overruns its sector");
         }
-        if (++iso->entries > ISO_MAX_ENTRIES) {
-            return iso_error(iso, EINVAL, "more than %u directory records "
-                             "(directory loop?)", ISO_MAX_ENTRIES);
+        if (++iso->entries > iso->max_entries) {
+            return iso_error(iso, EINVAL, "more than %" PRIu64 " directory "
+                             "records (at most one per 34 bytes of the "
+                             "image, and %u)", iso->max_entries,
+                             ISO_MAX_ENTRIES);
         }
         d->pos += len;
         *rec = d->sector + in;
@@ -466,6 +472,64 @@ out:
     return r;
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+    const struct iso_entered *x = a, *y = b;
+
+    if (x->end <= y->start) {
+        return -1;
+    }
+    if (y->end <= x->start) {
+        return 1;
+    }
+    return 0; /* they overlap: the tree's extents stay disjoint */
+}
+
+int iso_visit_enter(struct iso_visited *v, const struct iso_dir *d,
+                    int depth, struct iso_entered **out)
+{
+    struct vimg_iso *iso = d->iso;
+    const char *path = *d->path ? d->path : "/";
+    struct iso_entered *e;
+    void **slot;
+
+    *out = NULL;
+    if (depth > ISO_MAX_DEPTH) {
+        return iso_error(iso, EINVAL, "directories nest more than %d levels "
+                         "deep: %s", ISO_MAX_DEPTH, path);
+    }
+    if (d->length == 0) {
+        return 0; /* nothing is read */
+    }
+    if (!(e = malloc(sizeof *e))) {
+        return iso_error(iso, ENOMEM, "out of memory");
+    }
+    *e = (struct iso_entered){ d->offset, d->offset + d->length, true };
+    if (!(slot = tsearch(e, &v->tree, cmp_extent))) {
+        free(e);
+        return iso_error(iso, ENOMEM, "out of memory");
+    }
+    if (*slot != e) {
+        const struct iso_entered *old = *slot;
+        free(e);
+        if (old->open) {
+            return iso_error(iso, EINVAL, "directory %s points back at an "
+                             "ancestor (directory loop)", path);
+        }
+        return iso_error(iso, EINVAL, "directory %s shares its extent (LBA %"
+                         PRIu64 ") with a directory already read; each is "
+                         "read once", path, d->offset / ISO_SECTOR_SIZE);
+    }
+    *out = e;
+    return 0;
+}
+
+void iso_visit_free(struct iso_visited *v)
+{
+    tdestroy(v->tree, free);
+    v->tree = NULL;
+}
+
 struct walk_level {
     struct iso_dir dir;
     struct iso_node node;
@@ -473,22 +537,18 @@ struct walk_level {
 
 static int walk(struct vimg_iso *iso, const struct iso_node *dir,
                 const char *path, bool recursive, iso_walk_fn fn,
-                void *opaque, uint64_t *ancestors, int depth)
+                void *opaque, struct iso_visited *visited, int depth)
 {
     struct walk_level *l = calloc(1, sizeof *l);
+    struct iso_entered *entered = NULL;
     char *child = NULL;
     int r;
 
     if (!l) {
         return iso_error(iso, ENOMEM, "out of memory");
     }
-    if (depth >= ISO_MAX_DEPTH) {
-        r = iso_error(iso, EINVAL, "directory %s is nested more than %d "
-                      "levels deep", path, ISO_MAX_DEPTH);
-        goto out;
-    }
-    ancestors[depth] = dir->extents[0].offset;
-    if ((r = iso_dir_open(iso, dir, path, &l->dir)) < 0) {
+    if ((r = iso_dir_open(iso, dir, path, &l->dir)) < 0 ||
+        (r = iso_visit_enter(visited, &l->dir, depth, &entered)) < 0) {
         goto out;
     }
     while ((r = iso_dir_next(&l->dir, &l->node)) == 1) {
@@ -501,22 +561,14 @@ static int walk(struct vimg_iso *iso, const struct iso_node *dir,
         if ((r = fn(opaque, child, &l->node)) != 0) {
             goto out;
         }
-        if (!recursive || l->node.st.type != VIMG_ISO_DIRECTORY) {
-            continue;
-        }
-        for (int i = 0; i <= depth; i++) {
-            if (ancestors[i] == l->node.extents[0].offset) {
-                r = iso_error(iso, EINVAL, "directory %s points back at "
-                              "an ancestor (directory loop)", child);
-                goto out;
-            }
-        }
-        if ((r = walk(iso, &l->node, child, true, fn, opaque, ancestors,
+        if (recursive && l->node.st.type == VIMG_ISO_DIRECTORY &&
+            (r = walk(iso, &l->node, child, true, fn, opaque, visited,
                       depth + 1)) != 0) {
             goto out;
         }
     }
 out:
+    iso_visit_leave(entered);
     free(child);
     iso_node_reset(&l->node);
     free(l);
@@ -526,10 +578,12 @@ out:
 int iso_walk(struct vimg_iso *iso, const struct iso_node *dir,
              const char *path, bool recursive, iso_walk_fn fn, void *opaque)
 {
-    uint64_t ancestors[ISO_MAX_DEPTH];
+    struct iso_visited visited = { NULL };
 
     iso->entries = 0;
-    return walk(iso, dir, path, recursive, fn, opaque, ancestors, 0);
+    int r = walk(iso, dir, path, recursive, fn, opaque, &visited, 0);
+    iso_visit_free(&visited);
+    return r;
 }
 
 /* ---- The volume ------------------------------------------------------- */
@@ -688,6 +742,8 @@ struct vimg_iso *iso_volume_open(struct vimg_image *img)
         goto fail;
     }
     iso->image_size = (uint64_t)size;
+    iso->max_entries = MIN(ISO_MAX_ENTRIES,
+                           iso->image_size / ISO_DR_MIN_LENGTH);
     if ((r = read_descriptors(iso)) < 0) {
         goto fail;
     }

@@ -165,6 +165,12 @@ static int add_entry(struct iso_writer *w, struct iso_node *dir,
         n->link_target = fit ? fit : n->link_target;
     }
     if (S_ISDIR(st.st_mode)) {
+        /* The root is depth 1: deeper trees would not read back. */
+        if (n->depth - 1 > ISO_MAX_DEPTH) {
+            return iso_fail(w, EINVAL, "folders nest more than %d levels "
+                            "deep, more than vimg reads back: %s",
+                            ISO_MAX_DEPTH, n->host_path);
+        }
         return walk(w, n);
     }
     return 0;

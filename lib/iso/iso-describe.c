@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/rounding.h"
+#include "../../common/rounding.h"
 #include "iso-read.h"
 
 /* A space-padded identifier without its padding; unprintable bytes as
