@@ -18,7 +18,7 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	ovmf grub-efi-amd64-bin grub-common mtools \
 	libnbd-bin fdisk \
 	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
-	cryptsetup-bin
+	libvhdi-utils python3-libvhdi cryptsetup-bin
 
 .PHONY: all deps build check demo bench fuzz clean
 

@@ -53,6 +53,11 @@ static int print_entry(const char *name, const struct entry *e,
                     "clusters (guest offset %#llx); --output=json lists "
                     "them", name, (unsigned long long)e->start);
     }
+    /* As qemu-img: data that reads as zeros (a hole under a fixed VHD's
+     * data) is not listed. */
+    if (e->flags & VIMG_BS_ZERO) {
+        return 0;
+    }
     printf("%#-16llx%#-16llx%#-16llx", (unsigned long long)e->start,
            (unsigned long long)e->length, (unsigned long long)e->offset);
     print_untrusted(stdout, e->file ? e->file : "");

@@ -17,6 +17,8 @@
 #include "protocols/file-lock.h"
 
 #define PROBE_BYTES 4096
+/* A footer probed at the end of a file (the VHD footer's size). */
+#define FOOTER_PROBE_BYTES 512
 /* Longest backing chain followed: far beyond real use, and it bounds the
  * recursion of opening. */
 #define MAX_CHAIN_DEPTH 256
@@ -139,6 +141,36 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 
 static int open_backing(struct vimg_image *img, int depth);
 
+/* Formats known only by a footer (fixed VHD): asked when the start of
+ * FILE looks raw. A guest writes the end of its disk, so such a guess is
+ * only ever used to read. */
+static int probe_footer(struct vimg_image *file,
+                        const struct vimg_open_params *p,
+                        const struct vimg_driver **drv)
+{
+    uint8_t tail[FOOTER_PROBE_BYTES];
+    const struct vimg_driver *d;
+
+    if (file->size < sizeof tail ||
+        vimg_internal_pread(file, tail, sizeof tail,
+                            file->size - sizeof tail) < 0) {
+        vimg_internal_error_clear();
+        return 0;
+    }
+    d = vimg_internal_probe_tail(tail, sizeof tail, file->size,
+                                 file->filename);
+    if (d && (p->flags & VIMG_OPEN_RDWR)) {
+        return vimg_internal_error(EPERM, "%s: the format was guessed from "
+                                   "a footer to be %s; writing needs an "
+                                   "explicit format (-f %s)", file->filename,
+                                   d->name, d->name);
+    }
+    if (d) {
+        *drv = d;
+    }
+    return 0;
+}
+
 /* Open the format on FILE. PARENT is the image whose backing file this is
  * (NULL at the top), linked before the backing chain is followed so loop
  * detection sees the whole chain. */
@@ -166,6 +198,9 @@ static struct vimg_image *open_format(struct vimg_image *file,
             goto fail;
         }
         drv = vimg_internal_probe(buf, n, file->filename);
+        if (drv == &vimg_driver_raw && (r = probe_footer(file, p, &drv)) < 0) {
+            goto fail;
+        }
         probed_raw = drv == &vimg_driver_raw;
         if (probed_raw && (p->flags & VIMG_OPEN_RDWR)) {
             /* A guest could write a header into sector 0 and turn a

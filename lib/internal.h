@@ -87,6 +87,12 @@ struct vimg_driver {
     /* Score 0..100 for the first LEN bytes (LEN may be short). Formats only;
      * NULL never matches. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+    /* Score 0..100 for the last LEN bytes of a file of FILE_SIZE bytes,
+     * for formats found by a footer (fixed VHD). Asked only when no probe
+     * matched the start better than raw; a format found this way is never
+     * opened for writing without an explicit format. NULL: none. */
+    int (*probe_tail)(const uint8_t *tail, size_t len, uint64_t file_size,
+                      const char *filename);
 
     /* Protocols: open img->filename. Formats: read metadata through
      * img->file (already open) and set img->size; record references in
@@ -289,11 +295,20 @@ int vimg_internal_iso_describe(struct vimg_image *img,
 const struct vimg_driver *vimg_internal_find_driver(const char *name);
 const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
                                               const char *filename);
+/* The best probe_tail match for the last LEN bytes of a FILE_SIZE-byte
+ * file, or NULL. */
+const struct vimg_driver *vimg_internal_probe_tail(const uint8_t *tail,
+                                                   size_t len,
+                                                   uint64_t file_size,
+                                                   const char *filename);
 extern const struct vimg_driver vimg_driver_file;
 extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_nbd;
+extern const struct vimg_driver vimg_driver_vpc;
+extern const struct vimg_driver vimg_driver_vdi;
+extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
