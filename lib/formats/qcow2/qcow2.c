@@ -413,7 +413,8 @@ int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
     if ((r = qcow2_overlap_check(img, role, offset, len)) < 0) {
         return r;
     }
-    return vimg_internal_pwrite(img->file, buf, len, offset, 0);
+    return vimg_internal_pwrite(img->file, buf, len, offset,
+                                VIMG_INTERNAL_WRITE_METADATA);
 }
 
 int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
@@ -434,7 +435,8 @@ int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
     }
     /* Header fields may be written even on a corrupt image (to set the
      * corrupt bit), so this bypasses the corrupt check but not bounds. */
-    return vimg_internal_pwrite(img->file, h + pos, len, pos, 0);
+    return vimg_internal_pwrite(img->file, h + pos, len, pos,
+                                VIMG_INTERNAL_WRITE_METADATA);
 }
 
 int qcow2_begin_write(struct vimg_image *img)

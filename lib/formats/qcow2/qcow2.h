@@ -154,7 +154,8 @@ int qcow2_signal_corruption(struct vimg_image *img, uint64_t offset,
  * on other metadata. */
 int qcow2_overlap_check(struct vimg_image *img, enum qcow2_role role,
                         uint64_t offset, uint64_t len);
-/* Checked write of metadata of ROLE through img->file. */
+/* Checked write of metadata of ROLE through img->file (marked
+ * VIMG_INTERNAL_WRITE_METADATA). */
 int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
                      const void *buf, uint64_t len, uint64_t offset);
 /* Write the in-memory header fields at byte POS (LEN bytes of them). */
