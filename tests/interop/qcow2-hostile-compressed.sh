@@ -120,3 +120,27 @@ cp "$T/c.qcow2" "$T/ok.qcow2"
     fail "honest image: data differs"
 qemu-img check "$T/ok.qcow2" > "$T/out" ||
     { cat "$T/out"; fail "honest image: qemu-img check"; }
+
+# A compressed cluster a cluster or more past the end of the file: check
+# counts it as a corruption like qemu-img, and a write over it is refused
+# instead of freeing past the end.
+python3 - "$T/c.qcow2" "$T/past.qcow2" <<'PYEOF'
+import struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+cb = struct.unpack_from('>I', b, 20)[0]
+l1 = struct.unpack_from('>Q', b, 40)[0]
+l2 = struct.unpack_from('>Q', b, l1)[0] & 0x00fffffffffffe00
+host = (len(b) + (3 << cb)) & ~511
+struct.pack_into('>Q', b, l2, (1 << 62) | host)
+open(sys.argv[2], 'wb').write(b)
+PYEOF
+qemu-img check --output=json "$T/past.qcow2" > "$T/q.json" 2>/dev/null || true
+"$VIMG" check --output=json "$T/past.qcow2" > "$T/v.json" 2>/dev/null || true
+[ "$(json_get "$T/q.json" corruptions)" -gt 0 ] ||
+    fail "qemu-img check finds no corruption"
+[ "$(json_get "$T/q.json" corruptions)" = "$(json_get "$T/v.json" corruptions)" ] ||
+    fail "check corruptions differ from qemu-img's"
+expect_status 1 "$VIMG" convert -n -f raw -O qcow2 "$T/pattern.raw" \
+    "$T/past.qcow2"
+grep -q 'lies past the end of the file' "$T/err" ||
+    { cat "$T/err"; fail "span past the end: wrong message"; }
