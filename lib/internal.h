@@ -214,6 +214,12 @@ bool vimg_internal_error_set(void);
 void vimg_internal_error_append(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
+/* A pwrite flag a format passes for its own metadata (headers, tables),
+ * never for guest data. Protocols ignore it; the memory protocol's
+ * observer reports it, so a fuzzer can tell a metadata update from data
+ * landing on metadata. Not accepted from public callers. */
+#define VIMG_INTERNAL_WRITE_METADATA (1u << 31)
+
 /* Child I/O for drivers: bounds-checked like the public calls but without
  * clearing the error slot. */
 int vimg_internal_pread(struct vimg_image *img, void *buf, uint64_t count,
@@ -269,6 +275,18 @@ struct vimg_image *vimg_internal_memory_new(const char *name,
 void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n);
 /* The current contents of a memory image (borrowed). */
 const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
+/* What changed a memory image: the observer is called before each change
+ * lands (the old bytes are still there) with its range, and the pwrite
+ * flags for writes (VIMG_INTERNAL_WRITE_METADATA), 0 for the others. A
+ * truncate passes the new length as OFFSET and the old one as LEN. */
+enum vimg_memory_op { VIMG_MEMORY_WRITE, VIMG_MEMORY_ZERO,
+                      VIMG_MEMORY_DISCARD, VIMG_MEMORY_TRUNCATE };
+typedef void (*vimg_memory_observer)(void *opaque, enum vimg_memory_op op,
+                                     uint64_t offset, uint64_t len,
+                                     unsigned flags);
+/* Set (or clear, with NULL) MEM's observer. */
+void vimg_internal_memory_observe(struct vimg_image *mem,
+                                  vimg_memory_observer fn, void *opaque);
 
 /* Open a format on an already-open protocol image (takes ownership of FILE
  * on success and on failure). */

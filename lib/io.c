@@ -399,8 +399,9 @@ int vimg_pwrite(struct vimg_image *img, const void *buf, size_t count,
                 uint64_t offset, unsigned flags)
 {
     PUBLIC_ENTRY(img);
-    return public_result(img, vimg_internal_pwrite(img, buf, count, offset,
-                                                   flags));
+    return public_result(img, vimg_internal_pwrite(
+                                  img, buf, count, offset,
+                                  flags & ~VIMG_INTERNAL_WRITE_METADATA));
 }
 
 int vimg_zero(struct vimg_image *img, uint64_t offset, uint64_t count,

@@ -168,9 +168,20 @@ static int grow_refs(struct check *c, uint64_t n)
 static void inc_refs(struct check *c, uint64_t offset, uint64_t len)
 {
     uint64_t cs = c->s->cluster_size;
+    uint64_t file_len = (uint64_t)vimg_internal_get_size(c->img->file);
     int r;
 
     if (len == 0 || c->err) {
+        return;
+    }
+    /* The last cluster may lie partly past the end of the file, no more
+     * (QEMU's qcow2_inc_refcounts_imrt; the driver refuses such
+     * compressed spans too). */
+    if (offset + len > file_len && offset + len - file_len >= cs) {
+        say(c, "ERROR: counting reference for region exceeding the end of "
+            "the file by one cluster or more: offset 0x%" PRIx64 " size "
+            "0x%" PRIx64, offset, len);
+        c->res->corruptions++;
         return;
     }
     for (uint64_t k = offset / cs; k <= (offset + len - 1) / cs; k++) {

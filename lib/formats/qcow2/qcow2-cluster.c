@@ -20,7 +20,7 @@ enum ctype { C_UNALLOC, C_ZERO_PLAIN, C_ZERO_ALLOC, C_NORMAL, C_COMPRESSED };
 /* Host ranges to release once the L2 tables are on disk. */
 struct free_list {
     size_t n, cap;
-    struct { uint64_t offset, len; } *v;
+    struct qcow2_range *v;
 };
 
 static int free_list_add(struct vimg_image *img, struct free_list *f,
@@ -99,24 +99,31 @@ void qcow2_wait_all_idle(struct vimg_image *img)
 }
 
 /* Write the tables that stopped pointing at the listed clusters, then drop
- * their references (and give the space back to the file). */
+ * their references, then give the space back to the file. Nothing is
+ * released once the image is marked corrupt: its tables may still point
+ * there. */
 static int free_list_commit(struct vimg_image *img, struct free_list *f)
 {
     struct qcow2_state *s = qcow2_state(img);
     int r = 0;
 
-    if (f->n) {
+    if (f->n && !s->corrupt) {
         r = qcow2_flush_metadata(img);
         if (r == 0 && !s->lazy) {
             r = vimg_internal_flush(img->file);
         }
     }
-    for (size_t i = 0; r == 0 && i < f->n; i++) {
+    for (size_t i = 0; r == 0 && !s->corrupt && i < f->n; i++) {
         /* Callers unlinked these clusters from every table first, so no
          * new I/O can start on them. */
         wait_idle(s, &s->active, f->v[i].offset,
                   f->v[i].offset + f->v[i].len);
-        r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
+    }
+    if (r == 0 && f->n && !s->corrupt) {
+        r = qcow2_free_clusters(img, f->v, f->n);
+    }
+    for (size_t i = 0; r == 0 && !s->corrupt && s->data == img->file &&
+                       i < f->n; i++) {
         for (uint64_t off = f->v[i].offset;
              r == 0 && off < f->v[i].offset + f->v[i].len;
              off += s->cluster_size) {
@@ -125,13 +132,40 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
              * bytes, which is harmless. */
             uint64_t rc;
             r = qcow2_get_refcount(img, off / s->cluster_size, &rc);
-            if (r == 0 && rc == 0 && s->data == img->file) {
+            if (r == 0 && rc == 0) {
                 (void)vimg_internal_discard(img->file, off, s->cluster_size);
             }
         }
     }
     free(f->v);
     memset(f, 0, sizeof *f);
+    return r;
+}
+
+/* Check every range of F before a request changes anything. */
+static int free_list_check(struct vimg_image *img, const struct free_list *f)
+{
+    return qcow2_check_release(img, 0, f->v, f->n);
+}
+
+static bool free_list_equal(const struct free_list *a,
+                            const struct free_list *b)
+{
+    return a->n == b->n &&
+           (!a->n || !memcmp(a->v, b->v, a->n * sizeof *a->v));
+}
+
+/* Move the ranges of FROM to the end of TO. */
+static int free_list_move(struct vimg_image *img, struct free_list *to,
+                          struct free_list *from)
+{
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < from->n; i++) {
+        r = free_list_add(img, to, from->v[i].offset, from->v[i].len);
+    }
+    free(from->v);
+    memset(from, 0, sizeof *from);
     return r;
 }
 
@@ -206,7 +240,11 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
         return 0;
     }
     if (old) {
-        if ((r = qcow2_cache_get(img, &s->l2_cache, old, false, &t)) < 0) {
+        /* The old table is released below: it must be in use, so that the
+         * allocation cannot hand it out again, and be nothing else. */
+        struct qcow2_range range = { old, s->cluster_size };
+        if ((r = qcow2_check_release(img, QCOW2_ROLE_L2, &range, 1)) < 0 ||
+            (r = qcow2_cache_get(img, &s->l2_cache, old, false, &t)) < 0) {
             return r;
         }
         if (!(copy = malloc(s->cluster_size))) {
@@ -227,24 +265,42 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
     s->l1[l1i] = fresh | QCOW2_L1E_COPIED;
     s->l1_dirty = true;
     if (old) {
+        /* No longer active: unless another L1 entry names it too. */
         struct free_list f = { 0 };
         if ((r = free_list_add(img, &f, old, s->cluster_size)) < 0 ||
+            (r = free_list_check(img, &f)) < 0 ||
             (r = free_list_commit(img, &f)) < 0) {
+            free(f.v);
             return r;
         }
     }
     return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
 }
 
-/* The host bytes of compressed entry E, validated (lock held). */
+/* The host bytes of compressed entry E, validated (lock held). Like
+ * every reference, they may run past the end of the file by less than a
+ * cluster, no more (the last cluster may be partly written; QEMU's check
+ * has the same rule), so that a hostile descriptor cannot make reads or
+ * frees reach past it. */
 static int compressed_span(struct vimg_image *img, uint64_t e,
                            uint64_t *host, uint64_t *len)
 {
     struct qcow2_state *s = qcow2_state(img);
+    uint64_t file_size = s->data ? (uint64_t)vimg_internal_get_size(s->data)
+                                 : 0;
+
     *host = compressed_host(s, e, len);
     if (*len > 2 * s->cluster_size) {
         return qcow2_signal_corruption(img, *host, "compressed cluster is "
                                        "larger than a cluster");
+    }
+    if (*host + *len > file_size &&
+        *host + *len - file_size >= s->cluster_size) {
+        return qcow2_signal_corruption(img, *host, "compressed cluster "
+                                       "(%llu bytes at 0x%llx) lies past "
+                                       "the end of the file",
+                                       (unsigned long long)*len,
+                                       (unsigned long long)*host);
     }
     return 0;
 }
@@ -323,16 +379,19 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
     uint64_t host, len;
     int r = classify(img, e, &t, &host);
 
-    if (r < 0) {
+    if (r < 0 || s->data != img->file) {
+        /* Refcounts cover img->file only. */
         return r;
     }
     if (t == C_COMPRESSED) {
-        host = compressed_host(s, e, &len);
+        if ((r = compressed_span(img, e, &host, &len)) < 0) {
+            return r;
+        }
         uint64_t first = ROUND_DOWN(host, s->cluster_size);
         return free_list_add(img, f, first,
                              ROUND_UP(host + len, s->cluster_size) - first);
     }
-    if ((t == C_NORMAL || t == C_ZERO_ALLOC) && s->data == img->file) {
+    if (t == C_NORMAL || t == C_ZERO_ALLOC) {
         return free_list_add(img, f, host, s->cluster_size);
     }
     return 0;
@@ -508,7 +567,8 @@ static int alloc_new_run(struct vimg_image *img, uint64_t guest, uint64_t k,
     }
     if ((r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, *host,
                                  k * s->cluster_size)) < 0) {
-        (void)qcow2_free_clusters(img, *host, k * s->cluster_size);
+        struct qcow2_range run = { *host, k * s->cluster_size };
+        (void)qcow2_free_clusters(img, &run, 1);
     }
     return r;
 }
@@ -579,6 +639,18 @@ static int write_in_place(struct vimg_image *img, const void *buf,
     return r;
 }
 
+/* Whether the K entries at IDX of TABLE differ from OLD. */
+static bool memcmp_entries(const uint8_t *table, uint64_t idx,
+                           const uint64_t *old, uint64_t k)
+{
+    for (uint64_t i = 0; i < k; i++) {
+        if (load_be64(table + (idx + i) * 8) != old[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
                  uint64_t offset, unsigned flags)
 {
@@ -606,19 +678,21 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
         uint8_t *table;
         uint64_t idx, coff = offset & (s->cluster_size - 1), host, k;
         enum ctype t;
-        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+        /* Look before allocating anything: what the run releases is
+         * checked first. */
+        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN(count, MIN(qcow2_l2_entries(s) - idx, MAX_RUN) *
                                     s->cluster_size - coff);
-        uint64_t e = load_be64(table + idx * 8);
+        uint64_t e = table ? load_be64(table + idx * 8) : 0;
         if ((r = classify(img, e, &t, &host)) < 0) {
             break;
         }
         bool in_place = t == C_NORMAL && (e & QCOW2_L2E_COPIED);
         old[0] = e;
         for (k = 1; k * s->cluster_size - coff < n; k++) {
-            uint64_t e2 = load_be64(table + (idx + k) * 8), h;
+            uint64_t e2 = table ? load_be64(table + (idx + k) * 8) : 0, h;
             enum ctype t2;
             if ((r = classify(img, e2, &t2, &h)) < 0) {
                 break;
@@ -634,20 +708,38 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
             break;
         }
         n = MIN(n, k * s->cluster_size - coff);
+        uint64_t guest = offset - coff, cs = s->cluster_size;
+        if (!in_place && range_busy(s->inflight, guest, guest + k * cs)) {
+            /* Another writer is filling these clusters: once it is done,
+             * look again (they may be in place by then). */
+            pthread_cond_wait(&s->active_done, &s->lock);
+            continue;
+        }
+        struct free_list rel = { 0 };
+        for (uint64_t i = 0; !in_place && i < k && r == 0; i++) {
+            r = release_entry(img, &rel, old[i]);
+        }
+        /* The table before the data, as QEMU lays them out (a table
+         * shared with a snapshot is copied, which may drop the lock: look
+         * again if the entries changed meanwhile). */
+        if (r == 0 && (r = free_list_check(img, &rel)) == 0 &&
+            (r = get_l2(img, offset, true, &table, &idx)) == 0 &&
+            memcmp_entries(table, idx, old, k)) {
+            free(rel.v);
+            continue;
+        }
+        if (r < 0) {
+            free(rel.v);
+            break;
+        }
         if (in_place) {
             r = write_in_place(img, in, n, host + coff, offset);
         } else {
-            uint64_t guest = offset - coff, cs = s->cluster_size;
-            if (range_busy(s->inflight, guest, guest + k * cs)) {
-                /* Another writer is filling these clusters: once it is
-                 * done, look again (they may be in place by then). */
-                pthread_cond_wait(&s->active_done, &s->lock);
-                continue;
-            }
             struct qcow2_active fl;
             if ((r = validate_old(img, old[0])) < 0 ||
                 (r = validate_old(img, old[k - 1])) < 0 ||
                 (r = alloc_new_run(img, guest, k, &host)) < 0) {
+                free(rel.v);
                 break;
             }
             range_add(&s->inflight, &fl, guest, k * cs);
@@ -660,20 +752,21 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
             if (r < 0) {
                 range_remove(s, &s->inflight, &fl);
                 if (s->data == img->file) {
-                    (void)qcow2_free_clusters(img, host, k * cs);
+                    struct qcow2_range run = { host, k * cs };
+                    (void)qcow2_free_clusters(img, &run, 1);
                 }
+                free(rel.v);
                 break;
             }
-            for (uint64_t i = 0; i < k && r == 0; i++) {
+            for (uint64_t i = 0; i < k; i++) {
                 store_be64(table + (idx + i) * 8,
                            (host + i * s->cluster_size) | QCOW2_L2E_COPIED);
             }
             qcow2_cache_mark_dirty(&s->l2_cache, table);
             range_remove(s, &s->inflight, &fl);
-            for (uint64_t i = 0; i < k && r == 0; i++) {
-                r = release_entry(img, &f, old[i]);
-            }
+            r = free_list_move(img, &f, &rel);
         }
+        free(rel.v);
         in += n;
         offset += n;
         count -= n;
@@ -723,6 +816,29 @@ static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
     return zero || (backing && s->version >= 3) ? QCOW2_L2E_ZERO : 0;
 }
 
+/* What clearing the K entries at IDX of TABLE releases, added to F. */
+static int clear_releases(struct vimg_image *img, const uint8_t *table,
+                          uint64_t idx, uint64_t k, bool zero, bool unmap,
+                          struct free_list *f)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    bool backing = img->backing_name != NULL;
+    int r = 0;
+
+    for (uint64_t i = 0; i < k && r == 0; i++) {
+        uint64_t e = load_be64(table + (idx + i) * 8), host;
+        enum ctype t;
+        bool release;
+        if ((r = classify(img, e, &t, &host)) == 0) {
+            entry_after_clear(s, t, e, zero, unmap, backing, &release);
+            if (release) {
+                r = release_entry(img, f, e);
+            }
+        }
+    }
+    return r;
+}
+
 /* Set the entries of whole clusters [OFFSET, OFFSET+COUNT) to read as
  * zeros (ZERO) or to be deallocated. */
 static int clear_clusters(struct vimg_image *img, uint64_t offset,
@@ -749,25 +865,44 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
             count -= k * s->cluster_size;
             continue;
         }
-        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
-            break;
+        /* What the entries release is checked before anything changes
+         * (copying a shared table allocates). */
+        struct free_list rel = { 0 }, now = { 0 };
+        if (table) {
+            r = clear_releases(img, table, idx, k, zero, unmap, &rel);
+        }
+        if (r == 0) {
+            r = free_list_check(img, &rel);
+        }
+        if (r == 0) {
+            r = get_l2(img, offset, true, &table, &idx);
+        }
+        /* Copying may have dropped the lock: check again what the entries
+         * release now, if it changed. */
+        if (r == 0) {
+            r = clear_releases(img, table, idx, k, zero, unmap, &now);
+        }
+        if (r == 0 && !free_list_equal(&rel, &now)) {
+            r = free_list_check(img, &now);
         }
         for (uint64_t i = 0; i < k && r == 0; i++) {
             uint64_t e = load_be64(table + (idx + i) * 8), host, ne;
             enum ctype t;
+            bool release;
             if ((r = classify(img, e, &t, &host)) < 0) {
                 break;
             }
-            bool release;
             ne = entry_after_clear(s, t, e, zero, unmap, backing, &release);
-            if (release) {
-                r = release_entry(img, &f, e);
-            }
             if (ne != e) {
                 store_be64(table + (idx + i) * 8, ne);
                 qcow2_cache_mark_dirty(&s->l2_cache, table);
             }
         }
+        if (r == 0) {
+            r = free_list_move(img, &f, &now);
+        }
+        free(rel.v);
+        free(now.v);
         offset += k * s->cluster_size;
         count -= k * s->cluster_size;
     }
@@ -963,7 +1098,8 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
         }
         if (r < 0 && s->data == img->file) {
             /* No table names the run yet: give it back at once. */
-            (void)qcow2_free_clusters(img, host, k * cs);
+            struct qcow2_range run = { host, k * cs };
+            (void)qcow2_free_clusters(img, &run, 1);
         }
         if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
@@ -974,6 +1110,43 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
         }
         qcow2_cache_mark_dirty(&s->l2_cache, table);
         pos += k * cs;
+    }
+    return r;
+}
+
+/* What dropping the L2 tables of L1 entries FIRST_L1.. releases: the
+ * clusters of their entries (added to ENTS) and the tables (to TABLES). */
+static int tail_releases(struct vimg_image *img, uint64_t first_l1,
+                         struct free_list *ents, struct free_list *tables)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint8_t *table;
+    int r = 0;
+
+    for (uint64_t i = first_l1; i < s->l1_size && r == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        if (l2 & (cs - 1)) {
+            return qcow2_signal_corruption(img, l2, "L2 table offset 0x%llx "
+                                           "is not cluster aligned",
+                                           (unsigned long long)l2);
+        }
+        if ((r = qcow2_cache_get(img, &s->l2_cache, l2, false,
+                                 &table)) < 0) {
+            return r;
+        }
+        for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
+            uint64_t e = load_be64(table + j * 8);
+            if (e) {
+                r = release_entry(img, ents, e);
+            }
+        }
+        if (r == 0) {
+            r = free_list_add(img, tables, l2, cs);
+        }
     }
     return r;
 }
@@ -990,6 +1163,19 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
     uint64_t idx;
     int r = 0;
 
+    /* What the tables wholly past the end release (below) is checked
+     * before anything changes. */
+    struct free_list ents = { 0 }, tables = { 0 };
+    if ((r = tail_releases(img, first_l1, &ents, &tables)) == 0 &&
+        (r = free_list_check(img, &ents)) == 0) {
+        /* Still in the L1 table while checked. */
+        r = qcow2_check_release(img, QCOW2_ROLE_L2, tables.v, tables.n);
+    }
+    free(ents.v);
+    free(tables.v);
+    if (r < 0) {
+        return r;
+    }
     /* The table holding the new end: clear its entries past it, unless
      * none is set (a table shared with a snapshot is then not copied). */
     if (first_l1 <= s->l1_size && start < first_l1 * span) {
@@ -1060,8 +1246,13 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
                                        "exceed %u bytes",
                                        QCOW2_MAX_L1_BYTES);
     }
-    /* Tables the old L1 names must be on disk before a copy names them. */
-    if ((r = qcow2_flush_metadata(img)) < 0) {
+    /* The old table is released at the end: check it before changing
+     * anything. Tables the old L1 names must be on disk before a copy
+     * names them. */
+    struct qcow2_range old_range = { old_offset,
+                                     ROUND_UP(old_bytes, s->cluster_size) };
+    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
+        (r = qcow2_flush_metadata(img)) < 0) {
         return r;
     }
     l1 = calloc(min_size, sizeof *l1);
@@ -1102,11 +1293,7 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
         (r = vimg_internal_flush(img->file)) < 0) {
         return r;
     }
-    if (old_bytes) {
-        r = qcow2_free_clusters(img, old_offset,
-                                ROUND_UP(old_bytes, s->cluster_size));
-    }
-    return r;
+    return qcow2_free_clusters(img, &old_range, 1);
 }
 
 long qcow2_compress(struct vimg_image *img, const void *in, void *out,

@@ -355,8 +355,21 @@ static int trim_file(struct vimg_image *img)
     if (r < 0 || (last + 1) * s->cluster_size >= len) {
         return r;
     }
-    return vimg_internal_truncate(img->file, (last + 1) * s->cluster_size,
-                                  VIMG_TRUNCATE_SHRINK, VIMG_PREALLOC_OFF);
+    /* Refcounts say where the end is: when they are wrong, metadata may
+     * lie past it. */
+    uint64_t cut = (last + 1) * s->cluster_size;
+    const char *what;
+    if ((r = qcow2_metadata_at(img, 0, NULL, cut, len - cut, &what)) < 0) {
+        return r;
+    }
+    if (what) {
+        return qcow2_signal_corruption(img, cut, "Preventing truncation of "
+                                       "the file at 0x%llx that would cut "
+                                       "the %s",
+                                       (unsigned long long)cut, what);
+    }
+    return vimg_internal_truncate(img->file, cut, VIMG_TRUNCATE_SHRINK,
+                                  VIMG_PREALLOC_OFF);
 }
 
 /* Undo a growth that failed after allocating: free every cluster past
