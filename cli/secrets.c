@@ -278,9 +278,18 @@ int cli_take_global_args(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--object") || !strncmp(argv[i], "--object=",
                                                       9)) {
-            const char *v = argv[i][8] ? argv[i] + 9 : argv[++i];
+            const char *v = argv[i][8] ? argv[i] + 9 : argv[i + 1];
             if (!v) {
                 return fail("--object needs an argument"), -1;
+            }
+            /* Other objects (serve's tls-creds-*) are the command's. */
+            if (strncmp(v, "secret", 6) != 0 &&
+                strncmp(v, "qom-type=secret", 15) != 0) {
+                argv[out++] = argv[i];
+                continue;
+            }
+            if (!argv[i][8]) {
+                i++;
             }
             if (parse_object(v)) {
                 return -1;
