@@ -148,6 +148,7 @@ static int run(int argc, char **argv)
         cp.size_given = true;
         cp.options = options;
         cp.no_flush = dst_flags & VIMG_OPEN_NO_FLUSH;
+        cp.final_name = target;
         if (vimg_create(build, &cp) < 0) {
             fail_target(tmp, target);
             goto out;

@@ -565,7 +565,9 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
 {
     const struct vimg_driver *drv;
     struct vimg_opts opts = { 0 };
-    struct vimg_create_ctx ctx = { .filename = filename };
+    struct vimg_create_ctx ctx = { .filename = p && p->final_name
+                                                   ? p->final_name
+                                                   : filename };
     CLEANUP_FREE char *tmp = NULL;
     struct stat st;
     bool in_place;
@@ -776,4 +778,56 @@ int vimg_internal_open_reference(struct vimg_image *img, const char *name,
               (writable ? VIMG_OPEN_RDWR : 0);
     *out = open_protocol(path, &p);
     return *out ? 0 : -vimg_get_errno();
+}
+
+/* ---- Extra files of multi-file formats -------------------------------- */
+
+/* NAME in the folder of BESIDE, as references resolve. */
+static char *path_beside(const char *beside, const char *name)
+{
+    CLEANUP_FREE char *copy = strdup(beside);
+    char *path = NULL;
+
+    if (!copy) {
+        return NULL;
+    }
+    if (name[0] == '/' || !strchr(beside, '/')) {
+        return strdup(name);
+    }
+    return asprintf(&path, "%s/%s", dirname(copy), name) < 0 ? NULL : path;
+}
+
+int vimg_internal_create_file(const char *beside, const char *name,
+                              bool no_flush, struct vimg_image **out)
+{
+    CLEANUP_FREE char *path = path_beside(beside, name);
+    int r;
+
+    *out = NULL;
+    if (!path) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    if ((r = check_target_unused(path)) < 0) {
+        return r;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        return vimg_internal_error(errno, "%s: cannot create: %s", path,
+                                   strerror(errno));
+    }
+    close(fd);
+    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
+                                           VIMG_OPEN_NO_LOCK |
+                                           (no_flush ? VIMG_OPEN_NO_FLUSH
+                                                     : 0) };
+    *out = open_protocol(path, &p);
+    return *out ? 0 : -vimg_get_errno();
+}
+
+void vimg_internal_remove_file(const char *beside, const char *name)
+{
+    CLEANUP_FREE char *path = path_beside(beside, name);
+    if (path) {
+        unlink(path);
+    }
 }

@@ -182,6 +182,11 @@ struct vimg_create_params {
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
     bool no_flush;               /* cache=unsafe: do not sync the new file
                                     to disk (convert's target) */
+    /* The name FILENAME will be renamed to, when the caller builds the
+     * image under a temporary name (convert): formats that record file
+     * names (VMDK descriptors and extent files, made beside it) use this
+     * one. NULL: FILENAME itself. Must be in the same folder. */
+    const char *final_name;
 };
 
 /* Create FILENAME. A failure leaves no new file behind, and a file the user

@@ -256,7 +256,7 @@ static int write_compressed(struct job *j, const struct unit *u,
 static int process(struct job *j, const struct unit *u, char *buf,
                    char *base, struct compressed *cbuf)
 {
-    bool in_order = !j->p->out_of_order;
+    bool in_order = !j->p->out_of_order || j->dst->ordered_compressed;
     int r = 0;
 
     /* Zero units may be far longer than the buffer: they are never read
@@ -407,7 +407,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     if (lock_source(src) < 0) {
         return -1;
     }
-    if (j.p->compress) {
+    /* A stream format stores every block compressed: the workers compress
+     * in parallel whether or not -c was given. */
+    if (j.p->compress || dst->ordered_compressed) {
         if (!dst->drv->compress || !dst->compress_unit ||
             dst->compress_unit > BUFFER_SIZE) {
             vimg_internal_img_error(dst, ENOTSUP, "compression not supported "
