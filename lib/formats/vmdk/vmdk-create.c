@@ -422,14 +422,15 @@ static int parent_cid(struct plan *p)
     if (!b) {
         return -vimg_get_errno();
     }
-    if (b->drv != &vimg_driver_vmdk) {
-        vimg_internal_error(EINVAL, "%s: Invalid backing file format: %s. "
-                            "Must be vmdk", c->filename, b->drv->name);
-        vimg_close(b);
-        return -EINVAL;
-    }
-    p->parent_cid = vmdk_state(b)->desc.cid;
+    /* vimg_close clears the error slot: report after it. */
+    const struct vimg_driver *drv = b->drv;
+    p->parent_cid = drv == &vimg_driver_vmdk ? vmdk_state(b)->desc.cid : 0;
     vimg_close(b);
+    if (drv != &vimg_driver_vmdk) {
+        return vimg_internal_error(EINVAL, "%s: Invalid backing file format: "
+                                   "%s. Must be vmdk", c->filename,
+                                   drv->name);
+    }
     return 0;
 }
 

@@ -387,9 +387,9 @@ static int stream_refused(struct vimg_image *img, const char *why)
                                    "written by appending: %s", why);
 }
 
-static int stream_writable(struct vimg_image *img, struct vmdk_extent *e)
+int vmdk_sparse_writable(struct vimg_image *img, struct vmdk_extent *e)
 {
-    if (!e->sp->markers || e->sp->footer) {
+    if (e->sp->compressed && (!e->sp->markers || e->sp->footer)) {
         return stream_refused(img, "this stream's layout (grain directory "
                                    "at the end, or no markers) cannot be "
                                    "appended to");
@@ -423,9 +423,6 @@ int vmdk_sparse_write(struct vimg_image *img, struct vmdk_extent *e,
     uint32_t v;
     int r;
 
-    if (sp->compressed && (r = stream_writable(img, e)) < 0) {
-        return r;
-    }
     while (count) {
         uint64_t grain = offset / sp->grain_bytes;
         uint64_t in = offset % sp->grain_bytes;
@@ -497,8 +494,7 @@ int vmdk_sparse_write_compressed(struct vimg_image *img,
     uint32_t v;
     int r;
 
-    if ((r = stream_writable(img, e)) < 0 ||
-        (r = lookup(img, e, grain, true, &v, &slot)) < 0) {
+    if ((r = lookup(img, e, grain, true, &v, &slot)) < 0) {
         return r;
     }
     if (v != VMDK_GTE_EMPTY) {

@@ -207,9 +207,12 @@ static int read_text(struct vimg_image *img, uint64_t offset, uint64_t len)
     if (!(s->desc_text = malloc(len + 1))) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    s->desc_len = len;
     s->desc_text[len] = '\0';
-    return vimg_internal_pread(img->file, s->desc_text, len, offset);
+    int r = vimg_internal_pread(img->file, s->desc_text, len, offset);
+    /* The text ends at the first NUL (the rest of an embedded
+     * descriptor's sectors is padding). */
+    s->desc_len = strlen(s->desc_text);
+    return r;
 }
 
 /* A descriptor file: text naming the extents. */
@@ -474,6 +477,10 @@ static int writable_extent(struct vimg_image *img, struct vmdk_extent *e)
     if (!e->file) {
         return not_opened(img, e);
     }
+    int r = e->sp ? vmdk_sparse_writable(img, e) : 0;
+    if (r < 0) {
+        return r;
+    }
     struct vmdk_state *s = vmdk_state(img);
     return s->cid_updated ? 0 : update_cid(img);
 }
@@ -545,8 +552,18 @@ static int vmdk_block_status(struct vimg_image *img, uint64_t offset,
     }
     *file = e->file;
     if (!e->sp) {
+        /* As QEMU (BDRV_BLOCK_RECURSE): data, and zero too where the
+         * flat file has a hole. */
+        struct vimg_extent fe;
+        int r = vimg_internal_block_status(e->file, e->flat_offset + in, n,
+                                           0, &fe);
+        if (r < 0) {
+            return r;
+        }
+        *pnum = fe.length;
         *map = e->flat_offset + in;
-        return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
+        return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID |
+               (fe.flags & VIMG_BS_ZERO);
     }
     return vmdk_sparse_block_status(img, e, in, n, pnum, map);
 }

@@ -172,6 +172,10 @@ int vmdk_sparse_check_header(struct vimg_image *img, const uint8_t *hdr,
  * extent; unallocated grains come from the backing chain. */
 int vmdk_sparse_read(struct vimg_image *img, struct vmdk_extent *e,
                      uint8_t *buf, uint64_t count, uint64_t offset);
+/* Whether writes may go to E at all (streams with their directory at the
+ * end, or without markers, cannot be appended to); checked before the
+ * first change to the image. */
+int vmdk_sparse_writable(struct vimg_image *img, struct vmdk_extent *e);
 int vmdk_sparse_write(struct vimg_image *img, struct vmdk_extent *e,
                       const uint8_t *buf, uint64_t count, uint64_t offset);
 /* Zero [OFFSET, OFFSET+COUNT): zeroed grains where the extent has them,

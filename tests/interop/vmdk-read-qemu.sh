@@ -1,0 +1,54 @@
+#!/bin/sh
+# Images qemu-img makes and qemu-io writes, in every VMDK subformat qemu-img
+# creates (and with zeroed grains), read by vimg: the same guest bytes, the
+# same map, and info identical to qemu-img's, human and JSON.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/qcow2.inc"
+. "$(dirname "$0")/vmdk.inc"
+requires qemu-img qemu-io
+
+same_info() {
+    qemu-img info -U "$1" > "$T/q.txt"
+    "$VIMG" info -U "$1" > "$T/v.txt"
+    diff "$T/q.txt" "$T/v.txt" >&2 || fail "human info of $1 differs"
+    qemu-img info -U --output=json "$1" > "$T/q.json"
+    "$VIMG" info -U --output=json "$1" > "$T/v.json"
+    "$PY" - "$T/q.json" "$T/v.json" <<'PY' || fail "JSON info of $1 differs"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+if a != b:
+    print(json.dumps(a, sort_keys=True), json.dumps(b, sort_keys=True),
+          sep="\n", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+cd "$T"
+for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse \
+           twoGbMaxExtentFlat streamOptimized zeroed; do
+    o="subformat=$sub"
+    [ $sub = zeroed ] && o="zeroed_grain=on"
+    rm -f d*.vmdk
+    # 2 GiB + 3 MiB: the split formats get two extents.
+    qemu-img create -q -f vmdk -o "$o" d.vmdk 2051M
+    if [ $sub = streamOptimized ]; then
+        # Streams take whole grains, once, appended in order.
+        qemu-io -f vmdk -c 'write -P 0x5a 0 128k' -c 'write -P 0x11 1M 64k' \
+            -c 'write -P 0x22 2047M 2M' d.vmdk > /dev/null
+    else
+        qemu-io -f vmdk -c 'write -P 0x5a 1000k 300k' \
+            -c 'write -P 0x11 2047M 2M' -c 'write -P 0x22 2050M 512' \
+            d.vmdk > /dev/null
+    fi
+    [ $sub = zeroed ] && qemu-io -f vmdk -c 'write -z 1024k 128k' d.vmdk \
+        > /dev/null
+    same_guest vmdk d.vmdk
+    same_map vmdk d.vmdk
+    same_info d.vmdk
+done
+# A name with a folder: extent paths resolve against it, as qemu-img shows.
+mkdir sub
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat sub/f.vmdk 3M
+same_info "$T/sub/f.vmdk"
+same_info sub/f.vmdk
+exit 0
