@@ -365,11 +365,10 @@ struct vimg_image *vimg_open_buffer(const void *data, size_t len,
     return open_format(mem, &mp, NULL, 0);
 }
 
-int vimg_close(struct vimg_image *img)
+int vimg_internal_close(struct vimg_image *img)
 {
     int r = 0;
 
-    vimg_internal_error_clear();
     if (!img) {
         return 0;
     }
@@ -377,7 +376,13 @@ int vimg_close(struct vimg_image *img)
         r = vimg_internal_flush(img);
     }
     int r2 = image_free(img, true);
-    return r < 0 || r2 < 0 ? -1 : 0;
+    return r < 0 ? r : r2;
+}
+
+int vimg_close(struct vimg_image *img)
+{
+    vimg_internal_error_clear();
+    return vimg_internal_close(img) < 0 ? -1 : 0;
 }
 
 /* ---- Facts ------------------------------------------------------------ */

@@ -240,6 +240,10 @@ int64_t vimg_internal_get_size(struct vimg_image *img);
  * -EPERM when the policy forbids it. */
 int vimg_internal_open_reference(struct vimg_image *img, const char *name,
                                  bool writable, struct vimg_image **out);
+/* vimg_close without clearing the error slot: for images a driver opened
+ * itself (extent files), closed on a failing path whose message must
+ * stay. Returns 0 or -errno. */
+int vimg_internal_close(struct vimg_image *img);
 /* Validate NAME against IMG's policy and resolve it (caller frees *PATH). */
 int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
                                     char **path);

@@ -422,10 +422,9 @@ static int parent_cid(struct plan *p)
     if (!b) {
         return -vimg_get_errno();
     }
-    /* vimg_close clears the error slot: report after it. */
     const struct vimg_driver *drv = b->drv;
     p->parent_cid = drv == &vimg_driver_vmdk ? vmdk_state(b)->desc.cid : 0;
-    vimg_close(b);
+    vimg_internal_close(b);
     if (drv != &vimg_driver_vmdk) {
         return vimg_internal_error(EINVAL, "%s: Invalid backing file format: "
                                    "%s. Must be vmdk", c->filename,
@@ -460,7 +459,7 @@ static int make_extent(struct plan *p, int idx, uint64_t bytes,
     p->made[p->n_made++] = name;
     r = p->flat ? vimg_internal_truncate(f, bytes, 0, VIMG_PREALLOC_OFF)
                 : init_sparse(f, bytes, p->zeroed_grain);
-    int r2 = vimg_close(f) < 0 ? -vimg_get_errno() : 0;
+    int r2 = vimg_internal_close(f);
     if (r == 0) {
         r = r2;
     }

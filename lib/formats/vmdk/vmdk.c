@@ -65,12 +65,16 @@ static int vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
 
 /* ---- Opening ---------------------------------------------------------- */
 
-static void free_state(struct vmdk_state *s)
+/* Release everything; the first error of closing an extent file (its
+ * final flush). */
+static int free_state(struct vmdk_state *s)
 {
+    int r = 0;
     for (size_t i = 0; i < s->n_extents; i++) {
         struct vmdk_extent *e = &s->extents[i];
         if (e->own_file && e->file) {
-            vimg_close(e->file);
+            int r2 = vimg_internal_close(e->file);
+            r = r < 0 ? r : r2;
         }
         vmdk_sparse_free(e->sp);
         free(e->name);
@@ -84,6 +88,7 @@ static void free_state(struct vmdk_state *s)
     free(s->cache);
     free(s->gt[0].table);
     memset(s, 0, sizeof *s);
+    return r;
 }
 
 /* Buffers sized for the largest grain and grain table of any extent. */
@@ -358,8 +363,8 @@ static int vmdk_close(struct vimg_image *img)
 {
     struct vmdk_state *s = vmdk_state(img);
     int r = img->writable ? vmdk_sparse_flush(img) : 0;
-    free_state(s);
-    return r;
+    int r2 = free_state(s);
+    return r < 0 ? r : r2;
 }
 
 /* ---- Data path -------------------------------------------------------- */
