@@ -289,6 +289,7 @@ extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_vmdk;
+extern const struct vimg_driver vimg_driver_qcow1;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

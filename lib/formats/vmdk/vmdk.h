@@ -60,8 +60,9 @@ struct vmdk_desc {
     size_t n_extents;
 };
 
-/* Parse LEN bytes of descriptor text (a NUL ends it early) under the strict grammar of docs/vmdk.md: every line is
- * blank, a comment, a header key=value, a ddb.* entry or an extent line;
+/* Parse LEN bytes of descriptor text (a NUL ends it early) under the
+ * strict grammar of docs/vmdk.md: every line is blank, a comment, a
+ * header key=value, a ddb.* entry or an extent line;
  * anything else is refused naming the line. Extent names are checked
  * against IMG's open policy (no absolute or ".." names unless references
  * are followed freely). Messages name IMG. */
