@@ -15,7 +15,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	qemu-utils qemu-system-x86 e2fsprogs \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \
-	libnbd-bin fdisk
+	libnbd-bin fdisk \
+	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow
 
 .PHONY: all deps build check demo bench fuzz clean
 
@@ -73,6 +74,7 @@ bench: deps build
 	@sh bench/run.sh $(BUILD)/cli/vimg
 	@sh bench/convert.sh $(BUILD)/cli/vimg
 	@sh bench/qcow2.sh $(BUILD)/cli/vimg
+	@sh bench/vmdk.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
 

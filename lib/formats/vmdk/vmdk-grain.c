@@ -678,9 +678,10 @@ int vmdk_sparse_check(struct vimg_image *img, struct vmdk_extent *e,
             if (report) {
                 report(opaque, msg);
             }
-            /* QEMU stops at the first bad grain. */
+            /* As QEMU: the check stops at the first bad grain and fails
+             * (qemu-img exits 1, "Check failed"). */
             res->corruptions++;
-            return 0;
+            return -EINVAL;
         }
     }
     return 0;

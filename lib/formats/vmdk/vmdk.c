@@ -716,8 +716,7 @@ static int vmdk_check(struct vimg_image *img, unsigned fix,
         return vimg_internal_img_error(img, ENOTSUP, "vmdk images cannot "
                                        "be repaired");
     }
-    for (size_t i = 0; r == 0 && i < s->n_extents && !res->corruptions;
-         i++) {
+    for (size_t i = 0; r == 0 && i < s->n_extents; i++) {
         struct vmdk_extent *e = &s->extents[i];
         if (e->sp && e->file) {
             r = vmdk_sparse_check(img, e, res, report, opaque);
