@@ -31,6 +31,21 @@ for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse \
     "$VIMG" info --output=json d.vmdk > v.json
     [ "$(jget v.json virtual-size)" = $(((2 << 30) + (3 << 19) + 512)) ] ||
         fail "$sub: virtual size"
+    qemu-img info d.vmdk > q.txt
+    "$VIMG" info d.vmdk > v.txt
+    diff q.txt v.txt >&2 || fail "$sub: info of vimg's image differs"
+    # Extent files carry the target's name, not convert's temporary one.
+    case $sub in
+    twoGbMaxExtentSparse) names="d-s001.vmdk d-s002.vmdk" ;;
+    twoGbMaxExtentFlat) names="d-f001.vmdk d-f002.vmdk" ;;
+    monolithicFlat) names="d-flat.vmdk" ;;
+    *) names="" ;;
+    esac
+    for n in $names; do
+        [ -f "$n" ] && grep -aq "\"$n\"" d.vmdk || fail "$sub: extent $n"
+    done
+    grep -aq 'vimg-' d.vmdk && fail "$sub: a temporary name in the image"
+    ls -a | grep -q '^\.d\.vmdk' && fail "$sub: temporaries left"
 
     # vimg create, then writes by qemu-io (not streams: those only take
     # whole new grains) and by vimg.
