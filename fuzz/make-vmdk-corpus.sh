@@ -5,6 +5,7 @@
 # allows) are built here byte by byte; streams come from vimg (open-vmdk's
 # layout) and from this script (ovftool's, with a footer); descriptor files
 # are text.
+# regress-* files are inputs the fuzzer found, kept as they are.
 # Usage: VIMG=build/cli/vimg fuzz/make-vmdk-corpus.sh [OUTDIR]
 set -eu
 out=${1:-$(dirname "$0")/corpus/vmdk}

@@ -38,6 +38,8 @@ struct qcow1_state {
     uint64_t *l1;
     uint64_t meta_end;         /* header, backing name and L1 end here */
     uint64_t file_size;        /* kept current by our writes */
+    uint64_t orig_size;        /* when opened */
+    uint8_t *verified;         /* bit per L1 entry: its table checked */
     struct l2_slot slots[L2_SLOTS];
     uint64_t tick;
     uint8_t *cluster;          /* copy-on-write buffer */
@@ -144,9 +146,14 @@ static int validate_header(struct vimg_image *img, struct qcow1_state *s,
     return 0;
 }
 
+static int corrupt(struct vimg_image *img, const char *what, uint64_t off);
+static bool bad_range(const struct qcow1_state *s, uint64_t off,
+                      uint64_t len);
+
 static void free_state(struct qcow1_state *s)
 {
     free(s->l1);
+    free(s->verified);
     free(s->slots[0].table);
     free(s->cluster);
     free(s->cbuf);
@@ -176,10 +183,13 @@ static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
     uint64_t *tables = malloc(L2_SLOTS * s->l2_bytes);
     uint8_t *raw = malloc(s->l1_size * QCOW1_ENTRY_SIZE + 1);
     s->l1 = malloc(s->l1_size * sizeof *s->l1 + 1);
+    s->verified = calloc(1, s->l1_size / 8 + 1);
+    s->orig_size = file_size;
     s->cluster = malloc(s->cluster_size);
     s->cbuf = malloc(s->cluster_size);
     s->cache = malloc(s->cluster_size);
-    if (!tables || !raw || !s->l1 || !s->cluster || !s->cbuf || !s->cache) {
+    if (!tables || !raw || !s->l1 || !s->verified || !s->cluster ||
+        !s->cbuf || !s->cache) {
         free(tables);
         free(raw);
         free_state(s);
@@ -192,6 +202,11 @@ static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
                             s->l1_offset);
     for (uint64_t i = 0; r == 0 && i < s->l1_size; i++) {
         s->l1[i] = load_be64(raw + i * QCOW1_ENTRY_SIZE);
+        /* Checked now: an L2 table past the end of the file would alias
+         * clusters added later. */
+        if (s->l1[i] && bad_range(s, s->l1[i], s->l2_bytes)) {
+            r = corrupt(img, "L2 table", s->l1[i]);
+        }
     }
     free(raw);
     if (r == 0 && backing_off) {
@@ -234,9 +249,33 @@ static bool bad_range(const struct qcow1_state *s, uint64_t off,
     return off < s->meta_end || range_outside(off, len, s->file_size);
 }
 
-/* The L2 table at OFFSET, cached. NEW gives a zeroed table. */
-static int get_l2(struct vimg_image *img, uint64_t offset, bool new_table,
-                  uint64_t **out)
+/* Whether L2 entry E read from disk can be used: 0, a sector-aligned
+ * cluster, or a compressed cluster with a length, clear of the header,
+ * backing name and L1 table and below LIMIT: the end of the file as it was
+ * opened, for a table read for the first time (the file grows as clusters
+ * are added, and an entry past its old end would alias a new cluster), the
+ * current end for a table checked before (its newer entries are ours).
+ * *AT is the host offset it names. */
+static bool entry_ok(const struct qcow1_state *s, uint64_t e, uint64_t limit,
+                     uint64_t *at)
+{
+    uint64_t len = 1;
+    *at = e;
+    if (e & QCOW1_OFLAG_COMPRESSED) {
+        len = (e >> (63 - s->cluster_bits)) & (s->cluster_size - 1);
+        *at = e & s->offset_mask;
+    } else if (!e) {
+        return true;
+    } else if (e & 511) {
+        return false;
+    }
+    return len && *at >= s->meta_end && !range_outside(*at, len, limit);
+}
+
+/* The L2 table at OFFSET (that of L1 entry INDEX), cached, every entry
+ * checked by entry_ok. NEW gives a zeroed table. */
+static int get_l2(struct vimg_image *img, uint64_t offset, uint64_t index,
+                  bool new_table, uint64_t **out)
 {
     struct qcow1_state *s = state(img);
     struct l2_slot *victim = &s->slots[0];
@@ -264,17 +303,26 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool new_table,
             0) {
             return r;
         }
+        bool seen = s->verified[index / 8] & (1u << (index % 8));
+        uint64_t limit = seen ? s->file_size : s->orig_size;
         for (uint64_t i = 0; i < s->l2_entries; i++) {
+            uint64_t at;
             victim->table[i] = load_be64(raw + i * QCOW1_ENTRY_SIZE);
+            if (!entry_ok(s, victim->table[i], limit, &at)) {
+                return corrupt(img, victim->table[i] & QCOW1_OFLAG_COMPRESSED
+                                        ? "compressed cluster" : "cluster",
+                               at);
+            }
         }
     }
+    s->verified[index / 8] |= (uint8_t)(1u << (index % 8));
     victim->offset = offset;
     victim->lru = ++s->tick;
     *out = victim->table;
     return 0;
 }
 
-/* The L2 entry for guest OFFSET (0 when unallocated), validated; with
+/* The L2 entry for guest OFFSET (0 when unallocated); with
  * ALLOC a missing L2 table is made (at the next cluster boundary past the
  * end of the file, as QEMU places it). *ENTRY_AT is its host offset. */
 static int lookup(struct vimg_image *img, uint64_t offset, bool alloc,
@@ -294,7 +342,7 @@ static int lookup(struct vimg_image *img, uint64_t offset, bool alloc,
         }
         uint8_t be[8];
         l2_off = ROUND_UP(s->file_size, s->cluster_size);
-        if ((r = get_l2(img, l2_off, true, table)) < 0 ||
+        if ((r = get_l2(img, l2_off, l1_index, true, table)) < 0 ||
             (r = vimg_internal_pwrite(img->file, *table, s->l2_bytes,
                                       l2_off, 0)) < 0) {
             return r;
@@ -308,21 +356,10 @@ static int lookup(struct vimg_image *img, uint64_t offset, bool alloc,
         s->l1[l1_index] = l2_off;
         return 0;
     }
-    if ((r = get_l2(img, l2_off, false, table)) < 0) {
+    if ((r = get_l2(img, l2_off, l1_index, false, table)) < 0) {
         return r;
     }
-    uint64_t e = (*table)[*index];
-    if (e & QCOW1_OFLAG_COMPRESSED) {
-        uint64_t at = e & s->offset_mask;
-        uint64_t len = (e >> (63 - s->cluster_bits)) &
-                       (s->cluster_size - 1);
-        if (len == 0 || bad_range(s, at, len)) {
-            return corrupt(img, "compressed cluster", at);
-        }
-    } else if (e && ((e & 511) || bad_range(s, e, 1))) {
-        return corrupt(img, "cluster", e);
-    }
-    *entry = e;
+    *entry = (*table)[*index];
     return 0;
 }
 

@@ -51,9 +51,33 @@ static int evict(struct vimg_image *img, struct vmdk_gt_slot *slot)
     return r;
 }
 
-/* The grain table INDEX of E, cached (its entries unvalidated). */
+/* Whether a grain table entry read from disk can be used: empty, zeroed
+ * (where the extent has zeroed grains), or a sector in the grain area
+ * below LIMIT: the end of the file as it was opened, for a table read for
+ * the first time (the file grows as grains are added, and an entry past
+ * its old end would alias a new grain), the current end for a table
+ * checked before (its newer entries are ours). */
+static bool entry_ok(const struct vmdk_sparse *sp, uint32_t v, uint64_t limit)
+{
+    uint64_t at = (uint64_t)v * VMDK_SECTOR;
+    return v == VMDK_GTE_EMPTY || (v == VMDK_GTE_ZEROED && sp->zero_grain) ||
+           (at >= sp->overhead && at < limit);
+}
+
+static bool verified(const struct vmdk_sparse *sp, uint32_t index)
+{
+    return sp->verified[index / 8] & (1u << (index % 8));
+}
+
+static void set_verified(struct vmdk_sparse *sp, uint32_t index)
+{
+    sp->verified[index / 8] |= (uint8_t)(1u << (index % 8));
+}
+
+/* The grain table INDEX of E, cached. With VALIDATE every entry must pass
+ * entry_ok (check reads tables without it, to count the bad entries). */
 static int get_table(struct vimg_image *img, const struct vmdk_extent *e,
-                     uint32_t index, struct vmdk_gt_slot **out)
+                     uint32_t index, bool validate, struct vmdk_gt_slot **out)
 {
     struct vmdk_state *s = vmdk_state(img);
     struct vmdk_gt_slot *victim = &s->gt[0];
@@ -61,10 +85,15 @@ static int get_table(struct vimg_image *img, const struct vmdk_extent *e,
 
     for (int i = 0; i < VMDK_GT_CACHE_SLOTS; i++) {
         struct vmdk_gt_slot *slot = &s->gt[i];
-        if (slot->ext == e && slot->index == index) {
+        if (slot->ext == e && slot->index == index &&
+            (slot->valid || !validate)) {
             slot->lru = ++s->tick;
             *out = slot;
             return 0;
+        }
+        if (slot->ext == e && slot->index == index) {
+            victim = slot; /* cached unvalidated: load it again */
+            break;
         }
         if (!slot->ext || (victim->ext && slot->lru < victim->lru)) {
             victim = slot;
@@ -73,21 +102,38 @@ static int get_table(struct vimg_image *img, const struct vmdk_extent *e,
     if ((r = evict(img, victim)) < 0) {
         return r;
     }
-    uint8_t *raw = malloc(e->sp->gt_bytes);
+    struct vmdk_sparse *sp = e->sp;
+    uint64_t limit = verified(sp, index) ? sp->file_size : sp->orig_size;
+    uint8_t *raw = malloc(sp->gt_bytes);
     if (!raw) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    r = vimg_internal_pread(e->file, raw, e->sp->gt_bytes,
-                            (uint64_t)e->sp->gd[index] * VMDK_SECTOR);
-    for (uint32_t i = 0; r == 0 && i < e->sp->gtes; i++) {
+    r = vimg_internal_pread(e->file, raw, sp->gt_bytes,
+                            (uint64_t)sp->gd[index] * VMDK_SECTOR);
+    bool valid = true;
+    for (uint32_t i = 0; r == 0 && i < sp->gtes; i++) {
         victim->table[i] = load_le32(raw + 4 * i);
+        if (validate && !entry_ok(sp, victim->table[i], limit)) {
+            r = vimg_internal_img_error(img, EIO, "grain table entry of "
+                                        "sector %llu in '%s' points to "
+                                        "sector %u, outside the grains",
+                                        (unsigned long long)(
+                                            ((uint64_t)index * sp->gtes + i) *
+                                            sp->grain_bytes / VMDK_SECTOR),
+                                        e->file->filename, victim->table[i]);
+        }
+        valid = valid && entry_ok(sp, victim->table[i], limit);
     }
     free(raw);
     if (r < 0) {
         return r;
     }
+    if (valid) {
+        set_verified(sp, index);
+    }
     victim->ext = e;
     victim->index = index;
+    victim->valid = valid;
     victim->lru = ++s->tick;
     *out = victim;
     return 0;
@@ -120,6 +166,7 @@ static int alloc_table(struct vimg_image *img, struct vmdk_extent *e,
     }
     free(zeros);
     if (r == 0) {
+        set_verified(sp, index);
         sp->gd[index] = (uint32_t)(at / VMDK_SECTOR);
         store_le32(entry, sp->gd[index]);
         r = vimg_internal_pwrite(e->file, entry, 4,
@@ -136,8 +183,8 @@ static int alloc_table(struct vimg_image *img, struct vmdk_extent *e,
     return r;
 }
 
-/* The grain table entry of GRAIN (extent-relative), validated: 0 empty,
- * VMDK_GTE_ZEROED, or a sector in the grain area of the file. With ALLOC
+/* The grain table entry of GRAIN (extent-relative), validated (see
+ * entry_ok): 0 empty, VMDK_GTE_ZEROED, or a grain's sector. With ALLOC
  * a missing table is made. *SLOT is where it lives (NULL without a
  * table). */
 static int lookup(struct vimg_image *img, struct vmdk_extent *e,
@@ -164,25 +211,10 @@ static int lookup(struct vimg_image *img, struct vmdk_extent *e,
             return r;
         }
     }
-    if ((r = get_table(img, e, (uint32_t)index, slot)) < 0) {
+    if ((r = get_table(img, e, (uint32_t)index, true, slot)) < 0) {
         return r;
     }
-    uint32_t v = (*slot)->table[grain % sp->gtes];
-    if (v == VMDK_GTE_EMPTY || (v == VMDK_GTE_ZEROED && sp->zero_grain)) {
-        *entry = v;
-        return 0;
-    }
-    uint64_t at = (uint64_t)v * VMDK_SECTOR;
-    if (at < sp->overhead || at >= sp->file_size) {
-        return vimg_internal_img_error(img, EIO, "grain table entry of "
-                                       "sector %llu in '%s' points to "
-                                       "sector %u, outside the grains",
-                                       (unsigned long long)(grain *
-                                                            sp->grain_bytes /
-                                                            VMDK_SECTOR),
-                                       e->file->filename, v);
-    }
-    *entry = v;
+    *entry = (*slot)->table[grain % sp->gtes];
     return 0;
 }
 
@@ -662,7 +694,7 @@ int vmdk_sparse_check(struct vimg_image *img, struct vmdk_extent *e,
             g += sp->gtes - 1 - g % sp->gtes;
             continue;
         }
-        if ((r = get_table(img, e, index, &slot)) < 0) {
+        if ((r = get_table(img, e, index, false, &slot)) < 0) {
             return r;
         }
         uint32_t v = slot->table[g % sp->gtes];

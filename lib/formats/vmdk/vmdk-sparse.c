@@ -256,6 +256,7 @@ void vmdk_sparse_free(struct vmdk_sparse *sp)
     if (sp) {
         free(sp->gd);
         free(sp->rgd);
+        free(sp->verified);
         free(sp);
     }
 }
@@ -302,6 +303,11 @@ int vmdk_sparse_open(struct vimg_image *img, struct vimg_image *file,
         (sp->rgd_offset &&
          (r = read_directory(img, file, sp, sp->rgd_offset, &sp->rgd)) <
              0)) {
+        goto fail;
+    }
+    sp->orig_size = file_size;
+    if (!(sp->verified = calloc(1, sp->gd_entries / 8 + 1))) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
         goto fail;
     }
     sp->stream = sp->compressed;

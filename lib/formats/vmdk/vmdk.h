@@ -94,6 +94,8 @@ struct vmdk_sparse {
     bool compressed, markers, zero_grain;
     bool footer;               /* the header in force came from a footer */
     uint64_t file_size;        /* bytes, kept current by our writes */
+    uint64_t orig_size;        /* bytes, when opened */
+    uint8_t *verified;         /* bit per grain table: entries checked */
     uint64_t next;             /* where the next grain goes */
     bool stream;               /* compressed: written by appending only */
     bool stream_dirty;         /* grains appended since the last EOS */
@@ -117,6 +119,7 @@ struct vmdk_gt_slot {
     uint32_t index;            /* grain directory index */
     uint64_t lru;
     bool dirty;
+    bool valid;                /* every entry passed the load checks */
     uint32_t *table;           /* host order, VMDK_MAX_GTES entries */
 };
 
