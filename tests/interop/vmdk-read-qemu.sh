@@ -46,6 +46,50 @@ for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse \
     same_map vmdk d.vmdk
     same_info d.vmdk
 done
+# ESX's vmfs descriptor (qemu-img reads it but cannot make one), with a
+# RDONLY flat extent at an offset and a ZERO extent beside it.
+head -c 1M /dev/urandom > v-flat.img
+cat > v.vmdk <<'DESC'
+# Disk DescriptorFile
+version=1
+encoding="UTF-8"
+CID=fffffffe
+parentCID=ffffffff
+isNativeSnapshot="no"
+createType="vmfs"
+
+# Extent description
+RW 2048 VMFS "v-flat.img"
+
+# The Disk Data Base
+#DDB
+
+ddb.adapterType = "lsilogic"
+ddb.virtualHWVersion = "13"
+DESC
+same_guest vmdk v.vmdk
+same_map vmdk v.vmdk
+same_info v.vmdk
+
+# RDONLY and ZERO extents (qemu-img skips such lines, so vimg alone):
+# the flat part reads from its offset, the zero part as zeros, and writes
+# to either are refused.
+cat > rz.vmdk <<'DESC'
+# Disk DescriptorFile
+version=1
+CID=12345678
+parentCID=ffffffff
+createType="monolithicFlat"
+RDONLY 1024 FLAT "v-flat.img" 1024
+RW 512 ZERO
+DESC
+"$VIMG" convert -O raw rz.vmdk rz.raw
+{ tail -c 512k v-flat.img; head -c 256k /dev/zero; } | cmp -s - rz.raw ||
+    fail "RDONLY/ZERO extents read wrong"
+printf 'x' > x.raw
+expect_status 1 "$VIMG" convert -n -f raw -O vmdk x.raw rz.vmdk
+grep -q 'read-only' err || fail "write to RDONLY: $(cat err)"
+
 # A name with a folder: extent paths resolve against it, as qemu-img shows.
 mkdir sub
 qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat sub/f.vmdk 3M
