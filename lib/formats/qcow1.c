@@ -40,6 +40,8 @@ struct qcow1_state {
     uint64_t file_size;        /* kept current by our writes */
     uint64_t orig_size;        /* when opened */
     uint8_t *verified;         /* bit per L1 entry: its table checked */
+    uint64_t *tables;          /* L2 table offsets at open, sorted */
+    uint64_t n_tables;
     struct l2_slot slots[L2_SLOTS];
     uint64_t tick;
     uint8_t *cluster;          /* copy-on-write buffer */
@@ -146,14 +148,99 @@ static int validate_header(struct vimg_image *img, struct qcow1_state *s,
     return 0;
 }
 
-static int corrupt(struct vimg_image *img, const char *what, uint64_t off);
+/* ---- Metadata bounds --------------------------------------------------- */
+
+static int corrupt(struct vimg_image *img, const char *what, uint64_t off)
+{
+    return vimg_internal_img_error(img, EIO, "%s at 0x%llx lies outside the "
+                                   "file or on its metadata (header, "
+                                   "backing name, L1 or L2 tables)",
+                                   what, (unsigned long long)off);
+}
+
+/* A host range for a table or cluster must lie inside the file and clear
+ * of the header, the backing name and the L1 table. */
 static bool bad_range(const struct qcow1_state *s, uint64_t off,
-                      uint64_t len);
+                      uint64_t len)
+{
+    return off < s->meta_end || range_outside(off, len, s->file_size);
+}
+
+/* Whether L2 entry E read from disk can be used: 0, a sector-aligned
+ * cluster, or a compressed cluster with a length, clear of the header,
+ * backing name and L1 table and below LIMIT: the end of the file as it was
+ * opened, for a table read for the first time (the file grows as clusters
+ * are added, and an entry past its old end would alias a new cluster), the
+ * current end for a table checked before (its newer entries are ours).
+ * *AT is the host offset it names. */
+/* Whether [AT, AT+LEN) meets one of the L2 tables the file had at open
+ * (later ones lie past its old end, where no checked entry points). */
+static bool on_table(const struct qcow1_state *s, uint64_t at, uint64_t len)
+{
+    uint64_t lo = 0, hi = s->n_tables;
+    while (lo < hi) {       /* first table ending after AT */
+        uint64_t mid = (lo + hi) / 2;
+        if (s->tables[mid] + s->l2_bytes <= at) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < s->n_tables && s->tables[lo] < at + len;
+}
+
+static bool entry_ok(const struct qcow1_state *s, uint64_t e, uint64_t limit,
+                     uint64_t *at)
+{
+    uint64_t len = s->cluster_size;
+    *at = e;
+    if (e & QCOW1_OFLAG_COMPRESSED) {
+        len = (e >> (63 - s->cluster_bits)) & (s->cluster_size - 1);
+        *at = e & s->offset_mask;
+    } else if (!e) {
+        return true;
+    } else if (e & 511) {
+        return false;
+    }
+    /* Plain clusters lie wholly inside the file (QEMU grows the file over
+     * every cluster it allocates): one reaching past the end would meet
+     * the tables and clusters added there. */
+    return len && *at >= s->meta_end && !range_outside(*at, len, limit) &&
+           !on_table(s, *at, len);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The L2 tables the L1 table names, sorted; two that overlap would write
+ * entries into each other. */
+static int index_tables(struct vimg_image *img, struct qcow1_state *s)
+{
+    if (!(s->tables = malloc(s->l1_size * sizeof *s->tables + 1))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        if (s->l1[i]) {
+            s->tables[s->n_tables++] = s->l1[i];
+        }
+    }
+    qsort(s->tables, s->n_tables, sizeof *s->tables, cmp_u64);
+    for (uint64_t i = 0; i + 1 < s->n_tables; i++) {
+        if (s->tables[i + 1] < s->tables[i] + s->l2_bytes) {
+            return corrupt(img, "L2 table", s->tables[i + 1]);
+        }
+    }
+    return 0;
+}
 
 static void free_state(struct qcow1_state *s)
 {
     free(s->l1);
     free(s->verified);
+    free(s->tables);
     free(s->slots[0].table);
     free(s->cluster);
     free(s->cbuf);
@@ -209,6 +296,9 @@ static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
         }
     }
     free(raw);
+    if (r == 0) {
+        r = index_tables(img, s);
+    }
     if (r == 0 && backing_off) {
         char *name = calloc(1, backing_len + 1);
         if (!name) {
@@ -232,45 +322,7 @@ static int qcow1_close(struct vimg_image *img)
     return 0;
 }
 
-/* ---- Tables ----------------------------------------------------------- */
-
-static int corrupt(struct vimg_image *img, const char *what, uint64_t off)
-{
-    return vimg_internal_img_error(img, EIO, "%s at 0x%llx lies outside the "
-                                   "file or on its header or L1 table",
-                                   what, (unsigned long long)off);
-}
-
-/* A host range for a table or cluster must lie inside the file and clear
- * of the header, the backing name and the L1 table. */
-static bool bad_range(const struct qcow1_state *s, uint64_t off,
-                      uint64_t len)
-{
-    return off < s->meta_end || range_outside(off, len, s->file_size);
-}
-
-/* Whether L2 entry E read from disk can be used: 0, a sector-aligned
- * cluster, or a compressed cluster with a length, clear of the header,
- * backing name and L1 table and below LIMIT: the end of the file as it was
- * opened, for a table read for the first time (the file grows as clusters
- * are added, and an entry past its old end would alias a new cluster), the
- * current end for a table checked before (its newer entries are ours).
- * *AT is the host offset it names. */
-static bool entry_ok(const struct qcow1_state *s, uint64_t e, uint64_t limit,
-                     uint64_t *at)
-{
-    uint64_t len = 1;
-    *at = e;
-    if (e & QCOW1_OFLAG_COMPRESSED) {
-        len = (e >> (63 - s->cluster_bits)) & (s->cluster_size - 1);
-        *at = e & s->offset_mask;
-    } else if (!e) {
-        return true;
-    } else if (e & 511) {
-        return false;
-    }
-    return len && *at >= s->meta_end && !range_outside(*at, len, limit);
-}
+/* ---- L2 tables -------------------------------------------------------- */
 
 /* The L2 table at OFFSET (that of L1 entry INDEX), cached, every entry
  * checked by entry_ok. NEW gives a zeroed table. */

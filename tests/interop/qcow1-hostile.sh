@@ -44,6 +44,7 @@ edit(P, "l1-entry-past-eof", (l1, ">Q", 1 << 40))
 edit(P, "l1-entry-on-header", (l1, ">Q", 0))
 edit(P, "l2-entry-past-eof", (l2, ">Q", 1 << 40))
 edit(P, "l2-entry-unaligned", (l2, ">Q", l2 + 100))
+edit(P, "l2-entry-on-l2", (l2 + 8, ">Q", l2))
 edit(C, "compressed-size-zero", (cl2, ">Q", ce & ~(0xfff << 51)))
 edit(C, "compressed-past-eof", (cl2, ">Q", (1 << 63) | (100 << 51) |
                                 (1 << 40)))
@@ -86,6 +87,7 @@ check l1-entry-past-eof 'L2 table at 0x10000000000 lies outside'
 check l1-entry-on-header 'L2 table at 0x8 lies outside the file or on'
 check l2-entry-past-eof 'cluster at 0x10000000000 lies outside'
 check l2-entry-unaligned 'cluster at .* lies outside'
+check l2-entry-on-l2 'cluster at 0x1000 lies outside the file or on its metadata'
 check compressed-size-zero 'compressed cluster at .* lies outside'
 check compressed-past-eof 'compressed cluster at 0x10000000000 lies'
 check compressed-damaged 'compressed cluster at .* is damaged'

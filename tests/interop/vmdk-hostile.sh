@@ -51,6 +51,11 @@ put("truncated", M[:100])
 edit(M, "gte-past-eof", (gt0 * S, "<I", 0x7fffffff))
 edit(M, "gte-in-header", (gt0 * S, "<I", 1))
 edit(M, "gd-entry-past-eof", (gd * S, "<I", 0x7ffffff0))
+rgd = struct.unpack_from("<Q", M, 48)[0]
+edit(M, "gd-entry-on-grains", (gd * S, "<I",
+                               struct.unpack_from("<Q", M, 64)[0]))
+edit(M, "gd-entry-shared", (rgd * S, "<I", gt0))
+edit(M, "gd-entry-on-header", (gd * S, "<I", 1))
 # Streams: the first grain marker sits at the overhead.
 oh = struct.unpack_from("<Q", St, 64)[0] * S
 edit(St, "marker-size-huge", (oh + 8, "<I", 0xffffffff))
@@ -129,6 +134,9 @@ check truncated 'truncated'
 check gte-past-eof 'points to sector 2147483647, outside the grains'
 check gte-in-header 'points to sector 1, outside the grains'
 check gd-entry-past-eof 'grain table 0 at sector .* past the end'
+check gd-entry-on-grains 'grain table at sector 128 overlaps'
+check gd-entry-shared 'overlaps other metadata'
+check gd-entry-on-header 'grain table at sector 1 overlaps'
 check marker-size-huge 'claims 4294967295 bytes'
 check marker-size-zero 'claims 0 bytes'
 check marker-lba 'is for sector 12345'

@@ -139,54 +139,10 @@ static int get_table(struct vimg_image *img, const struct vmdk_extent *e,
     return 0;
 }
 
-/* A grain table for INDEX where there is none: a zeroed table (and one
- * for the redundant directory) at the end of the extent, the directory
- * entries written once the tables are. */
-static int alloc_table(struct vimg_image *img, struct vmdk_extent *e,
-                       uint32_t index)
-{
-    struct vmdk_sparse *sp = e->sp;
-    uint64_t room = ROUND_UP(sp->gt_bytes, VMDK_SECTOR);
-    unsigned copies = sp->rgd ? 2 : 1;
-    uint64_t at = sp->next;
-    uint8_t *zeros = calloc(1, room);
-    uint8_t entry[4];
-    int r = 0;
-
-    if (!zeros) {
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    if ((at + copies * room) / VMDK_SECTOR >= VMDK_MAX_SPARSE_FILE_SECTORS) {
-        free(zeros);
-        return vimg_internal_img_error(img, EFBIG, "extent '%s' is full",
-                                       e->file->filename);
-    }
-    for (unsigned c = 0; r == 0 && c < copies; c++) {
-        r = vimg_internal_pwrite(e->file, zeros, room, at + c * room, 0);
-    }
-    free(zeros);
-    if (r == 0) {
-        set_verified(sp, index);
-        sp->gd[index] = (uint32_t)(at / VMDK_SECTOR);
-        store_le32(entry, sp->gd[index]);
-        r = vimg_internal_pwrite(e->file, entry, 4,
-                                 sp->gd_offset + 4ull * index, 0);
-    }
-    if (r == 0 && sp->rgd) {
-        sp->rgd[index] = (uint32_t)((at + room) / VMDK_SECTOR);
-        store_le32(entry, sp->rgd[index]);
-        r = vimg_internal_pwrite(e->file, entry, 4,
-                                 sp->rgd_offset + 4ull * index, 0);
-    }
-    sp->next = ROUND_UP(at + copies * room, sp->grain_bytes);
-    sp->file_size = MAX(sp->file_size, at + copies * room);
-    return r;
-}
-
 /* The grain table entry of GRAIN (extent-relative), validated (see
- * entry_ok): 0 empty, VMDK_GTE_ZEROED, or a grain's sector. With ALLOC
- * a missing table is made. *SLOT is where it lives (NULL without a
- * table). */
+ * entry_ok): 0 empty, VMDK_GTE_ZEROED, or a grain's sector. ALLOC (the
+ * caller will write) refuses a missing table. *SLOT is where it lives
+ * (NULL without a table). */
 static int lookup(struct vimg_image *img, struct vmdk_extent *e,
                   uint64_t grain, bool alloc, uint32_t *entry,
                   struct vmdk_gt_slot **slot)
@@ -207,9 +163,13 @@ static int lookup(struct vimg_image *img, struct vmdk_extent *e,
         if (!alloc) {
             return 0;
         }
-        if ((r = alloc_table(img, e, (uint32_t)index)) < 0) {
-            return r;
-        }
+        /* VMware, QEMU and vimg make every table with the disk; a table
+         * added at the end of the file would sit among the grains. */
+        return vimg_internal_img_error(img, ENOTSUP, "grain table %llu of "
+                                       "'%s' is missing; only images made "
+                                       "with all their grain tables can be "
+                                       "written", (unsigned long long)index,
+                                       e->file->filename);
     }
     if ((r = get_table(img, e, (uint32_t)index, true, slot)) < 0) {
         return r;

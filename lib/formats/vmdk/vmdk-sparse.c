@@ -230,6 +230,64 @@ static int read_directory(struct vimg_image *img, struct vimg_image *file,
     return 0;
 }
 
+static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Grain tables are metadata: each must lie after the header, clear of the
+ * descriptor and both directories, and apart from every other table; in a
+ * file whose directory is in front, below the first grain (the technical
+ * note's "overhead"), as must the descriptor. Otherwise a table or a CID
+ * written back would land on a grain or on other metadata. */
+static int check_tables(struct vimg_image *img, struct vmdk_sparse *sp)
+{
+    uint64_t n = 0, dir_bytes = (uint64_t)sp->gd_entries * 4;
+    uint32_t *all = malloc(2 * (uint64_t)sp->gd_entries * sizeof *all + 1);
+    int r = 0;
+
+    if (!all) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    if (!sp->footer && sp->desc_offset + sp->desc_size > sp->overhead) {
+        free(all);
+        return vimg_internal_img_error(img, EINVAL, "the descriptor "
+                                       "overlaps the grains");
+    }
+    for (int d = 0; d < 2; d++) {
+        const uint32_t *dir = d ? sp->rgd : sp->gd;
+        for (uint32_t i = 0; dir && i < sp->gd_entries; i++) {
+            if (dir[i]) {
+                all[n++] = dir[i];
+            }
+        }
+    }
+    qsort(all, n, sizeof *all, cmp_u32);
+    for (uint64_t i = 0; r == 0 && i < n; i++) {
+        uint64_t at = (uint64_t)all[i] * VMDK_SECTOR;
+        if (at < VMDK_SECTOR ||
+            overlap(at, sp->gt_bytes, sp->desc_offset, sp->desc_size) ||
+            overlap(at, sp->gt_bytes, sp->gd_offset, dir_bytes) ||
+            overlap(at, sp->gt_bytes, sp->rgd_offset,
+                    sp->rgd_offset ? dir_bytes : 0) ||
+            (!sp->footer && at + sp->gt_bytes > sp->overhead) ||
+            (i + 1 < n &&
+             (uint64_t)all[i + 1] * VMDK_SECTOR < at + sp->gt_bytes)) {
+            r = vimg_internal_img_error(img, EINVAL, "grain table at sector "
+                                        "%u overlaps other metadata or the "
+                                        "grains", all[i]);
+        }
+    }
+    free(all);
+    return r;
+}
+
 /* Where a writable stream continues: over its end-of-stream marker (an
  * all-zero last sector), else at the end of the file. */
 static int find_stream_end(struct vimg_image *file, struct vmdk_sparse *sp)
@@ -302,7 +360,8 @@ int vmdk_sparse_open(struct vimg_image *img, struct vimg_image *file,
     if ((r = read_directory(img, file, sp, sp->gd_offset, &sp->gd)) < 0 ||
         (sp->rgd_offset &&
          (r = read_directory(img, file, sp, sp->rgd_offset, &sp->rgd)) <
-             0)) {
+             0) ||
+        (r = check_tables(img, sp)) < 0) {
         goto fail;
     }
     sp->orig_size = file_size;
