@@ -5,8 +5,9 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
 # Concurrency tests, also run under ThreadSanitizer.
-TSAN_TESTS := unit-qcow2-threads unit-compress
-TSAN_TARGETS := tests/unit/qcow2/test-qcow2-threads tests/unit/test-compress
+TSAN_TESTS := unit-qcow2-threads unit-compress fuzz-nbd-server
+TSAN_TARGETS := tests/unit/qcow2/test-qcow2-threads tests/unit/test-compress \
+	fuzz/fuzz-nbd-server
 MESON_OPTS ?=
 
 # Every Debian package the build, tests, demo and benchmarks use.
@@ -16,6 +17,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	xorriso genisoimage isolinux syslinux-common grub-rescue-pc \
 	ovmf grub-efi-amd64-bin grub-common mtools \
 	libnbd-bin fdisk \
+	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
+	libvhdi-utils python3-libvhdi \
 	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow
 
 .PHONY: all deps build check demo bench fuzz clean
@@ -77,6 +80,7 @@ bench: deps build
 	@sh bench/vmdk.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
+	@sh bench/nbd.sh $(BUILD)/cli/vimg
 
 # libFuzzer builds of the fuzz targets (needs clang).
 fuzz:

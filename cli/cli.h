@@ -18,14 +18,36 @@ struct command {
 };
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
-    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso;
+    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve,
+    cmd_fuse, cmd_mount, cmd_umount;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */
 int iso_create_main(int argc, char **argv);
 int iso_cidata_main(int argc, char **argv);
 
-/* "vimg: MESSAGE" on stderr; returns 1 for `return fail(...)`. */
+/* The FUSE view (cli/fuse.c): IMAGE's guest disk as the regular file
+ * FILE. */
+struct fuse_view_opts {
+    const char *image, *format; /* opened under the global policy */
+    const char *file;           /* an existing regular file to mount on */
+    const char *pid_file;       /* the serving process's id, or NULL */
+    bool rw;                    /* writes go to the image */
+    bool foreground;            /* serve here until unmounted */
+};
+/* Mount the view. In the foreground, serve until FILE is unmounted, then
+ * close the image. Otherwise return 0 once FILE is mounted, a background
+ * process serving it until it is unmounted. Prints errors; 1 on failure. */
+int fuse_view_run(const struct fuse_view_opts *o);
+
+/* S on a terminal: control characters (C0, DEL, C1) and bytes that are not
+ * UTF-8 as \xNN, so that names from an image cannot move the cursor,
+ * change colours or fake extra lines. Other text as it is. */
+void print_untrusted(FILE *f, const char *s);
+/* S as a JSON string (vimg_json_quote); -1 when out of memory. */
+int print_json_string(FILE *f, const char *s);
+/* "vimg: MESSAGE" on stderr, MESSAGE as print_untrusted shows it; returns
+ * 1 for `return fail(...)`. */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error as a one-line message; returns 1. */
 int fail_lib(void);
@@ -39,6 +61,8 @@ int parse_output(const char *arg, enum output_format *out);
  * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
+/* An -o argument: refuses an empty one (returns 1), else sets *OUT. */
+int parse_option_list(const char *arg, const char **out);
 
 /* qemu-img's human sizes: "1 MiB", "1.5 GiB", "196 KiB". */
 void format_size(uint64_t bytes, char *buf, size_t len);

@@ -11,7 +11,8 @@ static void report(void *opaque, const char *msg)
 {
     bool quiet = *(bool *)opaque;
     if (!quiet) {
-        fprintf(stderr, "%s\n", msg);
+        print_untrusted(stderr, msg);
+        fputc('\n', stderr);
     }
 }
 
@@ -82,8 +83,11 @@ static void print_json_result(const char *file, const char *format,
     FIELD("leaks-fixed", r->leaks_fixed);
 #undef FIELD
     printf("    \"check-errors\": %lld,\n", (long long)r->check_errors);
-    printf("    \"filename\": \"%s\",\n", file);
-    printf("    \"format\": \"%s\"\n}\n", format);
+    printf("    \"filename\": ");
+    print_json_string(stdout, file);
+    printf(",\n    \"format\": ");
+    print_json_string(stdout, format);
+    printf("\n}\n");
 }
 
 static int run(int argc, char **argv)

@@ -37,9 +37,9 @@ static int run(int argc, char **argv)
         return 2;
     }
     struct vimg_image *a = open_image(argv[optind], fmt_a, flags);
-    struct vimg_image *b = a ? open_image(argv[optind + 1], fmt_b ? fmt_b
-                                                                  : fmt_a,
-                                          flags)
+    /* -f names IMAGE1 only; IMAGE2 is probed unless -F names it, as
+     * qemu-img does (one -f for a raw and a qcow2 image must work). */
+    struct vimg_image *b = a ? open_image(argv[optind + 1], fmt_b, flags)
                              : NULL;
     if (!b) {
         vimg_close(a);
@@ -86,7 +86,8 @@ const struct command cmd_compare = {
     "Usage: vimg compare [-f FMT] [-F FMT] [-T CACHE] [-p] [-q] [-s] [-U] "
     "IMAGE1 IMAGE2\n"
     "Compare what a guest would read from two images of any formats.\n"
-    "  -f FMT, -F FMT  formats of IMAGE1 and IMAGE2 (default: probe)\n"
+    "  -f FMT          format of IMAGE1 (default: probe)\n"
+    "  -F FMT          format of IMAGE2 (default: probe, whatever -f says)\n"
     "  -s              strict: images of different sizes or block status\n"
     "                  differ\n"
     "  -p              progress bar; -q quiet; -U force share\n"

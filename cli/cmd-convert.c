@@ -1,51 +1,36 @@
 /* vimg convert [-p] [-q] [-n] [-c] [-W] [-U] [-f FMT] [-O FMT] [-o OPTIONS]
  *   [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] [-T CACHE]
  *   [--progress=json] SOURCE TARGET */
-#define _GNU_SOURCE
-#include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 
-/* A free name beside TARGET for building the new image, so a failure
- * never leaves a partial TARGET and never removes a file the user had. */
-static char *temp_name_beside(const char *target)
+/* Refuse a TARGET that is SOURCE or a file of its backing chain, naming
+ * it: its open would otherwise fail on our own lock, blamed on "another
+ * process", or replace the file being read. */
+static int check_not_source(struct vimg_image *src, const char *target)
 {
-    char *d = strdup(target), *b = strdup(target), *tmp = NULL;
-    if (d && b && asprintf(&tmp, "%s/.%s.vimg-convert-XXXXXX", dirname(d),
-                           basename(b)) < 0) {
-        tmp = NULL;
+    struct stat t, st;
+
+    if (stat(target, &t) < 0) {
+        return 0;
     }
-    free(d);
-    free(b);
-    if (tmp) {
-        int fd = mkstemp(tmp);
-        if (fd < 0) {
-            fail("%s: cannot create: %s", target, strerror(errno));
-            free(tmp);
-            return NULL;
+    for (struct vimg_image *l = src; l; l = vimg_get_backing(l)) {
+        const char *name = vimg_get_filename(l);
+        if (stat(name, &st) == 0 && st.st_dev == t.st_dev &&
+            st.st_ino == t.st_ino) {
+            if (l == src) {
+                return fail("%s: cannot convert into the source itself",
+                            target);
+            }
+            return fail("%s: cannot convert into the source's backing file "
+                        "%s", target, name);
         }
-        close(fd);
     }
-    return tmp;
-}
-
-/* The library's error, naming TARGET where it names the temporary file. */
-static void fail_target(const char *tmp, const char *target)
-{
-    const char *m = vimg_get_error();
-    size_t n = tmp ? strlen(tmp) : 0;
-
-    if (m && n && strncmp(m, tmp, n) == 0) {
-        fail("%s%s", target, m + n);
-    } else {
-        fail_lib();
-    }
+    return 0;
 }
 
 static int run(int argc, char **argv)
@@ -79,7 +64,11 @@ static int run(int argc, char **argv)
         case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'f': src_fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
-        case 'o': options = optarg; break;
+        case 'o':
+            if (parse_option_list(optarg, &options)) {
+                return 1;
+            }
+            break;
         case 'B': cp.backing_file = optarg; break;
         case 'F': cp.backing_format = optarg; break;
         case 'S':
@@ -127,42 +116,45 @@ static int run(int argc, char **argv)
         return fail("-B cannot be used with -n");
     }
 
+    /* An nbd:// target exists already (a server exports it): write into
+     * it, as qemu-img does for protocols that cannot create images. */
+    bool url = vimg_is_url(target);
+    if (url && (cp.backing_file || options)) {
+        return fail("-B and -o cannot be used with an nbd:// target");
+    }
+    no_create |= url;
+
     struct vimg_image *src = open_image(source, src_fmt, src_flags);
     if (!src) {
         return 1;
     }
-    char *tmp = NULL;
-    const char *build = target;
-    struct stat st;
-    bool replace = !no_create &&
-                   !(stat(target, &st) == 0 && !S_ISREG(st.st_mode));
-    int rc = 1;
+    struct vimg_target *t = NULL;
     struct vimg_image *dst = NULL;
+    int rc = 1;
 
+    if (check_not_source(src, target)) {
+        goto out;
+    }
+    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags,
+                                   .refs = cli_ref_policy() };
     if (!no_create) {
-        if (replace && !(build = tmp = temp_name_beside(target))) {
-            goto out;
-        }
         cp.format = out_fmt;
         cp.size = (uint64_t)vimg_get_size(src);
         cp.size_given = true;
         cp.options = options;
         cp.no_flush = dst_flags & VIMG_OPEN_NO_FLUSH;
-        cp.final_name = target;
-        if (vimg_create(build, &cp) < 0) {
-            fail_target(tmp, target);
+        if (!(t = vimg_target_begin(target)) ||
+            vimg_target_create(t, &cp) < 0 ||
+            !(dst = vimg_target_open(t, &op))) {
+            fail_lib();
             goto out;
         }
         p.target_is_new = true;
     } else if (options) {
         fail("-o cannot be used with -n");
         goto out;
-    }
-    struct vimg_open_params op = { .format = out_fmt, .flags = dst_flags,
-                                   .refs = cli_ref_policy() };
-    dst = vimg_open(build, &op);
-    if (!dst) {
-        fail_target(tmp, target);
+    } else if (!(dst = vimg_open(target, &op))) {
+        fail_lib();
         goto out;
     }
     if (cp.backing_file) {
@@ -173,30 +165,29 @@ static int run(int argc, char **argv)
     p.opaque = &prog;
     if (vimg_convert(src, dst, &p) < 0) {
         progress_finish(&prog);
-        fail_target(tmp, target);
+        fail_lib();
         goto out;
     }
     progress_finish(&prog);
-    if (vimg_close(dst) < 0) {
-        dst = NULL;
-        fail_target(tmp, target);
-        goto out;
-    }
+    int closed = vimg_close(dst);
     dst = NULL;
-    if (tmp && rename(tmp, target) < 0) {
-        fail("%s: cannot create: %s", target, strerror(errno));
+    if (closed < 0) {
+        fail_lib();
         goto out;
     }
-    free(tmp);
-    tmp = NULL;
+    if (t) {
+        int committed = vimg_target_commit(t); /* frees T either way */
+        t = NULL;
+        if (committed < 0) {
+            fail_lib();
+            goto out;
+        }
+    }
     rc = 0;
 
 out:
     vimg_close(dst);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
+    vimg_target_abort(t);
     vimg_close(src);
     return rc;
 }
@@ -216,6 +207,7 @@ const struct command cmd_convert = {
     "  -o OPTIONS         target format options, as for create\n"
     "  -B BACKING         make TARGET an overlay of BACKING, writing only what\n"
     "                     differs from it; -F gives BACKING's format\n"
+    "                     (required, as for create)\n"
     "  -S SIZE            zero runs of SIZE bytes stay sparse (default 4k;\n"
     "                     0 allocates everything)\n"
     "  -n                 TARGET exists already: do not create it\n"
@@ -229,6 +221,10 @@ const struct command cmd_convert = {
     "  -p                 progress bar on a terminal\n"
     "  --progress=json    one JSON line per update on stdout\n"
     "  -q                 quiet\n"
-    "TARGET is built under a temporary name and renamed into place, so a\n"
-    "failed convert leaves no partial file and keeps any file it replaces.\n",
+    "An existing TARGET is refused while another process holds it. The new\n"
+    "image is built without a name beside TARGET and renamed over it when\n"
+    "complete, keeping its owner and mode, so a failed or interrupted\n"
+    "convert keeps the old file; a symbolic link stays a link. A hard-linked\n"
+    "file, a device, or a file in a folder you may not create files in is\n"
+    "written in place, as qemu-img writes every target.\n",
 };

@@ -32,7 +32,9 @@ static int run(int argc, char **argv)
                 free(h);
                 return 0;
             }
-            p.options = optarg;
+            if (parse_option_list(optarg, &p.options)) {
+                return 1;
+            }
             break;
         case 'u': break; /* unsafe: accepted for qemu-img compatibility */
         default: return 1; /* getopt named the problem */
@@ -80,11 +82,13 @@ const struct command cmd_create = {
     "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E).\n"
     "  -f FMT          format (default raw); see 'vimg --help'\n"
     "  -b BACKING      copy-on-write backing file (size defaults to its size)\n"
-    "  -F BACKING_FMT  format of the backing file\n"
+    "  -F BACKING_FMT  format of the backing file (required with -b)\n"
     "  -o OPTIONS      comma-separated format options; -o help lists them\n"
     "                  (raw: preallocation=off|falloc|full)\n"
     "  -q              quiet\n"
-    "A failed create leaves no file behind; an existing FILENAME is replaced\n"
-    "only once the new image is complete, and not while another process\n"
-    "has it open.\n",
+    "An existing FILENAME is refused while another process holds it, and is\n"
+    "replaced (owner and mode kept) only once the new image is complete, so\n"
+    "a failed create leaves no file behind; a symbolic link stays a link. A\n"
+    "hard-linked file, a device, or a file in a folder you may not create\n"
+    "files in is written in place, as qemu-img writes every target.\n",
 };

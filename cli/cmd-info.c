@@ -10,9 +10,10 @@ static void print_human(const struct vimg_value *info)
     const struct vimg_value *v;
     char size[32];
 
-    printf("image: %s\n", vimg_value_string(vimg_value_get(info,
-                                                           "filename")));
-    printf("file format: %s\n",
+    printf("image: ");
+    print_untrusted(stdout, vimg_value_string(vimg_value_get(info,
+                                                             "filename")));
+    printf("\nfile format: %s\n",
            vimg_value_string(vimg_value_get(info, "format")));
     int64_t vs = vimg_value_int(vimg_value_get(info, "virtual-size"));
     format_size((uint64_t)vs, size, sizeof size);
@@ -32,13 +33,18 @@ static void print_human(const struct vimg_value *info)
     if ((v = vimg_value_get(info, "backing-filename"))) {
         const struct vimg_value *full = vimg_value_get(info,
                                                        "full-backing-filename");
-        printf("backing file: %s", vimg_value_string(v));
+        printf("backing file: ");
+        print_untrusted(stdout, vimg_value_string(v));
         if (full && strcmp(vimg_value_string(full), vimg_value_string(v))) {
-            printf(" (actual path: %s)", vimg_value_string(full));
+            printf(" (actual path: ");
+            print_untrusted(stdout, vimg_value_string(full));
+            printf(")");
         }
         printf("\n");
         if ((v = vimg_value_get(info, "backing-filename-format"))) {
-            printf("backing file format: %s\n", vimg_value_string(v));
+            printf("backing file format: ");
+            print_untrusted(stdout, vimg_value_string(v));
+            printf("\n");
         }
     }
     if ((v = vimg_value_get(info, "dirty-flag")) && vimg_value_bool(v)) {

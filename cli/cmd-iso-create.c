@@ -16,8 +16,9 @@ static const char create_usage[] =
     "DIR\n"
     "Write an ISO 9660 image (level 3, Rock Ridge, Joliet) of the folder "
     "DIR.\n"
-    "  -o OUT.iso            output; written to a temporary file and "
-    "renamed\n"
+    "  -o OUT.iso            output; built beside it and renamed over it "
+    "when\n"
+    "                        complete (a device is written in place)\n"
     "  -V VOLID              volume id, 1 to 32 characters (default "
     "CDROM)\n"
     "  -b BOOTIMG            El Torito BIOS boot image, a path inside DIR\n"
@@ -68,8 +69,8 @@ static int run_create(const char *out, const char *dir,
     if (source_date_epoch(&p->source_date_epoch)) {
         return 1;
     }
-    /* Past `ulimit -f` a write must fail with EFBIG, not kill us before
-     * the temporary file is removed. */
+    /* Past `ulimit -f` a write must fail with EFBIG and be reported, not
+     * kill us. */
     signal(SIGXFSZ, SIG_IGN);
     if (vimg_iso_create(out, dir, p) < 0) {
         return fail_lib();

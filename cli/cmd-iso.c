@@ -83,30 +83,6 @@ static void mode_string(uint32_t mode, char out[11])
     out[10] = '\0';
 }
 
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
-        }
-    }
-    putchar('"');
-}
-
-/* A name from the image on the terminal: control characters as '?', so a
- * hostile name cannot move the cursor or fake extra lines. */
-static void print_name(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
-    }
-}
-
 struct ls_ctx {
     bool longfmt;
     enum output_format out;
@@ -122,9 +98,13 @@ static int ls_entry(void *opaque, const char *path,
 
     if (c->out == OUTPUT_JSON) {
         printf("%s\n    {\"name\": ", c->first ? "" : ",");
-        json_string(st->name);
+        if (print_json_string(stdout, st->name) < 0) {
+            return -1;
+        }
         printf(", \"path\": ");
-        json_string(path);
+        if (print_json_string(stdout, path) < 0) {
+            return -1;
+        }
         printf(", \"type\": \"%s\", \"size\": %llu, \"mode\": %u, "
                "\"nlink\": %u, \"uid\": %u, \"gid\": %u, \"mtime\": %lld",
                type_name(st->type), (unsigned long long)st->size,
@@ -132,7 +112,9 @@ static int ls_entry(void *opaque, const char *path,
                (unsigned)st->gid, (long long)st->mtime);
         if (st->target) {
             printf(", \"target\": ");
-            json_string(st->target);
+            if (print_json_string(stdout, st->target) < 0) {
+                return -1;
+            }
         }
         printf("}");
     } else if (c->longfmt) {
@@ -147,14 +129,14 @@ static int ls_entry(void *opaque, const char *path,
         printf("%s %3u %5u %5u %10llu %s ", mode, (unsigned)st->nlink,
                (unsigned)st->uid, (unsigned)st->gid,
                (unsigned long long)st->size, when);
-        print_name(rel);
+        print_untrusted(stdout, rel);
         if (st->target) {
             printf(" -> ");
-            print_name(st->target);
+            print_untrusted(stdout, st->target);
         }
         putchar('\n');
     } else {
-        print_name(rel);
+        print_untrusted(stdout, rel);
         putchar('\n');
     }
     c->first = false;

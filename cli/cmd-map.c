@@ -23,8 +23,9 @@ static bool mergeable(const struct entry *a, const struct entry *b)
            a->offset + a->length == b->offset;
 }
 
-static void print_entry(const struct entry *e, enum output_format out,
-                        bool first)
+/* Print one extent; 1 when the human map cannot show it. */
+static int print_entry(const char *name, const struct entry *e,
+                       enum output_format out, bool first)
 {
     if (out == OUTPUT_JSON) {
         printf("%s{ \"start\": %llu, \"length\": %llu, \"depth\": %d, "
@@ -38,13 +39,30 @@ static void print_entry(const struct entry *e, enum output_format out,
             printf(", \"offset\": %llu", (unsigned long long)e->offset);
         }
         printf("}");
-        return;
+        return 0;
     }
-    if ((e->flags & VIMG_BS_DATA) && (e->flags & VIMG_BS_OFFSET_VALID)) {
-        printf("%#-16llx%#-16llx%#-16llx%s\n", (unsigned long long)e->start,
-               (unsigned long long)e->length, (unsigned long long)e->offset,
-               e->file ? e->file : "");
+    if (!(e->flags & VIMG_BS_DATA)) {
+        return 0;
     }
+    /* As qemu-img: data without a place in a file it can name (compressed,
+     * encrypted, or in a data file the open policy refused) has no line
+     * of its own here. */
+    if (!(e->flags & VIMG_BS_OFFSET_VALID)) {
+        fflush(stdout);
+        return fail("%s: file contains external, encrypted or compressed "
+                    "clusters (guest offset %#llx); --output=json lists "
+                    "them", name, (unsigned long long)e->start);
+    }
+    /* As qemu-img: data that reads as zeros (a hole under a fixed VHD's
+     * data) is not listed. */
+    if (e->flags & VIMG_BS_ZERO) {
+        return 0;
+    }
+    printf("%#-16llx%#-16llx%#-16llx", (unsigned long long)e->start,
+           (unsigned long long)e->length, (unsigned long long)e->offset);
+    print_untrusted(stdout, e->file ? e->file : "");
+    putchar('\n');
+    return 0;
 }
 
 static int run(int argc, char **argv)
@@ -118,7 +136,9 @@ static int run(int argc, char **argv)
             cur.length += next.length;
         } else {
             if (have) {
-                print_entry(&cur, out, first);
+                if ((rc = print_entry(argv[optind], &cur, out, first))) {
+                    break;
+                }
                 first = false;
             }
             cur = next;
@@ -132,7 +152,7 @@ static int run(int argc, char **argv)
         have = true;
     }
     if (rc == 0) {
-        print_entry(&cur, out, first);
+        rc = print_entry(argv[optind], &cur, out, first);
     }
     if (out == OUTPUT_JSON && rc == 0) {
         printf("]\n");

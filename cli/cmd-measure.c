@@ -23,7 +23,11 @@ static int run(int argc, char **argv)
         switch (c) {
         case 'f': format = optarg; break;
         case 'O': out_fmt = optarg; break;
-        case 'o': options = optarg; break;
+        case 'o':
+            if (parse_option_list(optarg, &options)) {
+                return 1;
+            }
+            break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'J':
             if (parse_output(optarg, &out)) {

@@ -11,7 +11,8 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve, &cmd_fuse,
+    &cmd_mount, &cmd_umount,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -89,12 +90,38 @@ static int global_options(int argc, char **argv)
     return i - 1;
 }
 
+/* Ctrl-C, kill, a closed terminal: remove the named temporary of a file
+ * being written (an O_TMPFILE one vanishes by itself), then die of the
+ * same signal so the caller sees how we ended. */
+static void on_fatal_signal(int sig)
+{
+    vimg_target_remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_fatal_signals(void)
+{
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction sa = { .sa_handler = on_fatal_signal };
+
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        /* A signal ignored by whoever started us (nohup) stays ignored. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+            sigaction(sigs[i], &sa, NULL);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* Past RLIMIT_FSIZE, write() must fail with EFBIG so the error is
      * reported and the partial output removed, rather than the kernel
      * killing us mid-write. */
     signal(SIGXFSZ, SIG_IGN);
+    catch_fatal_signals();
     int skip = global_options(argc, argv);
     if (skip < 0) {
         return 1;

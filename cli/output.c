@@ -8,13 +8,90 @@
 
 #include "cli.h"
 
+/* Length of the valid UTF-8 sequence at P (RFC 3629: no overlong forms,
+ * surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_length(const unsigned char *p)
+{
+    unsigned lo = 0x80, hi = 0xBF;
+    size_t n;
+
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        n = 2;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        n = 3;
+        lo = p[0] == 0xE0 ? 0xA0 : 0x80;
+        hi = p[0] == 0xED ? 0x9F : 0xBF;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        n = 4;
+        lo = p[0] == 0xF0 ? 0x90 : 0x80;
+        hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+void print_untrusted(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : utf8_length(p);
+        /* C0 controls, DEL, C1 controls (U+0080..U+009F) and stray
+         * bytes, which terminals may take as controls too. */
+        bool show = n == 0 || *p < 0x20 || *p == 0x7F ||
+                    (n == 2 && p[0] == 0xC2 && p[1] < 0xA0);
+        n = n ? n : 1;
+        for (size_t i = 0; i < n; i++) {
+            if (show) {
+                fprintf(f, "\\x%02x", p[i]);
+            } else {
+                fputc(p[i], f);
+            }
+        }
+        p += n;
+    }
+}
+
+int print_json_string(FILE *f, const char *s)
+{
+    char *q = vimg_json_quote(s);
+
+    if (!q) {
+        return -1;
+    }
+    fputs(q, f);
+    free(q);
+    return 0;
+}
+
 int fail(const char *fmt, ...)
 {
-    va_list ap;
-    fputs("vimg: ", stderr);
+    va_list ap, again;
+    char *msg;
+
+    /* Messages carry names from images: shown as print_untrusted does. */
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    fputs("vimg: ", stderr);
+    if (n >= 0 && (msg = malloc((size_t)n + 1))) {
+        vsnprintf(msg, (size_t)n + 1, fmt, again);
+        print_untrusted(stderr, msg);
+        free(msg);
+    } else {
+        fputs("out of memory", stderr);
+    }
+    va_end(again);
     fputc('\n', stderr);
     return 1;
 }
@@ -82,6 +159,18 @@ int parse_size_arg(const char *what, const char *arg, uint64_t *out)
     return 0;
 }
 
+int parse_option_list(const char *arg, const char **out)
+{
+    /* The library reads "" as no options; on the command line an empty
+     * -o is a lost value, which qemu-img refuses too. The library checks
+     * the items. */
+    if (!*arg) {
+        return fail("Invalid option list: ");
+    }
+    *out = arg;
+    return 0;
+}
+
 void format_size(uint64_t bytes, char *buf, size_t len)
 {
     static const char *const suffixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi",
@@ -119,7 +208,7 @@ static void print_scalar(FILE *f, const struct vimg_value *v)
         fprintf(f, "%lld", (long long)vimg_value_int(v));
         break;
     case VIMG_VALUE_STRING:
-        fputs(vimg_value_string(v), f);
+        print_untrusted(f, vimg_value_string(v));
         break;
     default:
         fputs("null", f);

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "formats/iso/iso-write.h"
+#include "iso/iso-write.h"
 
 #define MAX_ENTRIES 300
 

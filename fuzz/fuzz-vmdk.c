@@ -2,4 +2,4 @@
  * tables, stream markers and descriptors (embedded, or descriptor files
  * whose extents stay closed). */
 #define FUZZ_FORMAT "vmdk"
-#include "fuzz-format.inc"
+#include "fuzz-readback.inc"

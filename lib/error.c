@@ -58,6 +58,19 @@ void vimg_internal_error_clear(void)
     error_message[0] = '\0';
 }
 
+void vimg_internal_error_append(const char *fmt, ...)
+{
+    size_t n = strlen(error_message);
+    va_list ap;
+
+    if (error_errno == 0 || n + 1 >= sizeof error_message) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(error_message + n, sizeof error_message - n, fmt, ap);
+    va_end(ap);
+}
+
 bool vimg_internal_error_set(void)
 {
     return error_errno != 0;

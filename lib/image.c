@@ -17,6 +17,8 @@
 #include "protocols/file-lock.h"
 
 #define PROBE_BYTES 4096
+/* A footer probed at the end of a file (the VHD footer's size). */
+#define FOOTER_PROBE_BYTES 512
 /* Longest backing chain followed: far beyond real use, and it bounds the
  * recursion of opening. */
 #define MAX_CHAIN_DEPTH 256
@@ -137,6 +139,36 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 
 static int open_backing(struct vimg_image *img, int depth);
 
+/* Formats known only by a footer (fixed VHD): asked when the start of
+ * FILE looks raw. A guest writes the end of its disk, so such a guess is
+ * only ever used to read. */
+static int probe_footer(struct vimg_image *file,
+                        const struct vimg_open_params *p,
+                        const struct vimg_driver **drv)
+{
+    uint8_t tail[FOOTER_PROBE_BYTES];
+    const struct vimg_driver *d;
+
+    if (file->size < sizeof tail ||
+        vimg_internal_pread(file, tail, sizeof tail,
+                            file->size - sizeof tail) < 0) {
+        vimg_internal_error_clear();
+        return 0;
+    }
+    d = vimg_internal_probe_tail(tail, sizeof tail, file->size,
+                                 file->filename);
+    if (d && (p->flags & VIMG_OPEN_RDWR)) {
+        return vimg_internal_error(EPERM, "%s: the format was guessed from "
+                                   "a footer to be %s; writing needs an "
+                                   "explicit format (-f %s)", file->filename,
+                                   d->name, d->name);
+    }
+    if (d) {
+        *drv = d;
+    }
+    return 0;
+}
+
 /* Open the format on FILE. PARENT is the image whose backing file this is
  * (NULL at the top), linked before the backing chain is followed so loop
  * detection sees the whole chain. */
@@ -164,6 +196,9 @@ static struct vimg_image *open_format(struct vimg_image *file,
             goto fail;
         }
         drv = vimg_internal_probe(buf, n, file->filename);
+        if (drv == &vimg_driver_raw && (r = probe_footer(file, p, &drv)) < 0) {
+            goto fail;
+        }
         probed_raw = drv == &vimg_driver_raw;
         if (probed_raw && (p->flags & VIMG_OPEN_RDWR)) {
             /* A guest could write a header into sector 0 and turn a
@@ -323,6 +358,25 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
     return open_format(file, p ? p : &default_params, NULL, 0);
 }
 
+/* An image on an NBD server, named by the caller. Its metadata comes
+ * from the network, so none of the files it may name is opened (the
+ * untrusted policy): a remote image never makes vimg open a local file. */
+static struct vimg_image *open_url(const char *filename,
+                                   const struct vimg_open_params *p)
+{
+    struct vimg_open_params np = *p;
+    np.refs = VIMG_REFS_NEVER;
+    struct vimg_image *file = image_new(&vimg_driver_nbd, filename, &np);
+    if (!file) {
+        return NULL;
+    }
+    if (file->drv->open(file, NULL) < 0) {
+        image_free(file, false);
+        return NULL;
+    }
+    return open_format(file, &np, NULL, 0);
+}
+
 struct vimg_image *vimg_open(const char *filename,
                              const struct vimg_open_params *params)
 {
@@ -338,6 +392,9 @@ struct vimg_image *vimg_open(const char *filename,
         vimg_internal_error(EINVAL, "%s: force-share (-U) is only for "
                             "read-only use", filename);
         return NULL;
+    }
+    if (vimg_is_url(filename) && stat(filename, &st) < 0) {
+        return open_url(filename, p);
     }
     if (has_protocol_prefix(filename) && stat(filename, &st) < 0) {
         vimg_internal_error(ENOTSUP, "%s: protocol names are not supported; "
@@ -522,20 +579,25 @@ char *vimg_create_options_help(const char *format)
     return buf;
 }
 
-/* The backing file's size, opened read-only as the new image would. */
-static int backing_size(const char *filename,
-                        const struct vimg_create_params *p, uint64_t *size)
+/* Open the new image's backing file read-only as the image will open it
+ * (through the policy, with its format, or probed when none is given) and
+ * return its virtual size and the format it opened as. qemu-img create
+ * opens it too, so a missing backing file is an error. */
+static int open_backing_for_create(const char *filename,
+                                   const struct vimg_create_ctx *ctx,
+                                   enum vimg_ref_policy refs, uint64_t *size,
+                                   const char **format)
 {
     struct vimg_image probe_img = { .filename = (char *)filename,
-                                    .params = { .refs = p->refs } };
+                                    .params = { .refs = refs } };
     CLEANUP_FREE char *path = NULL;
-    int r = vimg_internal_resolve_reference(&probe_img, p->backing_file,
+    int r = vimg_internal_resolve_reference(&probe_img, ctx->backing_file,
                                             &path);
     if (r < 0) {
         return r;
     }
-    struct vimg_open_params bp = { .format = p->backing_format,
-                                   .refs = p->refs,
+    struct vimg_open_params bp = { .format = ctx->backing_format,
+                                   .refs = refs,
                                    .flags = VIMG_OPEN_NO_BACKING |
                                             VIMG_OPEN_FORCE_SHARE };
     struct vimg_image *file = open_protocol(path, &bp);
@@ -544,43 +606,49 @@ static int backing_size(const char *filename,
         return -vimg_get_errno();
     }
     *size = b->size;
+    *format = b->drv->name;
     vimg_close(b);
     return 0;
 }
 
-/* Refuse to replace an image that another process has open (QEMU checks
- * the same "write" lock). */
-static int check_target_unused(const char *filename)
+/* Whether DRV's images can have a backing file: its -o table says so. */
+static bool has_backing_files(const struct vimg_driver *drv)
 {
-    /* Opened only to test the locks: nothing to sync on close. */
-    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
-                                           VIMG_OPEN_NO_FLUSH };
-    struct vimg_image *file = open_protocol(filename, &p);
-    if (!file) {
-        vimg_internal_error_clear();
-        return 0; /* not openable for writing: rename decides */
+    for (const struct vimg_opt_desc *d = drv->create_opts; d && d->name;
+         d++) {
+        if (strcmp(d->name, "backing_file") == 0) {
+            return true;
+        }
     }
-    int r = vimg_internal_file_lock(file, FILE_PERM_READ | FILE_PERM_WRITE,
-                                    FILE_PERM_READ);
-    image_free(file, true);
-    return r;
+    return false;
 }
 
-int vimg_create(const char *filename, const struct vimg_create_params *p)
+/* A file protocol image on the file a target writes, named as the user
+ * named the target. */
+static struct vimg_image *open_target_file(struct vimg_target *t, int fd,
+                                           const struct vimg_open_params *p)
 {
+    struct vimg_image *img = image_new(&vimg_driver_file,
+                                       vimg_internal_target_name(t), p);
+    if (img && vimg_internal_file_adopt(img, fd) < 0) {
+        image_free(img, false);
+        return NULL;
+    }
+    return img;
+}
+
+int vimg_target_create(struct vimg_target *t,
+                       const struct vimg_create_params *p)
+{
+    const char *filename = t ? vimg_internal_target_name(t) : NULL;
     const struct vimg_driver *drv;
     struct vimg_opts opts = { 0 };
-    struct vimg_create_ctx ctx = { .filename = p && p->final_name
-                                                   ? p->final_name
-                                                   : filename };
-    CLEANUP_FREE char *tmp = NULL;
-    struct stat st;
-    bool in_place;
+    struct vimg_create_ctx ctx = { .filename = filename };
     int r;
 
     vimg_internal_error_clear();
-    if (!filename || !*filename || !p || !p->format) {
-        vimg_internal_error(EINVAL, "create needs a file name and a format");
+    if (!t || !p || !p->format) {
+        vimg_internal_error(EINVAL, "create needs a target and a format");
         return -1;
     }
     drv = vimg_internal_find_driver(p->format);
@@ -603,82 +671,58 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
     } else if ((r = vimg_internal_opts_get_size(&opts, "size", UINT64_MAX,
                                                 &ctx.size)) < 0) {
         goto out;
+    }
+    if (ctx.backing_file && !has_backing_files(drv)) {
+        r = vimg_internal_error(ENOTSUP, "%s: Backing file not supported for "
+                                "file format '%s'", filename, drv->name);
+        goto out;
+    }
+    if (ctx.backing_file) {
+        uint64_t backing_size = 0;
+        const char *probed = NULL;
+        if ((r = open_backing_for_create(filename, &ctx, p->refs,
+                                         &backing_size, &probed)) < 0) {
+            goto out;
+        }
+        /* The image would have its backing file probed at every open,
+         * and a guest that writes a header into a raw backing file would
+         * then change what the image reads (qemu-img refuses it too). */
+        if (!ctx.backing_format) {
+            r = vimg_internal_error(EINVAL, "%s: Backing file specified "
+                                    "without backing format (%s is "
+                                    "detected as %s)", filename,
+                                    ctx.backing_file, probed);
+            goto out;
+        }
+        if (ctx.size == UINT64_MAX) {
+            ctx.size = backing_size;
+        }
     } else if (ctx.size == UINT64_MAX) {
-        if (!ctx.backing_file) {
-            r = vimg_internal_error(EINVAL, "%s: image creation needs a "
-                                    "size", filename);
-            goto out;
-        }
-        struct vimg_create_params bp = *p;
-        bp.backing_file = ctx.backing_file;
-        bp.backing_format = ctx.backing_format;
-        if ((r = backing_size(filename, &bp, &ctx.size)) < 0) {
-            goto out;
-        }
+        r = vimg_internal_error(EINVAL, "%s: image creation needs a size",
+                                filename);
+        goto out;
     }
     if (ctx.size > INT64_MAX) {
         r = vimg_internal_error(EINVAL, "%s: size too large", filename);
         goto out;
     }
-    if (ctx.backing_file && p->size_given) {
-        /* Check the backing file opens, as qemu-img create does. */
-        uint64_t ignored;
-        struct vimg_create_params bp = *p;
-        bp.backing_file = ctx.backing_file;
-        bp.backing_format = ctx.backing_format;
-        if ((r = backing_size(filename, &bp, &ignored)) < 0) {
-            goto out;
-        }
-    }
 
-    /* Build the image under a temporary name beside the target, then
-     * rename it into place: a failure leaves nothing behind and a file
-     * the user had survives. Block devices are written in place. */
-    in_place = stat(filename, &st) == 0 && !S_ISREG(st.st_mode);
-    if (in_place && S_ISDIR(st.st_mode)) {
-        r = vimg_internal_error(EISDIR, "%s: Is a directory", filename);
+    /* Only now, with everything checked, is a file written in place
+     * emptied. The close syncs the new file once before the target is
+     * committed, unless the caller asked for cache=unsafe (convert's
+     * target, as qemu-img). */
+    int fd = vimg_internal_target_fd(t, true);
+    if (fd < 0) {
+        r = fd;
         goto out;
     }
-    if (!in_place) {
-        CLEANUP_FREE char *copy = strdup(filename);
-        CLEANUP_FREE char *copy2 = strdup(filename);
-        if (!copy || !copy2 ||
-            asprintf(&tmp, "%s/.%s.vimg-XXXXXX", dirname(copy),
-                     basename(copy2)) < 0) {
-            tmp = NULL;
-            r = vimg_internal_error(ENOMEM, "out of memory");
-            goto out;
-        }
-        int fd = mkstemp(tmp);
-        if (fd < 0) {
-            r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
-                                    strerror(errno));
-            free(tmp);
-            tmp = NULL;
-            goto out;
-        }
-        mode_t mask = umask(0);
-        umask(mask);
-        (void)fchmod(fd, 0666 & ~mask);
-        close(fd);
-    }
-    /* The close syncs the new file once before the rename, unless the
-     * caller asked for cache=unsafe (convert's target, as qemu-img). */
     struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
                                             VIMG_OPEN_NO_LOCK |
                                             (p->no_flush ? VIMG_OPEN_NO_FLUSH
                                                          : 0) };
-    struct vimg_image *file = open_protocol(in_place ? filename : tmp, &wp);
+    struct vimg_image *file = open_target_file(t, fd, &wp);
     if (!file) {
         r = -vimg_get_errno();
-        goto out;
-    }
-    /* Messages name the user's file, not the temporary one. */
-    free(file->filename);
-    file->filename = strdup(filename);
-    if (!file->filename) {
-        image_free(file, true);
-        r = vimg_internal_error(ENOMEM, "out of memory");
         goto out;
     }
     r = drv->create(file, &ctx);
@@ -686,21 +730,49 @@ int vimg_create(const char *filename, const struct vimg_create_params *p)
     if (r == 0) {
         r = r2;
     }
-    if (r == 0 && !in_place && (r = check_target_unused(filename)) == 0 &&
-        rename(tmp, filename) < 0) {
-        r = vimg_internal_error(errno, "%s: cannot create: %s", filename,
-                                strerror(errno));
-    }
 
 out:
-    if (tmp && r < 0) {
-        unlink(tmp);
-    }
     vimg_internal_opts_free(&opts);
     if (r < 0 && !vimg_internal_error_set()) {
         vimg_internal_error(r, "%s: %s", filename, strerror(-r));
     }
     return r < 0 ? -1 : 0;
+}
+
+struct vimg_image *vimg_target_open(struct vimg_target *t,
+                                    const struct vimg_open_params *params)
+{
+    const struct vimg_open_params *p = params ? params : &default_params;
+    struct vimg_open_params wp = *p;
+
+    vimg_internal_error_clear();
+    if (!t) {
+        vimg_internal_error(EINVAL, "no target given");
+        return NULL;
+    }
+    /* The target holds the locks of the file it replaces or writes in
+     * place, and its new file has no name anyone else could open. */
+    wp.flags = (p->flags & ~(unsigned)VIMG_OPEN_FORCE_SHARE) |
+               VIMG_OPEN_RDWR | VIMG_OPEN_NO_LOCK;
+    struct vimg_image *file = open_target_file(t,
+                                               vimg_internal_target_fd(t,
+                                                                       false),
+                                               &wp);
+    return file ? open_format(file, &wp, NULL, 0) : NULL;
+}
+
+int vimg_create(const char *filename, const struct vimg_create_params *p)
+{
+    struct vimg_target *t = vimg_target_begin(filename);
+
+    if (!t) {
+        return -1;
+    }
+    if (vimg_target_create(t, p) < 0) {
+        vimg_target_abort(t);
+        return -1;
+    }
+    return vimg_target_commit(t);
 }
 
 /* ---- Measure, check --------------------------------------------------- */
@@ -812,21 +884,38 @@ int vimg_internal_create_file(const char *beside, const char *name,
     if (!path) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
-    if ((r = check_target_unused(path)) < 0) {
-        return r;
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0) {
         return vimg_internal_error(errno, "%s: cannot create: %s", path,
                                    strerror(errno));
     }
-    close(fd);
+    /* Refuse a file another process holds (QEMU checks the same "write"
+     * lock), before emptying it. The lock lives as long as the image's
+     * descriptor, a duplicate of this one. */
+    if ((r = vimg_internal_fd_lock(fd, path, FILE_PERM_READ |
+                                                 FILE_PERM_WRITE,
+                                   FILE_PERM_READ)) < 0) {
+        close(fd);
+        return r;
+    }
+    if (ftruncate(fd, 0) < 0) {
+        r = vimg_internal_error(errno, "%s: cannot empty: %s", path,
+                                strerror(errno));
+        close(fd);
+        return r;
+    }
     struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
                                            VIMG_OPEN_NO_LOCK |
                                            (no_flush ? VIMG_OPEN_NO_FLUSH
                                                      : 0) };
-    *out = open_protocol(path, &p);
-    return *out ? 0 : -vimg_get_errno();
+    struct vimg_image *img = image_new(&vimg_driver_file, path, &p);
+    if (img && vimg_internal_file_adopt(img, fd) < 0) {
+        image_free(img, false);
+        img = NULL;
+    }
+    close(fd);
+    *out = img;
+    return img ? 0 : -vimg_get_errno();
 }
 
 void vimg_internal_remove_file(const char *beside, const char *name)

@@ -33,7 +33,9 @@ struct vimg_opts {
 };
 
 /* Parse TEXT against DESC (NULL DESC accepts nothing). WHAT names the
- * file or format in error messages. "k=v,,x" escapes a comma as ",,". */
+ * file or format in error messages. "k=v,,x" escapes a comma as ",,".
+ * NULL and "" are no options; an empty item (a leading or unescaped
+ * trailing comma) is refused. */
 int vimg_internal_opts_parse(const char *text,
                              const struct vimg_opt_desc *desc,
                              const char *what, struct vimg_opts *out);
@@ -83,6 +85,12 @@ struct vimg_driver {
     /* Score 0..100 for the first LEN bytes (LEN may be short). Formats only;
      * NULL never matches. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+    /* Score 0..100 for the last LEN bytes of a file of FILE_SIZE bytes,
+     * for formats found by a footer (fixed VHD). Asked only when no probe
+     * matched the start better than raw; a format found this way is never
+     * opened for writing without an explicit format. NULL: none. */
+    int (*probe_tail)(const uint8_t *tail, size_t len, uint64_t file_size,
+                      const char *filename);
 
     /* Protocols: open img->filename. Formats: read metadata through
      * img->file (already open) and set img->size; record references in
@@ -130,11 +138,13 @@ struct vimg_driver {
     int (*write_compressed)(struct vimg_image *img, uint64_t offset,
                             const void *cbuf, uint64_t len);
     /* Return VIMG_BS_* flags for [OFFSET, OFFSET+*PNUM), setting *PNUM
-     * (1..COUNT), *MAP and *FILE when VIMG_BS_OFFSET_VALID. 0 means "not
+     * (1..COUNT), and with VIMG_BS_OFFSET_VALID *MAP and *FILE: the name
+     * of the file holding the data, borrowed for IMG's lifetime (a file
+     * the open policy let IMG name but not open counts too). 0 means "not
      * in this layer". NULL: everything is allocated data. */
     int (*block_status)(struct vimg_image *img, uint64_t offset,
                         uint64_t count, uint64_t *pnum, uint64_t *map,
-                        struct vimg_image **file);
+                        const char **file);
 
     /* Metadata. NULL members mean unsupported unless stated. */
     /* Bytes on disk; NULL: the core asks img->file. */
@@ -199,6 +209,16 @@ int vimg_internal_img_error(const struct vimg_image *img, int errnum,
     __attribute__((format(printf, 3, 4)));
 void vimg_internal_error_clear(void);
 bool vimg_internal_error_set(void);
+/* Add to the message already recorded (what a failed operation left
+ * behind, say); nothing when no error is recorded. */
+void vimg_internal_error_append(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* A pwrite flag a format passes for its own metadata (headers, tables),
+ * never for guest data. Protocols ignore it; the memory protocol's
+ * observer reports it, so a fuzzer can tell a metadata update from data
+ * landing on metadata. Not accepted from public callers. */
+#define VIMG_INTERNAL_WRITE_METADATA (1u << 31)
 
 /* Child I/O for drivers: bounds-checked like the public calls but without
  * clearing the error slot. */
@@ -268,14 +288,36 @@ struct vimg_image *vimg_internal_memory_new(const char *name,
 void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n);
 /* The current contents of a memory image (borrowed). */
 const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
+/* What changed a memory image: the observer is called before each change
+ * lands (the old bytes are still there) with its range, and the pwrite
+ * flags for writes (VIMG_INTERNAL_WRITE_METADATA), 0 for the others. A
+ * truncate passes the new length as OFFSET and the old one as LEN. */
+enum vimg_memory_op { VIMG_MEMORY_WRITE, VIMG_MEMORY_ZERO,
+                      VIMG_MEMORY_DISCARD, VIMG_MEMORY_TRUNCATE };
+typedef void (*vimg_memory_observer)(void *opaque, enum vimg_memory_op op,
+                                     uint64_t offset, uint64_t len,
+                                     unsigned flags);
+/* Set (or clear, with NULL) MEM's observer. */
+void vimg_internal_memory_observe(struct vimg_image *mem,
+                                  vimg_memory_observer fn, void *opaque);
 
 /* Open a format on an already-open protocol image (takes ownership of FILE
  * on success and on failure). */
 struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
                                          const struct vimg_open_params *p);
 
+/* Open a file protocol image on a duplicate of FD, named NAME in
+ * messages (lib/protocols/file.c; IMG comes from the core, empty). */
+int vimg_internal_file_adopt(struct vimg_image *img, int fd);
+
+/* Targets (lib/target.c). The name the caller gave, for messages. */
+const char *vimg_internal_target_name(const struct vimg_target *t);
+/* The descriptor of the file being written (borrowed); with EMPTY, a
+ * regular file written in place is truncated to 0 bytes first. */
+int vimg_internal_target_fd(struct vimg_target *t, bool empty);
+
 /* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
- * INFO (lib/formats/iso/iso-describe.c); 0 and nothing added when there is
+ * INFO (lib/iso/iso-describe.c); 0 and nothing added when there is
  * none or it is unreadable, <0 only for out-of-memory. */
 int vimg_internal_iso_describe(struct vimg_image *img,
                                struct vimg_value *info);
@@ -284,10 +326,20 @@ int vimg_internal_iso_describe(struct vimg_image *img,
 const struct vimg_driver *vimg_internal_find_driver(const char *name);
 const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
                                               const char *filename);
+/* The best probe_tail match for the last LEN bytes of a FILE_SIZE-byte
+ * file, or NULL. */
+const struct vimg_driver *vimg_internal_probe_tail(const uint8_t *tail,
+                                                   size_t len,
+                                                   uint64_t file_size,
+                                                   const char *filename);
 extern const struct vimg_driver vimg_driver_file;
 extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
+extern const struct vimg_driver vimg_driver_nbd;
+extern const struct vimg_driver vimg_driver_vpc;
+extern const struct vimg_driver vimg_driver_vdi;
+extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_vmdk;
 extern const struct vimg_driver vimg_driver_qcow1;
 

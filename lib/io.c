@@ -277,7 +277,7 @@ static int layer_status(struct vimg_image *img, uint64_t offset,
                         uint64_t count, struct vimg_extent *e)
 {
     uint64_t pnum = count, map = 0;
-    struct vimg_image *file = NULL;
+    const char *file = NULL;
     int r;
 
     if (!img->drv->block_status) {
@@ -299,7 +299,7 @@ static int layer_status(struct vimg_image *img, uint64_t offset,
     e->length = pnum;
     e->flags = (unsigned)r;
     e->file_offset = map;
-    e->file = (r & VIMG_BS_OFFSET_VALID) && file ? file->filename : NULL;
+    e->file = (r & VIMG_BS_OFFSET_VALID) ? file : NULL;
     return 0;
 }
 
@@ -399,8 +399,9 @@ int vimg_pwrite(struct vimg_image *img, const void *buf, size_t count,
                 uint64_t offset, unsigned flags)
 {
     PUBLIC_ENTRY(img);
-    return public_result(img, vimg_internal_pwrite(img, buf, count, offset,
-                                                   flags));
+    return public_result(img, vimg_internal_pwrite(
+                                  img, buf, count, offset,
+                                  flags & ~VIMG_INTERNAL_WRITE_METADATA));
 }
 
 int vimg_zero(struct vimg_image *img, uint64_t offset, uint64_t count,

@@ -200,7 +200,17 @@ int vimg_internal_opts_parse(const char *text,
     if (!text || !*text) {
         return 0;
     }
-    size_t len = strlen(text);
+    size_t len = strlen(text), trailing = 0;
+    while (trailing < len && text[len - 1 - trailing] == ',') {
+        trailing++;
+    }
+    /* qemu-img's rule: a list that starts with a comma or ends in an
+     * unescaped one has an empty item, which is a mistake (a lost value),
+     * not something to skip. ",," inside is an escaped comma. */
+    if (text[0] == ',' || trailing % 2) {
+        return vimg_internal_error(EINVAL, "%s: Invalid option list: %s",
+                                   what, text);
+    }
     char *buf = malloc(len + 1);
     if (!buf) {
         return vimg_internal_error(ENOMEM, "out of memory");
@@ -222,9 +232,6 @@ int vimg_internal_opts_parse(const char *text,
             buf[n++] = *p++;
         }
         buf[n] = '\0';
-        if (n == 0) {
-            continue;
-        }
         char *eq = strchr(buf, '=');
         const char *value = "on"; /* a bare key is a boolean switch */
         if (eq) {

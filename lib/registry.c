@@ -6,11 +6,15 @@
 
 static const struct vimg_driver *const drivers[] = {
     &vimg_driver_qcow2,
+    &vimg_driver_vpc,
+    &vimg_driver_vdi,
+    &vimg_driver_vhdx,
     &vimg_driver_vmdk,
     &vimg_driver_qcow1,
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,
+    &vimg_driver_nbd,
 };
 
 #define N_DRIVERS (sizeof drivers / sizeof drivers[0])
@@ -36,6 +40,27 @@ const struct vimg_driver *vimg_internal_probe(const uint8_t *buf, size_t len,
             continue;
         }
         int score = drivers[i]->probe(buf, len, filename);
+        if (score > best_score) {
+            best = drivers[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+const struct vimg_driver *vimg_internal_probe_tail(const uint8_t *tail,
+                                                   size_t len,
+                                                   uint64_t file_size,
+                                                   const char *filename)
+{
+    const struct vimg_driver *best = NULL;
+    int best_score = 0;
+
+    for (size_t i = 0; i < N_DRIVERS; i++) {
+        if (!drivers[i]->probe_tail) {
+            continue;
+        }
+        int score = drivers[i]->probe_tail(tail, len, file_size, filename);
         if (score > best_score) {
             best = drivers[i];
             best_score = score;

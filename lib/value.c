@@ -187,21 +187,74 @@ void vimg_value_free(struct vimg_value *v)
     free(v);
 }
 
+/* The code point of the UTF-8 sequence at S, or -1 when it is invalid;
+ * *END is past the bytes it consumed. These are QEMU's rules
+ * (mod_utf8_codepoint in util/unicode.c): overlong forms, surrogates and
+ * noncharacters are invalid, except C0 80 for U+0000; a sequence cut
+ * short consumes only its valid prefix. */
+static int utf8_codepoint(const unsigned char *s, const unsigned char **end)
+{
+    static const int min_cp[5] = { 0x80, 0x800, 0x10000, 0x200000,
+                                   0x4000000 };
+    unsigned byte = *s++, len = 0, mask;
+    int cp;
+
+    if (byte < 0x80) {
+        cp = (int)byte;
+    } else if (byte >= 0xFE || !(byte & 0x40)) {
+        cp = -1; /* 0xFE, 0xFF, or a continuation byte first */
+    } else {
+        for (mask = 0x80; byte & mask; mask >>= 1) {
+            len++;
+        }
+        cp = (int)(byte & (mask - 1));
+        for (unsigned i = 1; i < len; i++, s++) {
+            if ((*s & 0xC0) != 0x80) {
+                *end = s;
+                return -1;
+            }
+            cp = (cp << 6) | (*s & 0x3F);
+        }
+        if (cp > 0x10FFFF || (cp >= 0xFDD0 && cp <= 0xFDEF) ||
+            (cp & 0xFFFE) == 0xFFFE || (cp >= 0xD800 && cp <= 0xDFFF) ||
+            (cp < min_cp[len - 2] && !(cp == 0 && len == 2))) {
+            cp = -1;
+        }
+    }
+    *end = s;
+    return cp;
+}
+
+/* S as qemu-img writes a JSON string (QEMU's qobject/json-writer.c), byte
+ * for byte: the short escapes, everything outside printable ASCII as
+ * \uXXXX (upper-case hex, surrogate pairs beyond the BMP), and invalid
+ * UTF-8 as U+FFFD, so that any bytes from an image give valid JSON. */
 static void json_string(FILE *f, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s, *end;
+
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
+    for (; *p; p = end) {
+        int cp = utf8_codepoint(p, &end);
+        switch (cp) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
         case '\n': fputs("\\n", f); break;
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
         default:
-            if (*p < 0x20) {
-                fprintf(f, "\\u%04x", *p);
+            if (cp < 0) {
+                cp = 0xFFFD; /* the replacement character */
+            }
+            if (cp > 0xFFFF) {
+                fprintf(f, "\\u%04X\\u%04X", 0xD800 + ((cp - 0x10000) >> 10),
+                        0xDC00 + ((cp - 0x10000) & 0x3FF));
+            } else if (cp < 0x20 || cp >= 0x7F) {
+                fprintf(f, "\\u%04X", cp);
             } else {
-                fputc(*p, f);
+                fputc(cp, f);
             }
         }
     }
@@ -251,6 +304,26 @@ char *vimg_value_to_json(const struct vimg_value *v)
         return NULL;
     }
     json_value(f, v, 0);
+    if (fclose(f) != 0) {
+        free(buf);
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    return buf;
+}
+
+char *vimg_json_quote(const char *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    vimg_internal_error_clear();
+    if (!f) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    json_string(f, s);
     if (fclose(f) != 0) {
         free(buf);
         vimg_internal_error(ENOMEM, "out of memory");

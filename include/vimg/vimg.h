@@ -71,11 +71,21 @@ struct vimg_open_params {
                                     (l2-cache-size=...), or NULL */
 };
 
-/* Open FILENAME (a plain path; protocol names are refused) with PARAMS
- * (NULL: read-only, probe, follow references). Backing files are opened
- * read-only through the same policy. Close with vimg_close(). */
+/* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
+ * FILENAME is a plain path or a network name (vimg_is_url); other
+ * protocol names are refused. Backing files are opened read-only through
+ * the same policy; an image opened over the network follows no
+ * references at all (its metadata comes from elsewhere). Close with
+ * vimg_close(). */
 struct vimg_image *vimg_open(const char *filename,
                              const struct vimg_open_params *params);
+
+/* True when NAME is a network image name that vimg_open reaches through
+ * libnbd rather than as a file: nbd://HOST[:PORT]/EXPORT,
+ * nbd+unix:///EXPORT?socket=PATH, and nbds://, nbds+unix:// with TLS
+ * (libnbd's URI syntax). Only callers may name these; a name inside an
+ * image's metadata is always a plain path. */
+bool vimg_is_url(const char *name);
 
 /* Open an image held in memory (tests, fuzzing, embedding). The buffer is
  * copied; writes change the copy only. The image may not have references. */
@@ -176,22 +186,84 @@ struct vimg_create_params {
     const char *format;          /* required */
     uint64_t size;               /* virtual size */
     bool size_given;             /* false: take the backing file's size */
-    const char *options;         /* -o "key=value,..." or NULL */
+    const char *options;         /* -o "key=value,..." (",," escapes a
+                                    comma; an empty item is refused, as
+                                    by qemu-img), or NULL or "" for none */
     const char *backing_file;    /* -b, or NULL */
-    const char *backing_format;  /* -F, or NULL */
+    const char *backing_format;  /* -F; NULL takes backing_fmt from
+                                    OPTIONS. A backing file without a
+                                    format is refused (EINVAL), as by
+                                    qemu-img. */
     enum vimg_ref_policy refs;   /* how to open the backing file for size */
     bool no_flush;               /* cache=unsafe: do not sync the new file
                                     to disk (convert's target) */
-    /* The name FILENAME will be renamed to, when the caller builds the
-     * image under a temporary name (convert): formats that record file
-     * names (VMDK descriptors and extent files, made beside it) use this
-     * one. NULL: FILENAME itself. Must be in the same folder. */
-    const char *final_name;
 };
 
-/* Create FILENAME. A failure leaves no new file behind, and a file the user
- * already had is replaced only once the new image is complete. */
+/* Create FILENAME through a target (below): vimg_target_begin,
+ * vimg_target_create, vimg_target_commit. */
 int vimg_create(const char *filename, const struct vimg_create_params *p);
+
+/* ---- Targets: files a command writes --------------------------------- */
+/* A target is the new contents of a file, made safely:
+ * - when the file exists, its image lock is taken first and held until
+ *   the target ends: an image another process holds (qemu-io, qemu-nbd, a
+ *   VM) is refused with EAGAIN, as qemu-img refuses it;
+ * - a symbolic link is followed (the link stays a link; a dangling link
+ *   creates the file it names);
+ * - the new file is built beside the old one without a name (O_TMPFILE)
+ *   or, where the file system cannot do that, under a hidden temporary
+ *   name (".NAME.vimg-XXXXXXXX") that vimg_target_remove_temporaries
+ *   deletes; it gets the old file's owner, group and mode, and is renamed
+ *   over the old file only by vimg_target_commit. So a failure or a signal
+ *   leaves the old file as it was and nothing else (after SIGKILL, only
+ *   the named fallback can leave its temporary);
+ * - where a rename cannot be right, the old file itself is written, as
+ *   qemu-img writes every target: a hard-linked file (its other names
+ *   would keep the old contents), a block or character device (/dev/null
+ *   included), a folder the caller may not create files in, an owner the
+ *   caller cannot give. A failure then leaves the file partly written
+ *   (vimg_target_in_place tells). Extended attributes and ACLs of a
+ *   replaced file are not carried over.
+ * A target is used by one thread at a time. */
+struct vimg_target;
+
+/* Start writing FILENAME. Nothing is changed yet. Returns a target that
+ * the caller ends with exactly one of vimg_target_commit or
+ * vimg_target_abort, or NULL: EAGAIN when another process holds the file,
+ * EISDIR, EINVAL for what is neither a file nor a device (a FIFO), ELOOP,
+ * or the error of opening the file or creating the new one. */
+struct vimg_target *vimg_target_begin(const char *filename);
+
+/* Lay out a new image on T as vimg_create would (P->format, size,
+ * options, backing file); a file written in place is emptied first. */
+int vimg_target_create(struct vimg_target *t,
+                       const struct vimg_create_params *p);
+
+/* Open the image on T's new file (read-write, whatever P says; P->flags
+ * may add VIMG_OPEN_NOCACHE and VIMG_OPEN_NO_FLUSH). Messages name T's
+ * file name; backing files resolve against it. The image takes no locks
+ * of its own (T holds them). Close it with vimg_close before ending T. */
+struct vimg_image *vimg_target_open(struct vimg_target *t,
+                                    const struct vimg_open_params *p);
+
+/* Publish the new file under T's name (replacing the old file) and free
+ * T, also when it fails (the old file is then kept, unless written in
+ * place). */
+int vimg_target_commit(struct vimg_target *t);
+
+/* Discard the new file and free T. The old file stays as it was, unless
+ * it was being written in place. NULL is a no-op. */
+void vimg_target_abort(struct vimg_target *t);
+
+/* Whether T (not NULL) writes the old file in place rather than
+ * replacing it. */
+bool vimg_target_in_place(const struct vimg_target *t);
+
+/* Delete the named temporaries of all targets not yet ended (the process
+ * is being killed: call it from SIGINT/SIGTERM/SIGHUP handlers). Safe in a
+ * signal handler (it only unlinks paths recorded in advance); those
+ * targets can only be aborted afterwards. */
+void vimg_target_remove_temporaries(void);
 
 /* Names and help of a format's -o options, one "name\ttype\thelp" line
  * each; the caller frees the string. NULL for an unknown format. */
@@ -288,8 +360,15 @@ const char *vimg_value_key_at(const struct vimg_value *v, size_t i);
 /* The member of object V named KEY, or NULL. */
 const struct vimg_value *vimg_value_get(const struct vimg_value *v,
                                         const char *key);
-/* JSON text in qemu-img's layout (4-space indent), caller frees. */
+/* JSON text in qemu-img's layout (4-space indent), caller frees. Strings
+ * are escaped as vimg_json_quote() escapes them. */
 char *vimg_value_to_json(const struct vimg_value *v);
+/* S as a JSON string, quotes included, escaped byte for byte as qemu-img
+ * escapes: \" \\ \b \f \n \r \t, any other character outside printable
+ * ASCII as \uXXXX (upper-case hex; a surrogate pair beyond U+FFFF), and
+ * bytes that are not UTF-8 as \uFFFD. Any bytes (a name from an image)
+ * give valid JSON. Caller frees; NULL only when out of memory. */
+char *vimg_json_quote(const char *s);
 void vimg_value_free(struct vimg_value *v);
 
 /* ---- ISO 9660 creation ---------------------------------------------- */
@@ -335,9 +414,9 @@ struct vimg_iso_create_params {
 void vimg_iso_create_params_init(struct vimg_iso_create_params *p);
 
 /* Write an ISO 9660 image (level 3, with Rock Ridge and Joliet trees as P
- * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT. The
- * image goes to a temporary file beside OUTPUT, renamed over it only when
- * complete, so a failure leaves no partial output. Entries are sorted and
+ * asks) of the folder SOURCE_DIR (NULL: only P's grafts) to OUTPUT,
+ * written as a target (see vimg_target_begin: locked, replaced only when
+ * complete, in place for a device or hard link). Entries are sorted and
  * no host name or random id is recorded: the same tree and the same
  * source_date_epoch give byte-identical images. Symbolic links, devices,
  * FIFOs and sockets are recorded through Rock Ridge only (left out
@@ -400,8 +479,10 @@ typedef int (*vimg_iso_list_fn)(void *opaque, const char *path,
                                 const struct vimg_iso_stat *st);
 /* List directory PATH in on-disk order (RECURSIVE: depth first, each
  * directory's entries right after the directory itself). PATH naming a
- * non-directory reports that one entry. Directory loops, depth beyond 64
- * and more than a few million entries fail with EINVAL. */
+ * non-directory reports that one entry. Each directory extent is entered
+ * once: directory loops and directories sharing extents, nesting beyond
+ * 255 levels (the most vimg iso create writes) and more records than one
+ * per 34 bytes of image (or 4 Mi) fail with EINVAL. */
 int vimg_iso_list(struct vimg_iso *iso, const char *path, bool recursive,
                   vimg_iso_list_fn fn, void *opaque);
 
@@ -418,7 +499,12 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * Nothing is ever written outside DEST: names that are empty, ".", "..",
  * or contain '/' or NUL, absolute symlink targets and targets that climb
  * out of DEST fail with EPERM naming the entry; existing files are never
- * replaced (EEXIST). Memory use does not depend on file sizes. */
+ * replaced (EEXIST). Rock Ridge hard links (names sharing data, serial
+ * number and attributes) become hard links. Directories are entered once
+ * each, as vimg_iso_list does, and files sharing data without being links
+ * are copied up to max(4 x the image size, 1 GiB) in all (EINVAL beyond).
+ * On failure the entry being written is removed and the message ends with
+ * what stays in DEST. Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
 

@@ -648,7 +648,7 @@ static int qcow1_write_compressed(struct vimg_image *img, uint64_t offset,
 
 static int qcow1_block_status(struct vimg_image *img, uint64_t offset,
                               uint64_t count, uint64_t *pnum, uint64_t *map,
-                              struct vimg_image **file)
+                              const char **file)
 {
     struct qcow1_state *s = state(img);
     uint64_t in = offset & (s->cluster_size - 1);
@@ -671,7 +671,7 @@ static int qcow1_block_status(struct vimg_image *img, uint64_t offset,
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED;
     }
     *map = e + in;
-    *file = img->file;
+    *file = img->file->filename;
     return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
 }
 
@@ -722,10 +722,6 @@ static int qcow1_create(struct vimg_image *file,
     if (size == 0) {
         return vimg_internal_error(EINVAL, "%s: Image size is too small, "
                                    "cannot be zero length", c->filename);
-    }
-    if (backing && !c->backing_format) {
-        return vimg_internal_error(EINVAL, "%s: Backing file specified "
-                                   "without backing format", c->filename);
     }
     size_t blen = backing ? strlen(backing) : 0;
     if (blen > QCOW1_MAX_BACKING_NAME) {

@@ -47,10 +47,6 @@ static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
                                    "'metadata' is not supported by raw",
                                    c->filename);
     }
-    if (c->backing_file) {
-        return vimg_internal_error(ENOTSUP, "%s: raw images cannot have a "
-                                   "backing file", c->filename);
-    }
     r = vimg_internal_truncate(file, ROUND_UP(c->size, SECTOR), 0, prealloc);
     if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0) {
         return r;
@@ -104,7 +100,7 @@ static int raw_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
 
 static int raw_block_status(struct vimg_image *img, uint64_t offset,
                             uint64_t count, uint64_t *pnum, uint64_t *map,
-                            struct vimg_image **file)
+                            const char **file)
 {
     struct vimg_extent e;
     int r = vimg_internal_block_status(img->file, offset, count, 0, &e);
@@ -114,7 +110,7 @@ static int raw_block_status(struct vimg_image *img, uint64_t offset,
     }
     *pnum = e.length;
     *map = e.file_offset;
-    *file = img->file;
+    *file = e.file;
     return (int)(e.flags | VIMG_BS_ALLOCATED);
 }
 

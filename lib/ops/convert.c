@@ -415,9 +415,16 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
         return -1;
     }
     if (dst->size < src->size) {
+        /* A raw image's size is its file's rounded up to a sector: name
+         * the file's own size, which is what the user can see. */
+        uint64_t shown = dst->size;
+        if (dst->drv == &vimg_driver_raw && dst->file &&
+            dst->file->size < shown) {
+            shown = dst->file->size;
+        }
         vimg_internal_img_error(dst, EINVAL, "target (%llu bytes) is "
                                 "smaller than the source (%llu bytes)",
-                                (unsigned long long)dst->size,
+                                (unsigned long long)shown,
                                 (unsigned long long)src->size);
         return -1;
     }

@@ -59,6 +59,12 @@ int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
     if (fd < 0) {
         return 0; /* not a file: nothing to lock */
     }
+    return vimg_internal_fd_lock(fd, img->filename, perm, shared);
+}
+
+int vimg_internal_fd_lock(int fd, const char *name, unsigned perm,
+                          unsigned shared)
+{
     for (int bit = 0; bit < 4; bit++) {
         if (((perm >> bit) & 1) &&
             lock_byte(fd, LOCK_PERM_BASE + bit, F_RDLCK) < 0) {
@@ -73,20 +79,20 @@ int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
         if (((perm >> bit) & 1) && byte_held(fd, LOCK_SHARED_BASE + bit)) {
             struct flock all = { .l_whence = SEEK_SET, .l_type = F_UNLCK };
             fcntl(fd, F_OFD_SETLK, &all);
-            return vimg_internal_img_error(img, EAGAIN, "Failed to get \"%s\""
-                                           " lock: is another process using "
-                                           "the image?", perm_names[bit]);
+            return vimg_internal_error(EAGAIN, "%s: Failed to get \"%s\" "
+                                       "lock: is another process using the "
+                                       "image?", name, perm_names[bit]);
         }
         if (!((shared >> bit) & 1) && byte_held(fd, LOCK_PERM_BASE + bit)) {
             struct flock all = { .l_whence = SEEK_SET, .l_type = F_UNLCK };
             fcntl(fd, F_OFD_SETLK, &all);
-            return vimg_internal_img_error(img, EAGAIN, "Failed to get "
-                                           "shared \"%s\" lock: is another "
-                                           "process using the image?%s",
-                                           perm_names[bit],
-                                           perm & FILE_PERM_WRITE
-                                               ? ""
-                                               : " (-U reads it anyway)");
+            return vimg_internal_error(EAGAIN, "%s: Failed to get shared "
+                                       "\"%s\" lock: is another process "
+                                       "using the image?%s", name,
+                                       perm_names[bit],
+                                       perm & FILE_PERM_WRITE
+                                           ? ""
+                                           : " (-U reads it anyway)");
         }
     }
     return 0;
@@ -95,5 +101,5 @@ failed:
     if (errno == EINVAL || errno == ENOTSUP || errno == ENOLCK) {
         return 0; /* file system without OFD locks, as QEMU tolerates */
     }
-    return vimg_internal_img_error(img, errno, "lock: %s", strerror(errno));
+    return vimg_internal_error(errno, "%s: lock: %s", name, strerror(errno));
 }

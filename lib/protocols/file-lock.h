@@ -20,6 +20,10 @@ enum {
  * an error like QEMU's is recorded. */
 int vimg_internal_file_lock(struct vimg_image *img, unsigned perm,
                             unsigned shared);
+/* The same on a bare descriptor FD (a file being replaced); messages start
+ * with NAME. */
+int vimg_internal_fd_lock(int fd, const char *name, unsigned perm,
+                          unsigned shared);
 /* Add PERM to the permissions IMG already holds (a resize on an image
  * opened without resize permission), after checking that no other holder
  * refuses to share them; on conflict nothing changes and QEMU's error is

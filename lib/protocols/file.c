@@ -16,7 +16,7 @@
 
 struct file_state {
     int fd;
-    bool is_block_device;
+    bool is_device;              /* block or character device */
     _Atomic uint64_t size;       /* grows as formats append */
     _Atomic bool no_zero_range;  /* kernel said ENOTSUP once: stop asking */
     _Atomic bool no_punch_hole;
@@ -37,28 +37,13 @@ static int file_open(struct vimg_image *img, const struct vimg_opts *opts)
     return r;
 }
 
-static int file_open_fd(struct vimg_image *img)
+/* Everything after the descriptor is open: what the file is, its size,
+ * blocking mode and O_DIRECT alignment. FLAGS are the open flags. */
+static int file_setup(struct vimg_image *img, int flags)
 {
     struct file_state *s = img->opaque;
-    /* O_NONBLOCK: opening a FIFO must fail below, not wait for a writer;
-     * it is cleared once the file is known to be a file or a disk. */
-    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-                (img->writable ? O_RDWR : O_RDONLY);
     struct stat st;
 
-    s->fd = -1;
-    if (img->params.flags & VIMG_OPEN_NOCACHE) {
-        flags |= O_DIRECT;
-    }
-    s->fd = open(img->filename, flags);
-    if (s->fd < 0 && errno == EINVAL && (flags & O_DIRECT)) {
-        return vimg_internal_img_error(img, EINVAL, "this file system does "
-                                       "not support O_DIRECT (-t/-T none)");
-    }
-    if (s->fd < 0) {
-        return vimg_internal_img_error(img, errno, "Could not open: %s",
-                                       strerror(errno));
-    }
     if (fstat(s->fd, &st) < 0) {
         return vimg_internal_img_error(img, errno, "stat: %s",
                                        strerror(errno));
@@ -73,10 +58,17 @@ static int file_open_fd(struct vimg_image *img)
             return vimg_internal_img_error(img, errno, "BLKGETSIZE64: %s",
                                            strerror(errno));
         }
-        s->is_block_device = true;
+        s->is_device = true;
         atomic_store(&s->size, bytes);
     } else if (S_ISREG(st.st_mode)) {
         atomic_store(&s->size, (uint64_t)st.st_size);
+    } else if (S_ISCHR(st.st_mode) && img->writable) {
+        /* A character device is only ever an output (qemu-img accepts
+         * /dev/null as a target): its size is what seeking to its end
+         * says, 0 for /dev/null. Read as an image it has no contents. */
+        off_t end = lseek(s->fd, 0, SEEK_END);
+        s->is_device = true;
+        atomic_store(&s->size, end > 0 ? (uint64_t)end : 0);
     } else {
         return vimg_internal_img_error(img, EINVAL, "not a regular file or "
                                        "block device");
@@ -89,10 +81,80 @@ static int file_open_fd(struct vimg_image *img)
     if (flags & O_DIRECT) {
         /* Logical block size for O_DIRECT; 4096 is always safe for files. */
         unsigned int bs = 4096;
-        if (s->is_block_device && ioctl(s->fd, BLKSSZGET, &bs) < 0) {
+        if (S_ISBLK(st.st_mode) && ioctl(s->fd, BLKSSZGET, &bs) < 0) {
             bs = 4096;
         }
         img->request_alignment = bs;
+    }
+    return 0;
+}
+
+static int file_open_fd(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+    /* O_NONBLOCK: opening a FIFO must fail below, not wait for a writer;
+     * it is cleared once the file is known to be a file or a disk. */
+    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                (img->writable ? O_RDWR : O_RDONLY);
+
+    s->fd = -1;
+    if (img->params.flags & VIMG_OPEN_NOCACHE) {
+        flags |= O_DIRECT;
+    }
+    s->fd = open(img->filename, flags);
+    if (s->fd < 0 && errno == EINVAL && (flags & O_DIRECT)) {
+        return vimg_internal_img_error(img, EINVAL, "this file system does "
+                                       "not support O_DIRECT (-t/-T none)");
+    }
+    if (s->fd < 0) {
+        return vimg_internal_img_error(img, errno, "Could not open: %s",
+                                       strerror(errno));
+    }
+    return file_setup(img, flags);
+}
+
+int vimg_internal_file_adopt(struct vimg_image *img, int fd)
+{
+    struct file_state *s = img->opaque;
+    int flags;
+
+    s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (s->fd < 0 || (flags = fcntl(s->fd, F_GETFL)) < 0) {
+        int e = errno;
+        if (s->fd >= 0) {
+            close(s->fd);
+            s->fd = -1;
+        }
+        return vimg_internal_img_error(img, e, "Could not open: %s",
+                                       strerror(e));
+    }
+    if ((img->params.flags & VIMG_OPEN_NOCACHE) && !(flags & O_DIRECT)) {
+        flags |= O_DIRECT;
+        if (fcntl(s->fd, F_SETFL, flags) < 0) {
+            close(s->fd);
+            s->fd = -1;
+            return vimg_internal_img_error(img, EINVAL, "this file system "
+                                           "does not support O_DIRECT "
+                                           "(-t/-T none)");
+        }
+    }
+    int r = file_setup(img, flags);
+    if (r < 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+    return r;
+}
+
+/* Write the file's data to the disk. A character device (/dev/null)
+ * says EINVAL: it has nothing to synchronise. */
+static int file_sync(struct vimg_image *img)
+{
+    struct file_state *s = img->opaque;
+
+    if (fdatasync(s->fd) < 0 && !(s->is_device && errno == EINVAL)) {
+        return vimg_internal_img_error(img, errno, "flush: %s",
+                                       strerror(errno));
     }
     return 0;
 }
@@ -103,9 +165,8 @@ static int file_close(struct vimg_image *img)
     int r = 0;
 
     if (s->fd >= 0 && img->writable &&
-        !(img->params.flags & VIMG_OPEN_NO_FLUSH) && fdatasync(s->fd) < 0) {
-        r = vimg_internal_img_error(img, errno, "flush: %s",
-                                    strerror(errno));
+        !(img->params.flags & VIMG_OPEN_NO_FLUSH)) {
+        r = file_sync(img);
     }
     if (s->fd >= 0 && close(s->fd) < 0 && r == 0) {
         r = vimg_internal_img_error(img, errno, "close: %s",
@@ -178,11 +239,7 @@ static int file_pwrite(struct vimg_image *img, const void *buf,
         count -= (uint64_t)n;
     }
     grow_size(img, s, end);
-    if ((flags & VIMG_WRITE_FUA) && fdatasync(s->fd) < 0) {
-        return vimg_internal_img_error(img, errno, "flush: %s",
-                                       strerror(errno));
-    }
-    return 0;
+    return (flags & VIMG_WRITE_FUA) ? file_sync(img) : 0;
 }
 
 static int try_fallocate(struct vimg_image *img, int mode, uint64_t offset,
@@ -217,8 +274,8 @@ static int file_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
     struct file_state *s = img->opaque;
     int r;
 
-    if (s->is_block_device) {
-        /* Block devices: let the core write zeroed buffers. */
+    if (s->is_device) {
+        /* Devices: let the core write zeroed buffers. */
         return -ENOTSUP;
     }
     if (flags & VIMG_ZERO_MAY_UNMAP) {
@@ -250,7 +307,7 @@ static int file_discard(struct vimg_image *img, uint64_t offset,
     struct file_state *s = img->opaque;
     int r;
 
-    if (s->is_block_device) {
+    if (s->is_device) {
         uint64_t range[2] = { offset, count };
         (void)ioctl(s->fd, BLKDISCARD, range); /* only a hint */
         return 0;
@@ -262,13 +319,7 @@ static int file_discard(struct vimg_image *img, uint64_t offset,
 
 static int file_flush(struct vimg_image *img)
 {
-    struct file_state *s = img->opaque;
-
-    if (fdatasync(s->fd) < 0) {
-        return vimg_internal_img_error(img, errno, "flush: %s",
-                                       strerror(errno));
-    }
-    return 0;
+    return file_sync(img);
 }
 
 static int write_zero_buffers(struct vimg_image *img, uint64_t from,
@@ -294,24 +345,32 @@ static int file_truncate(struct vimg_image *img, uint64_t size,
     int r;
 
     (void)flags;
-    if (s->is_block_device) {
+    if (s->is_device) {
         if (size > old) {
             return vimg_internal_img_error(img, EINVAL, "cannot grow a "
-                                           "block device");
+                                           "device");
         }
         return 0;
     }
     if (size > old && prealloc == VIMG_PREALLOC_FALLOC) {
         r = posix_fallocate(s->fd, (off_t)old, (off_t)(size - old));
         if (r != 0) {
-            return vimg_internal_img_error(img, r, "preallocation: %s",
-                                           strerror(r));
+            r = vimg_internal_img_error(img, r, "preallocation: %s",
+                                        strerror(r));
         }
     } else if (size > old && prealloc == VIMG_PREALLOC_FULL) {
         r = write_zero_buffers(img, old, size);
-        if (r < 0) {
-            return r;
-        }
+    } else {
+        r = 0;
+    }
+    if (r < 0) {
+        /* A preallocation that ran out of space has grown the file as far
+         * as it got: give the space back and keep the old length, so that
+         * a failed resize leaves the file as it was. */
+        (void)ftruncate(s->fd, (off_t)old);
+        atomic_store(&s->size, old);
+        img->size = old;
+        return r;
     }
     if (ftruncate(s->fd, (off_t)size) < 0) {
         return vimg_internal_img_error(img, errno, "truncate to %llu bytes: "
@@ -325,15 +384,15 @@ static int file_truncate(struct vimg_image *img, uint64_t size,
 
 static int file_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
-                             struct vimg_image **file)
+                             const char **file)
 {
     struct file_state *s = img->opaque;
     off_t data, hole;
 
     *map = offset;
-    *file = img;
+    *file = img->filename;
     *pnum = count;
-    if (s->is_block_device || atomic_load(&s->no_seek_data)) {
+    if (s->is_device || atomic_load(&s->no_seek_data)) {
         return VIMG_BS_DATA | VIMG_BS_OFFSET_VALID;
     }
     data = lseek(s->fd, (off_t)offset, SEEK_DATA);

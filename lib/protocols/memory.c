@@ -1,10 +1,13 @@
 /* The memory protocol: an image in a heap buffer, for unit tests and
  * fuzzing, with a fault hook that fails every write-like call from the Nth
- * on (a simulated crash for crash-safety tests). */
+ * on (a simulated crash for crash-safety tests), and an observer that
+ * sees every change (fuzzers check where formats write). Discard punches:
+ * the range reads as zeros afterwards, as a punched file does. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/rounding.h"
 #include "../internal.h"
 
 struct memory_state {
@@ -12,7 +15,18 @@ struct memory_state {
     size_t len, cap, max_len;
     uint64_t fail_after;   /* 0: never; else the Nth write-like call fails */
     uint64_t writes;
+    vimg_memory_observer observer;
+    void *observer_opaque;
 };
+
+static void observe(struct vimg_image *img, enum vimg_memory_op op,
+                    uint64_t offset, uint64_t len, unsigned flags)
+{
+    struct memory_state *s = img->opaque;
+    if (s->observer) {
+        s->observer(s->observer_opaque, op, offset, len, flags);
+    }
+}
 
 static int memory_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
@@ -88,8 +102,11 @@ static int memory_pwrite(struct vimg_image *img, const void *buf,
     struct memory_state *s = img->opaque;
     int r;
 
-    (void)flags;
-    if ((r = crash_point(img)) < 0 || (r = ensure_len(img, offset + count))) {
+    if ((r = crash_point(img)) < 0) {
+        return r;
+    }
+    observe(img, VIMG_MEMORY_WRITE, offset, count, flags);
+    if ((r = ensure_len(img, offset + count))) {
         return r;
     }
     memcpy(s->data + offset, buf, count);
@@ -103,10 +120,32 @@ static int memory_zero(struct vimg_image *img, uint64_t offset,
     int r;
 
     (void)flags;
-    if ((r = crash_point(img)) < 0 || (r = ensure_len(img, offset + count))) {
+    if ((r = crash_point(img)) < 0) {
+        return r;
+    }
+    observe(img, VIMG_MEMORY_ZERO, offset, count, 0);
+    if ((r = ensure_len(img, offset + count))) {
         return r;
     }
     memset(s->data + offset, 0, count);
+    return 0;
+}
+
+/* Punch a hole: what lies inside the image reads as zeros; the length
+ * does not change. */
+static int memory_discard(struct vimg_image *img, uint64_t offset,
+                          uint64_t count)
+{
+    struct memory_state *s = img->opaque;
+    int r;
+
+    if ((r = crash_point(img)) < 0) {
+        return r;
+    }
+    observe(img, VIMG_MEMORY_DISCARD, offset, count, 0);
+    if (offset < s->len) {
+        memset(s->data + offset, 0, MIN(count, s->len - offset));
+    }
     return 0;
 }
 
@@ -126,6 +165,7 @@ static int memory_truncate(struct vimg_image *img, uint64_t size,
     if ((r = crash_point(img)) < 0) {
         return r;
     }
+    observe(img, VIMG_MEMORY_TRUNCATE, size, s->len, 0);
     if (size <= s->len) {
         s->len = size;
         img->size = size;
@@ -145,6 +185,7 @@ const struct vimg_driver vimg_driver_memory = {
     .pread = memory_pread,
     .pwrite = memory_pwrite,
     .zero = memory_zero,
+    .discard = memory_discard,
     .flush = memory_flush,
     .truncate = memory_truncate,
 };
@@ -200,4 +241,12 @@ const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len)
     struct memory_state *s = mem->opaque;
     *len = s->len;
     return s->data;
+}
+
+void vimg_internal_memory_observe(struct vimg_image *mem,
+                                  vimg_memory_observer fn, void *opaque)
+{
+    struct memory_state *s = mem->opaque;
+    s->observer = fn;
+    s->observer_opaque = opaque;
 }

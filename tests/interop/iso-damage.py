@@ -5,7 +5,8 @@ RRIP), for vimg's bad-input tests and fuzz corpus.
 usage: iso-damage.py IN OUT MUTATION [ARG]
 
 Mutations (each names the structure it breaks):
-  rename OLD NEW     Rock Ridge NM OLD -> NEW (same length: "zz" -> "..")
+  rename OLD NEW     Rock Ridge NM OLD -> NEW (same length: "zz" -> "..";
+                     any bytes, not only UTF-8)
   no-terminator      terminator descriptor turned into another primary one
   many-descriptors   sectors 17..80 all copies of the primary descriptor
   short-record       first entry of the root shorter than 34 bytes
@@ -14,8 +15,14 @@ Mutations (each names the structure it breaks):
   dir-loop NAME      directory NAME's extent points back at the root
   past-end NAME      file NAME's extent points past the end of the image
   ce-loop            the first CE continuation area chains to itself
+  dir-dag A B        in every directory, subdirectory B gets the extent of
+                     its sibling A (a DAG: sibling directories sharing
+                     extents, so the tree doubles at each level)
+  share-extent F P   every file whose name starts with P gets file F's
+                     extent (files sharing data without being links)
   truncate N         keep the first N bytes
 """
+import os
 import struct
 import sys
 
@@ -86,6 +93,27 @@ def find(img, name):
     sys.exit('iso-damage: no entry named %r' % name)
 
 
+def walk(img):
+    """Yield (directory LBA, offset, record bytes) of every record below
+    the root, each directory extent read once."""
+    r = root_record(img)
+    todo = [(struct.unpack('<I', img[r + 2:r + 6])[0],
+             struct.unpack('<I', img[r + 10:r + 14])[0])]
+    seen = set()
+    while todo:
+        lba, length = todo.pop()
+        if lba in seen:
+            continue
+        seen.add(lba)
+        for off, rec in records(img, lba, length):
+            if rec[32] == 1 and rec[33] in (0, 1):
+                continue
+            yield lba, off, rec
+            if rec[25] & 2:
+                todo.append((struct.unpack('<I', rec[2:6])[0],
+                             struct.unpack('<I', rec[10:14])[0]))
+
+
 def main():
     src, dst, what = sys.argv[1:4]
     args = sys.argv[4:]
@@ -93,7 +121,7 @@ def main():
     root = root_record(img)
     root_lba = struct.unpack('<I', img[root + 2:root + 6])[0]
     if what == 'rename':
-        old, new = args[0].encode(), args[1].encode()
+        old, new = os.fsencode(args[0]), os.fsencode(args[1])
         assert len(old) == len(new)
         pat = b'NM' + bytes([5 + len(old), 1, 0]) + old
         i = img.find(pat)
@@ -138,6 +166,28 @@ def main():
             break
         else:
             sys.exit('iso-damage: no CE entry in the root directory')
+    elif what == 'dir-dag':
+        a, b = args[0].encode(), args[1].encode()
+        by_dir = {}
+        for lba, off, rec in list(walk(img)):
+            if rec[25] & 2 and rr_name(rec) in (a, b):
+                by_dir.setdefault(lba, {})[rr_name(rec)] = off
+        n = 0
+        for pair in by_dir.values():
+            if a in pair and b in pair:
+                img[pair[b] + 2:pair[b] + 18] = \
+                    img[pair[a] + 2:pair[a] + 18]
+                n += 1
+        assert n, 'no directory holds both %r and %r' % (a, b)
+    elif what == 'share-extent':
+        src = find(img, args[0].encode())
+        prefix = args[1].encode()
+        n = 0
+        for _, off, rec in list(walk(img)):
+            if not rec[25] & 2 and rr_name(rec).startswith(prefix):
+                img[off + 2:off + 18] = img[src + 2:src + 18]
+                n += 1
+        assert n, 'no file named %r...' % prefix
     elif what == 'truncate':
         del img[int(args[0]):]
     else:

@@ -9,6 +9,7 @@ requires qemu-img qemu-io
 img=$T/disk.img
 "$VIMG" create -q -f raw "$img" 8M
 dd if=/dev/urandom of="$img" bs=4k seek=9 count=7 conv=notrunc 2>/dev/null
+"$VIMG" create -q -f raw "$T/other.img" 8M
 qemu-io -f raw -c 'sleep 100000' "$img" > /dev/null & holder=$!
 stop_holder() { kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; }
 on_exit stop_holder
@@ -21,7 +22,8 @@ until grep -q ":$ino " /proc/locks; do
 done
 before=$(sha256sum < "$img")
 for cmd in "resize -f raw $img 16M" "create -q -f raw $img 1M" \
-           "convert -n -f raw -O raw $T/disk.img $img" \
+           "convert -n -f raw -O raw $T/other.img $img" \
+           "convert -f raw -O raw $T/other.img $img" \
            "convert -f raw -O raw $img $T/copy.img"; do
     # shellcheck disable=SC2086
     expect_status 1 "$VIMG" $cmd

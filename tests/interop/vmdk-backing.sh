@@ -58,8 +58,8 @@ qemu-img convert -f vmdk -O raw stale.vmdk stale.raw 2>/dev/null &&
 # Parents must be VMDK images.
 qemu-img create -q -f raw plain.raw 1M
 expect_status 1 "$VIMG" create -q -f vmdk -b plain.raw -F raw x.vmdk
+grep -q 'must be a vmdk image' err || fail "$(cat err)"
 expect_status 1 "$VIMG" create -q -f vmdk -b plain.raw x.vmdk
-grep -q 'Must be vmdk' err || fail "$(cat err)"
 [ ! -e x.vmdk ] || fail "a refused create left a file"
 
 # --untrusted: the parent is named, not opened.

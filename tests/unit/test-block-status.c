@@ -11,7 +11,7 @@ struct fake { int layer; };
 
 static int fake_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
-                             struct vimg_image **file)
+                             const char **file)
 {
     struct fake *f = img->opaque;
     uint64_t b = offset / BLOCK, end = (b + 1) * BLOCK - offset;

@@ -3,13 +3,15 @@
 
 #include "common/byteswap.h"
 #include "common/checked-overflow.h"
+#include "common/crc32c.h"
 #include "common/iszero.h"
 #include "common/rounding.h"
+#include "common/uuid.h"
 #include "test.h"
 
 int main(void)
 {
-    uint8_t b[8];
+    uint8_t b[8], u1[16], u2[16];
     uint64_t r;
 
     store_be32(b, 0x514649fb);
@@ -34,6 +36,17 @@ int main(void)
     CHECK(range_outside(UINT64_MAX - 1, 4, UINT64_MAX));
     CHECK(range_outside(10, 10, 19));
     CHECK(!range_outside(10, 10, 20));
+
+    /* The check value of the CRC-32C catalogue, and the skipped field. */
+    CHECK_EQ(crc32c_final(crc32c_update(crc32c_init(), "123456789", 9)),
+             0xe3069283u);
+    CHECK_EQ(crc32c_skip("ab\xff\xff\xff\xff" "cd", 8, 2),
+             crc32c_final(crc32c_update(crc32c_init(), "ab\0\0\0\0cd", 8)));
+    CHECK_EQ(uuid_generate_v4(u1), 0);
+    CHECK_EQ(uuid_generate_v4(u2), 0);
+    CHECK(memcmp(u1, u2, 16) != 0);
+    CHECK_EQ(u1[6] >> 4, 4);
+    CHECK_EQ(u1[8] >> 6, 2);
 
     CHECK_EQ(ROUND_UP(4097, 4096), 8192);
     CHECK_EQ(ROUND_DOWN(4097, 4096), 4096);

@@ -19,8 +19,14 @@ int main(void)
     CHECK(vimg_open(dir, NULL) == NULL);
     CHECK_EQ(vimg_get_errno(), EISDIR);
 
-    CHECK(vimg_open("nbd://127.0.0.1:10809", NULL) == NULL);
-    CHECK_ERROR(ENOTSUP, "nbd://127.0.0.1:10809: protocol names are not");
+    /* nbd:// names reach a server (none listens on port 1); other
+     * protocol names, including libnbd's that run commands, are refused. */
+    CHECK(vimg_open("nbd://127.0.0.1:1/x", NULL) == NULL);
+    CHECK_ERROR(ECONNREFUSED, "nbd://127.0.0.1:1/x: cannot connect");
+    CHECK(vimg_open("nbd+ssh://host/x", NULL) == NULL);
+    CHECK_ERROR(ENOTSUP, "nbd+ssh://host/x: protocol names are not");
+    CHECK(vimg_open("http://127.0.0.1:10809/x", NULL) == NULL);
+    CHECK_ERROR(ENOTSUP, "http://127.0.0.1:10809/x: protocol names are not");
     CHECK(vimg_open("json:{\"file\":\"x\"}", NULL) == NULL);
     CHECK_EQ(vimg_get_errno(), ENOTSUP);
 

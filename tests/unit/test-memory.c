@@ -2,6 +2,31 @@
 #include "internal.h"
 #include "test.h"
 
+struct seen {
+    int n;
+    enum vimg_memory_op op;
+    uint64_t offset, len;
+    unsigned flags;
+    uint8_t old_byte;
+    struct vimg_image *mem;
+};
+
+static void observer(void *opaque, enum vimg_memory_op op, uint64_t offset,
+                     uint64_t len, unsigned flags)
+{
+    struct seen *s = opaque;
+    s->n++;
+    s->op = op;
+    s->offset = offset;
+    s->len = len;
+    s->flags = flags;
+    if (s->mem) {
+        size_t n;
+        const uint8_t *d = vimg_internal_memory_data(s->mem, &n);
+        s->old_byte = offset < n ? d[offset] : 0;
+    }
+}
+
 int main(void)
 {
     uint8_t data[8192] = { 0 }, buf[8192];
@@ -57,6 +82,31 @@ int main(void)
     CHECK_EQ(len, 16384);
     CHECK(raw[0] == '1' && raw[1] == '2' && raw[2] == 0 && raw[3] == 0);
     vimg_internal_memory_fail_after(mem, 0);
+
+    /* The observer sees each change before it lands; discard punches. */
+    struct seen seen = { .mem = mem };
+    vimg_internal_memory_observe(mem, observer, &seen);
+    CHECK_EQ(vimg_pwrite(img, "xyz", 3, 100, 0), 0);
+    CHECK_EQ(seen.n, 1);
+    CHECK(seen.op == VIMG_MEMORY_WRITE && seen.offset == 100 &&
+          seen.len == 3 && seen.flags == 0 && seen.old_byte == 'p');
+    /* Only formats mark metadata; public callers cannot. */
+    CHECK_EQ(vimg_pwrite(img, "q", 1, 100,
+                         VIMG_INTERNAL_WRITE_METADATA), 0);
+    CHECK(seen.n == 2 && seen.flags == 0 && seen.old_byte == 'x');
+    CHECK_EQ(vimg_internal_pwrite(mem, "m", 1, 5,
+                                  VIMG_INTERNAL_WRITE_METADATA), 0);
+    CHECK(seen.n == 3 && seen.flags == VIMG_INTERNAL_WRITE_METADATA);
+    CHECK_EQ(vimg_discard(img, 0, 4096), 0);
+    CHECK(seen.n == 4 && seen.op == VIMG_MEMORY_DISCARD &&
+          seen.offset == 0 && seen.len == 4096);
+    raw = vimg_internal_memory_data(mem, &len);
+    CHECK(len == 16384 && raw[100] == 0 && raw[5] == 0);
+    CHECK_EQ(vimg_zero(img, 4096, 512, 0), 0);
+    CHECK(seen.n == 5 && seen.op == VIMG_MEMORY_ZERO);
+    vimg_internal_memory_observe(mem, NULL, NULL);
+    CHECK_EQ(vimg_pwrite(img, "x", 1, 0, 0), 0);
+    CHECK_EQ(seen.n, 5);
     CHECK_EQ(vimg_close(img), 0);
     TEST_MAIN_END();
 }

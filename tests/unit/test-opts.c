@@ -72,6 +72,28 @@ int main(void)
     vimg_internal_error_clear();
     CHECK_EQ(vimg_internal_opts_parse("compat", desc, "x", &o), -EINVAL);
 
+    /* Empty items are refused as qemu-img refuses them; ",," is an
+     * escaped comma, so an even run of trailing commas is a value. */
+    static const char *const bad_lists[] = { ",", ",,", ",size=1M",
+                                             "size=1M,", "size=1M,,,",
+                                             "compat=a,,b," };
+    for (size_t i = 0; i < sizeof bad_lists / sizeof bad_lists[0]; i++) {
+        vimg_internal_error_clear();
+        CHECK_EQ(vimg_internal_opts_parse(bad_lists[i], desc, "x.img", &o),
+                 -EINVAL);
+        CHECK_ERROR(EINVAL, "x.img: Invalid option list: ");
+    }
+    CHECK_EQ(vimg_internal_opts_parse("compat=a,,", desc, "x", &o), 0);
+    CHECK(!strcmp(vimg_internal_opts_get(&o, "compat", ""), "a,"));
+    vimg_internal_opts_free(&o);
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse("=", desc, "x.img", &o), -EINVAL);
+    CHECK_ERROR(EINVAL, "x.img: invalid parameter ''");
+    CHECK_EQ(vimg_internal_opts_parse(NULL, desc, "x.img", &o), 0);
+    CHECK_EQ(o.count, 0);
+    CHECK_EQ(vimg_internal_opts_parse("", desc, "x.img", &o), 0);
+    CHECK_EQ(o.count, 0);
+
     enum vimg_prealloc pa;
     struct vimg_opts empty = { 0 };
     CHECK(vimg_internal_opts_get_prealloc(&empty, &pa) == 0 &&

@@ -31,5 +31,17 @@ int main(void)
         "}"));
     free(json);
     vimg_value_free(o);
+
+    /* Strings as qemu-img 7.2 writes them (seen from qemu-img info of a
+     * backing name with these bytes): invalid UTF-8 (FF, FE, a surrogate,
+     * U+FFFF, a cut-short sequence) as U+FFFD, C0 80 as U+0000, other
+     * non-ASCII as upper-case \u escapes, U+1F600 as a surrogate pair. */
+    json = vimg_json_quote("a\xff\xfe" "b\x01" "c\x1b[\x7f\xc3\xa9\xc2\x9b"
+                           "\xed\xa0\x80\xc0\x80\xef\xbf\xbf"
+                           "\xf0\x9f\x98\x80\"\\\b\f\n\r\t\xe2\x82");
+    CHECK(json && !strcmp(json,
+        "\"a\\uFFFD\\uFFFDb\\u0001c\\u001B[\\u007F\\u00E9\\u009B\\uFFFD"
+        "\\u0000\\uFFFD\\uD83D\\uDE00\\\"\\\\\\b\\f\\n\\r\\t\\uFFFD\""));
+    free(json);
     TEST_MAIN_END();
 }

@@ -4,6 +4,7 @@
  * compare with the refcounts on disk, and repair leaks, refcounts that are
  * too low, OFLAG_COPIED flags, or the whole refcount structure. Messages
  * and counters follow qemu-img check. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,9 +15,23 @@
 #include "../../../common/rounding.h"
 #include "qcow2.h"
 
-/* The in-memory refcount array is bounded like QEMU's (INT_MAX clusters);
+/* References are counted up to QEMU's bound (INT_MAX clusters);
  * references past the end of the file are reported, not counted. */
 #define MAX_CHECK_CLUSTERS ((uint64_t)INT32_MAX)
+
+/* The counted references live in pages allocated on first use, so memory
+ * follows what the image references, not the file's apparent size (a
+ * sparse file truncated to a terabyte costs a directory of at most 4 MiB
+ * plus the pages its metadata touches). A page holds 16-bit counters and
+ * widens to 64 bits when one of them passes 65535, which only images with
+ * 32- or 64-bit refcounts can reach. */
+#define REFS_PAGE_BITS 12
+#define REFS_PAGE ((uint64_t)1 << REFS_PAGE_BITS)
+
+struct refs_page {
+    uint64_t *wide;                 /* NULL while every counter fits 16 bits */
+    uint16_t narrow[REFS_PAGE];
+};
 
 struct check {
     struct vimg_image *img;
@@ -26,9 +41,11 @@ struct check {
     void *opaque;
     unsigned fix;
     uint64_t nb;        /* clusters counted */
-    uint64_t cap;       /* clusters the refs array holds */
     uint64_t max_nb;    /* bound on nb */
-    uint32_t *refs;     /* references found, saturating */
+    uint64_t refcount_max; /* the image's largest refcount */
+    struct refs_page **pages; /* DIV_ROUND_UP(nb, REFS_PAGE) entries */
+    uint64_t nb_pages;  /* entries of pages[] */
+    int err;            /* out of memory while counting */
     bool rebuild;
     uint8_t *buf;       /* one cluster */
 };
@@ -49,47 +66,149 @@ static void say(struct check *c, const char *fmt, ...)
     c->report(c->opaque, msg);
 }
 
-/* References past the end of the file are counted like QEMU does (the
- * comparison then finds them without refcounts), within a bound so that a
- * hostile entry cannot make the array huge. */
+static uint64_t refs_get(const struct check *c, uint64_t k)
+{
+    uint64_t p = k >> REFS_PAGE_BITS, i = k & (REFS_PAGE - 1);
+    const struct refs_page *page = p < c->nb_pages ? c->pages[p] : NULL;
+
+    if (!page) {
+        return 0;
+    }
+    return page->wide ? page->wide[i] : page->narrow[i];
+}
+
+/* Set the count of cluster K (< nb). */
+static int refs_set(struct check *c, uint64_t k, uint64_t v)
+{
+    uint64_t i = k & (REFS_PAGE - 1);
+    struct refs_page **pp = &c->pages[k >> REFS_PAGE_BITS];
+
+    if (!*pp && !(*pp = calloc(1, sizeof **pp))) {
+        return -ENOMEM;
+    }
+    if (!(*pp)->wide && v > UINT16_MAX) {
+        uint64_t *w = malloc(REFS_PAGE * sizeof *w);
+        if (!w) {
+            return -ENOMEM;
+        }
+        for (uint64_t j = 0; j < REFS_PAGE; j++) {
+            w[j] = (*pp)->narrow[j];
+        }
+        (*pp)->wide = w;
+    }
+    if ((*pp)->wide) {
+        (*pp)->wide[i] = v;
+    } else {
+        (*pp)->narrow[i] = (uint16_t)v;
+    }
+    return 0;
+}
+
+/* The first cluster in [K, LIMIT) with a nonzero count, or LIMIT; pages
+ * never touched are skipped whole. */
+static uint64_t refs_next(const struct check *c, uint64_t k, uint64_t limit)
+{
+    while (k < limit) {
+        uint64_t p = k >> REFS_PAGE_BITS;
+        uint64_t end = MIN(limit, (p + 1) << REFS_PAGE_BITS);
+        const struct refs_page *page = p < c->nb_pages ? c->pages[p] : NULL;
+        if (!page) {
+            k = end;
+            continue;
+        }
+        for (; k < end; k++) {
+            uint64_t i = k & (REFS_PAGE - 1);
+            if (page->wide ? page->wide[i] : page->narrow[i]) {
+                return k;
+            }
+        }
+    }
+    return limit;
+}
+
+static void refs_clear(struct check *c)
+{
+    for (uint64_t p = 0; p < c->nb_pages; p++) {
+        if (c->pages[p]) {
+            free(c->pages[p]->wide);
+            free(c->pages[p]);
+            c->pages[p] = NULL;
+        }
+    }
+}
+
+/* Count clusters [0, N): references past the end of the file are counted
+ * like QEMU does (the comparison then finds them without refcounts),
+ * within a bound so that a hostile entry cannot make the count huge. */
 static int grow_refs(struct check *c, uint64_t n)
 {
+    uint64_t want = DIV_ROUND_UP(n, REFS_PAGE);
+
     if (n > c->max_nb) {
         return -EFBIG;
     }
-    if (n > c->cap) {
-        uint64_t cap = MIN(MAX(n, c->cap * 2), c->max_nb);
-        uint32_t *p = realloc(c->refs, cap * sizeof *p);
+    if (want > c->nb_pages) {
+        uint64_t cap = MAX(want, MIN(c->nb_pages * 2,
+                                     DIV_ROUND_UP(c->max_nb, REFS_PAGE)));
+        struct refs_page **p = realloc(c->pages, cap * sizeof *p);
         if (!p) {
             return -ENOMEM;
         }
-        memset(p + c->cap, 0, (cap - c->cap) * sizeof *p);
-        c->refs = p;
-        c->cap = cap;
+        memset(p + c->nb_pages, 0, (cap - c->nb_pages) * sizeof *p);
+        c->pages = p;
+        c->nb_pages = cap;
     }
     c->nb = MAX(c->nb, n);
     return 0;
 }
 
-/* Count one reference to every cluster of [OFFSET, OFFSET+LEN). */
+/* Count one reference to every cluster of [OFFSET, OFFSET+LEN). A count
+ * at the image's refcount maximum stays there and is an error, as in
+ * QEMU (the refcount could not record it). */
 static void inc_refs(struct check *c, uint64_t offset, uint64_t len)
 {
     uint64_t cs = c->s->cluster_size;
+    uint64_t file_len = (uint64_t)vimg_internal_get_size(c->img->file);
+    int r;
 
-    if (len == 0) {
+    if (len == 0 || c->err) {
+        return;
+    }
+    /* The last cluster may lie partly past the end of the file, no more
+     * (QEMU's qcow2_inc_refcounts_imrt; the driver refuses such
+     * compressed spans too). */
+    if (offset + len > file_len && offset + len - file_len >= cs) {
+        say(c, "ERROR: counting reference for region exceeding the end of "
+            "the file by one cluster or more: offset 0x%" PRIx64 " size "
+            "0x%" PRIx64, offset, len);
+        c->res->corruptions++;
         return;
     }
     for (uint64_t k = offset / cs; k <= (offset + len - 1) / cs; k++) {
-        if (k >= c->nb && grow_refs(c, k + 1) < 0) {
+        r = k >= c->nb ? grow_refs(c, k + 1) : 0;
+        if (r == -EFBIG) {
             say(c, "ERROR: cluster %" PRIu64 " (offset 0x%" PRIx64 ") lies "
                 "far past the end of the file", k, k * cs);
             c->res->corruptions++;
             return;
         }
-        if (c->refs[k] != UINT32_MAX) {
-            c->refs[k]++;
+        if (r < 0) {
+            goto nomem;
+        }
+        uint64_t v = refs_get(c, k);
+        if (v == c->refcount_max) {
+            say(c, "ERROR: overflow cluster offset=0x%" PRIx64, k * cs);
+            c->res->corruptions++;
+            continue;
+        }
+        if ((r = refs_set(c, k, v + 1)) < 0) {
+            goto nomem;
         }
     }
+    return;
+nomem:
+    c->res->check_errors++;
+    c->err = r;
 }
 
 static int read_at(struct check *c, void *buf, uint64_t len, uint64_t off)
@@ -136,7 +255,7 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
             say(c, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
             c->res->corruptions++;
         }
-        if (!off && !(c->s->data_file && (e & QCOW2_L2E_COPIED))) {
+        if (!off && !(qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED))) {
             continue;
         }
         if (off & (s->cluster_size - 1)) {
@@ -246,7 +365,7 @@ static void check_refblocks(struct check *c)
 {
     struct qcow2_state *s = c->s;
 
-    for (uint64_t i = 0; i < s->rt_entries; i++) {
+    for (uint64_t i = 0; i < s->rt_entries && !c->err; i++) {
         uint64_t off = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
         if (s->rt[i] & QCOW2_RTE_RESERVED) {
             say(c, "ERROR refcount table entry %" PRIu64 " has reserved "
@@ -272,9 +391,10 @@ static void check_refblocks(struct check *c)
             continue;
         }
         inc_refs(c, off, s->cluster_size);
-        if (c->refs[off / s->cluster_size] != 1) {
-            say(c, "ERROR refcount block %" PRIu64 " refcount=%" PRIu32, i,
-                c->refs[off / s->cluster_size]);
+        uint64_t n = refs_get(c, off / s->cluster_size);
+        if (n != 1 && !c->err) {
+            say(c, "ERROR refcount block %" PRIu64 " refcount=%" PRIu64, i,
+                n);
             c->res->corruptions++;
             c->rebuild = true;
         }
@@ -285,7 +405,7 @@ static int calculate(struct check *c)
 {
     struct qcow2_state *s = c->s;
 
-    memset(c->refs, 0, c->cap * sizeof *c->refs);
+    refs_clear(c);
     c->res->allocated_clusters = c->res->fragmented_clusters = 0;
     c->res->compressed_clusters = 0;
     inc_refs(c, 0, s->cluster_size);
@@ -299,22 +419,34 @@ static int calculate(struct check *c)
     inc_refs(c, s->crypto_offset, s->crypto_length);
     check_bitmaps(c);
     check_refblocks(c);
-    return 0;
+    return c->err;
 }
 
-/* The refcount on disk of cluster K (0 where the table entry is broken:
- * check_refblocks reported it). */
+/* The offset of refcount block T, or 0 where there is none or the table
+ * entry is broken (check_refblocks reported it): all its refcounts are 0
+ * then. */
+static uint64_t refblock_offset(const struct check *c, uint64_t t)
+{
+    const struct qcow2_state *s = c->s;
+    uint64_t off = t < s->rt_entries ? s->rt[t] & QCOW2_RTE_OFFSET_MASK : 0;
+
+    if (!off || (off & (s->cluster_size - 1)) ||
+        off / s->cluster_size >= c->nb) {
+        return 0;
+    }
+    return off;
+}
+
+/* The refcount on disk of cluster K. */
 static int disk_refcount(struct check *c, uint64_t k, uint64_t *rc)
 {
     struct qcow2_state *s = c->s;
-    uint64_t t = k >> s->rb_bits;
-    uint64_t off = t < s->rt_entries ? s->rt[t] & QCOW2_RTE_OFFSET_MASK : 0;
+    uint64_t off = refblock_offset(c, k >> s->rb_bits);
     uint8_t *block;
     int r;
 
     *rc = 0;
-    if (!off || (off & (s->cluster_size - 1)) ||
-        off / s->cluster_size >= c->nb) {
+    if (!off) {
         return 0;
     }
     if ((r = qcow2_cache_get(c->img, &s->rb_cache, off, false, &block)) < 0) {
@@ -326,15 +458,54 @@ static int disk_refcount(struct check *c, uint64_t k, uint64_t *rc)
     return 0;
 }
 
+/* Whether refcount block T may hold a nonzero refcount: it exists and is
+ * not a hole of the file, which the file's block status tells without a
+ * read (unless the cache holds changes not yet on disk). */
+static bool refblock_present(struct check *c, uint64_t t)
+{
+    uint64_t off = refblock_offset(c, t);
+    struct vimg_extent e;
+
+    if (!off) {
+        return false;
+    }
+    if (qcow2_cache_has_dirty(&c->s->rb_cache) ||
+        vimg_internal_block_status(c->img->file, off, c->s->cluster_size, 0,
+                                   &e) < 0) {
+        return true;
+    }
+    return !(e.flags & VIMG_BS_ZERO) || e.length < c->s->cluster_size;
+}
+
 static int compare(struct check *c, unsigned fix, uint64_t *highest)
 {
     struct qcow2_state *s = c->s;
+    uint64_t t_seen = UINT64_MAX;
+    bool present = false;
     int r;
 
     *highest = 0;
     for (uint64_t k = 0; k < c->nb; k++) {
-        uint64_t rc1, rc2 = c->refs[k];
-        if (disk_refcount(c, k, &rc1) < 0) {
+        /* Where the refcount table has no block (or one of zeros), only
+         * clusters counted here can differ from the disk; past the table's
+         * end, none until the last counted one. */
+        uint64_t t = k >> s->rb_bits;
+        if (t != t_seen) {
+            t_seen = t;
+            present = refblock_present(c, t);
+        }
+        if (!present) {
+            uint64_t end = t >= s->rt_entries
+                               ? c->nb
+                               : MIN(c->nb, (t + 1) << s->rb_bits);
+            uint64_t next = refs_next(c, k, end);
+            if (next != k) {
+                k = next - 1;
+                continue;
+            }
+        }
+        uint64_t rc1 = 0, rc2 = refs_get(c, k);
+        if (present && disk_refcount(c, k, &rc1) < 0) {
             say(c, "Can't get refcount for cluster %" PRIu64 ": I/O error",
                 k);
             continue;
@@ -376,23 +547,35 @@ static int compare(struct check *c, unsigned fix, uint64_t *highest)
 }
 
 /* Write a new refcount table and blocks after everything in use, from the
- * counted references; the old structure becomes leaked clusters. */
+ * counted references; the old structure becomes leaked clusters. Only the
+ * blocks that describe some cluster in use are written (a table entry of
+ * 0 stands for a block of zeros), so a sparse image costs no more than
+ * what it holds. */
 static int rebuild(struct check *c)
 {
     struct qcow2_state *s = c->s;
     uint64_t cs = s->cluster_size, per_block = (uint64_t)1 << s->rb_bits;
-    uint64_t first = 0, m = 0, k = 1, end;
-    int r;
+    uint64_t first = 0, used = 0, m = 0, k = 1, end;
+    int r = 0;
 
-    for (uint64_t i = 0; i < c->nb; i++) {
-        if (c->refs[i]) {
-            first = i + 1;
+    /* FIRST: after the last cluster in use; USED: blocks below it. */
+    for (uint64_t i = refs_next(c, 0, c->nb); i < c->nb;
+         i = refs_next(c, i + 1, c->nb)) {
+        if (!first || (i >> s->rb_bits) != ((first - 1) >> s->rb_bits)) {
+            used++;
         }
+        first = i + 1;
     }
+    /* M blocks, then a table of K clusters, from FIRST on: the block that
+     * holds FIRST is among the USED ones unless FIRST starts a block. */
     for (;;) {
         end = first + m + k;
-        uint64_t m2 = DIV_ROUND_UP(end, per_block);
-        uint64_t k2 = DIV_ROUND_UP(m2 * 8, cs);
+        if (end > MAX_CHECK_CLUSTERS) {
+            break;
+        }
+        uint64_t m2 = used + ((end - 1) >> s->rb_bits) -
+                      (first >> s->rb_bits) + !(first & (per_block - 1));
+        uint64_t k2 = DIV_ROUND_UP(DIV_ROUND_UP(end, per_block) * 8, cs);
         if (m2 == m && k2 == k) {
             break;
         }
@@ -405,6 +588,9 @@ static int rebuild(struct check *c)
     }
     c->max_nb = MAX(c->max_nb, end);
     int grown = grow_refs(c, end);
+    for (uint64_t i = first; i < end && grown == 0; i++) {
+        grown = refs_set(c, i, 1);
+    }
     uint64_t *rt = calloc(k * cs / 8, sizeof *rt);
     uint8_t *buf = calloc(1, cs);
     if (grown < 0 || !rt || !buf) {
@@ -412,19 +598,19 @@ static int rebuild(struct check *c)
         free(buf);
         return vimg_internal_img_error(c->img, ENOMEM, "out of memory");
     }
-    for (uint64_t i = first; i < end; i++) {
-        c->refs[i] = 1;
-    }
-    r = 0;
-    for (uint64_t t = 0; t < m && r == 0; t++) {
+    uint64_t next = first;
+    for (uint64_t i = refs_next(c, 0, end); i < end && r == 0;
+         i = refs_next(c, (i | (per_block - 1)) + 1, end)) {
+        uint64_t t = i >> s->rb_bits, base = t << s->rb_bits;
         memset(buf, 0, cs);
-        for (uint64_t j = 0; j < per_block && t * per_block + j < end; j++) {
+        for (uint64_t j = 0; j < per_block && base + j < end; j++) {
             qcow2_refcount_store(buf, s->refcount_order, j,
-                                 c->refs[t * per_block + j]);
+                                 refs_get(c, base + j));
         }
-        rt[t] = (first + t) * cs;
+        rt[t] = next++ * cs;
         r = vimg_internal_pwrite(c->img->file, buf, cs, rt[t], 0);
     }
+    assert(r < 0 || next == first + m);
     for (uint64_t i = 0; i < k && r == 0; i++) {
         for (uint64_t j = 0; j < cs / 8; j++) {
             store_be64(buf + j * 8, rt[i * cs / 8 + j]);
@@ -542,17 +728,23 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
         return vimg_internal_img_error(img, EFBIG, "image file too large "
                                        "to check");
     }
-    c.cap = c.nb ? c.nb : 1;
     c.max_nb = MIN(MAX_CHECK_CLUSTERS, c.nb + ((uint64_t)1 << 20));
-    c.refs = calloc(c.cap, sizeof *c.refs);
+    c.refcount_max = s->refcount_order == 6
+                         ? UINT64_MAX
+                         : ((uint64_t)1 << (1u << s->refcount_order)) - 1;
+    uint64_t nb = c.nb;
+    c.nb = 0;
     c.buf = malloc(s->cluster_size);
-    if (!c.refs || !c.buf) {
+    if (!c.buf || grow_refs(&c, nb) < 0) {
         r = vimg_internal_img_error(img, ENOMEM, "out of memory");
         goto out;
     }
     res->has_cluster_stats = true;
     res->total_clusters = (int64_t)DIV_ROUND_UP(img->size, s->cluster_size);
-    calculate(&c);
+    if ((r = calculate(&c)) < 0) {
+        r = vimg_internal_img_error(img, -r, "out of memory");
+        goto out;
+    }
     struct vimg_check_result pre = *res;
     compare(&c, 0, &highest);
     if (c.rebuild && (fix & VIMG_CHECK_FIX_ERRORS)) {
@@ -564,9 +756,14 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
         }
         res->corruptions = res->leaks = 0;
         c.rebuild = false;
-        c.nb = DIV_ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
-                            s->cluster_size);
-        calculate(&c);
+        nb = DIV_ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
+                          s->cluster_size);
+        c.nb = 0;
+        c.max_nb = MAX(c.max_nb, nb); /* the file grew by the rebuild only */
+        if ((r = grow_refs(&c, nb)) < 0 || (r = calculate(&c)) < 0) {
+            r = vimg_internal_img_error(img, -r, "out of memory");
+            goto out;
+        }
         struct vimg_check_result saved = *res;
         compare(&c, VIMG_CHECK_FIX_LEAKS, &highest);
         int64_t fresh_leaks = res->leaks;
@@ -620,7 +817,8 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
     }
 out:
     s->corrupt = s->corrupt || was_corrupt;
-    free(c.refs);
+    refs_clear(&c);
+    free(c.pages);
     free(c.buf);
     return r;
 }

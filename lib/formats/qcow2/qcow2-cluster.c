@@ -20,7 +20,7 @@ enum ctype { C_UNALLOC, C_ZERO_PLAIN, C_ZERO_ALLOC, C_NORMAL, C_COMPRESSED };
 /* Host ranges to release once the L2 tables are on disk. */
 struct free_list {
     size_t n, cap;
-    struct { uint64_t offset, len; } *v;
+    struct qcow2_range *v;
 };
 
 static int free_list_add(struct vimg_image *img, struct free_list *f,
@@ -45,19 +45,23 @@ static int free_list_add(struct vimg_image *img, struct free_list *f,
     return 0;
 }
 
-/* List [START, START+LEN) as having I/O in flight (lock held). */
-static void active_add(struct qcow2_state *s, struct qcow2_active *a,
-                       uint64_t start, uint64_t len)
+/* Ranges with work in flight outside the lock (lock held to change the
+ * lists): host ranges under data I/O (s->active), guest ranges whose new
+ * clusters are being written before their L2 entries change
+ * (s->inflight). */
+static void range_add(struct qcow2_active **list, struct qcow2_active *a,
+                      uint64_t start, uint64_t len)
 {
     a->start = start;
     a->end = start + len;
-    a->next = s->active;
-    s->active = a;
+    a->next = *list;
+    *list = a;
 }
 
-static void active_remove(struct qcow2_state *s, struct qcow2_active *a)
+static void range_remove(struct qcow2_state *s, struct qcow2_active **list,
+                         struct qcow2_active *a)
 {
-    for (struct qcow2_active **p = &s->active; *p; p = &(*p)->next) {
+    for (struct qcow2_active **p = list; *p; p = &(*p)->next) {
         if (*p == a) {
             *p = a->next;
             break;
@@ -66,40 +70,60 @@ static void active_remove(struct qcow2_state *s, struct qcow2_active *a)
     pthread_cond_broadcast(&s->active_done);
 }
 
-/* Wait until no I/O in flight touches [START, START+LEN). The lock is
- * dropped while waiting; callers have already unlinked the range from
- * every table, so nothing new can start on it. */
-static void wait_inactive(struct qcow2_state *s, uint64_t start,
-                          uint64_t len)
+static bool range_busy(struct qcow2_active *list, uint64_t start,
+                       uint64_t end)
 {
-    for (;;) {
-        struct qcow2_active *a = s->active;
-        while (a && (a->end <= start || a->start >= start + len)) {
-            a = a->next;
+    for (; list; list = list->next) {
+        if (list->end > start && list->start < end) {
+            return true;
         }
-        if (!a) {
-            return;
-        }
+    }
+    return false;
+}
+
+/* Wait until nothing in LIST touches [START, END). The lock is dropped
+ * while waiting. */
+static void wait_idle(struct qcow2_state *s, struct qcow2_active **list,
+                      uint64_t start, uint64_t end)
+{
+    while (range_busy(*list, start, end)) {
         pthread_cond_wait(&s->active_done, &s->lock);
     }
 }
 
+void qcow2_wait_all_idle(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    wait_idle(s, &s->inflight, 0, UINT64_MAX);
+    wait_idle(s, &s->active, 0, UINT64_MAX);
+}
+
 /* Write the tables that stopped pointing at the listed clusters, then drop
- * their references (and give the space back to the file). */
+ * their references, then give the space back to the file. Nothing is
+ * released once the image is marked corrupt: its tables may still point
+ * there. */
 static int free_list_commit(struct vimg_image *img, struct free_list *f)
 {
     struct qcow2_state *s = qcow2_state(img);
     int r = 0;
 
-    if (f->n) {
+    if (f->n && !s->corrupt) {
         r = qcow2_flush_metadata(img);
         if (r == 0 && !s->lazy) {
             r = vimg_internal_flush(img->file);
         }
     }
-    for (size_t i = 0; r == 0 && i < f->n; i++) {
-        wait_inactive(s, f->v[i].offset, f->v[i].len);
-        r = qcow2_free_clusters(img, f->v[i].offset, f->v[i].len);
+    for (size_t i = 0; r == 0 && !s->corrupt && i < f->n; i++) {
+        /* Callers unlinked these clusters from every table first, so no
+         * new I/O can start on them. */
+        wait_idle(s, &s->active, f->v[i].offset,
+                  f->v[i].offset + f->v[i].len);
+    }
+    if (r == 0 && f->n && !s->corrupt) {
+        r = qcow2_free_clusters(img, f->v, f->n);
+    }
+    for (size_t i = 0; r == 0 && !s->corrupt && s->data == img->file &&
+                       i < f->n; i++) {
         for (uint64_t off = f->v[i].offset;
              r == 0 && off < f->v[i].offset + f->v[i].len;
              off += s->cluster_size) {
@@ -108,13 +132,40 @@ static int free_list_commit(struct vimg_image *img, struct free_list *f)
              * bytes, which is harmless. */
             uint64_t rc;
             r = qcow2_get_refcount(img, off / s->cluster_size, &rc);
-            if (r == 0 && rc == 0 && s->data == img->file) {
+            if (r == 0 && rc == 0) {
                 (void)vimg_internal_discard(img->file, off, s->cluster_size);
             }
         }
     }
     free(f->v);
     memset(f, 0, sizeof *f);
+    return r;
+}
+
+/* Check every range of F before a request changes anything. */
+static int free_list_check(struct vimg_image *img, const struct free_list *f)
+{
+    return qcow2_check_release(img, 0, f->v, f->n);
+}
+
+static bool free_list_equal(const struct free_list *a,
+                            const struct free_list *b)
+{
+    return a->n == b->n &&
+           (!a->n || !memcmp(a->v, b->v, a->n * sizeof *a->v));
+}
+
+/* Move the ranges of FROM to the end of TO. */
+static int free_list_move(struct vimg_image *img, struct free_list *to,
+                          struct free_list *from)
+{
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < from->n; i++) {
+        r = free_list_add(img, to, from->v[i].offset, from->v[i].len);
+    }
+    free(from->v);
+    memset(from, 0, sizeof *from);
     return r;
 }
 
@@ -143,7 +194,8 @@ static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
     }
     /* In an external data file, host offset 0 is a real cluster: the
      * copied flag marks the entry as allocated. */
-    bool allocated = *host || (s->data_file && (e & QCOW2_L2E_COPIED));
+    bool allocated = *host ||
+                     (qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED));
     if (s->version >= 3 && (e & QCOW2_L2E_ZERO)) {
         *t = allocated ? C_ZERO_ALLOC : C_ZERO_PLAIN;
     } else {
@@ -188,7 +240,11 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
         return 0;
     }
     if (old) {
-        if ((r = qcow2_cache_get(img, &s->l2_cache, old, false, &t)) < 0) {
+        /* The old table is released below: it must be in use, so that the
+         * allocation cannot hand it out again, and be nothing else. */
+        struct qcow2_range range = { old, s->cluster_size };
+        if ((r = qcow2_check_release(img, QCOW2_ROLE_L2, &range, 1)) < 0 ||
+            (r = qcow2_cache_get(img, &s->l2_cache, old, false, &t)) < 0) {
             return r;
         }
         if (!(copy = malloc(s->cluster_size))) {
@@ -209,24 +265,42 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
     s->l1[l1i] = fresh | QCOW2_L1E_COPIED;
     s->l1_dirty = true;
     if (old) {
+        /* No longer active: unless another L1 entry names it too. */
         struct free_list f = { 0 };
         if ((r = free_list_add(img, &f, old, s->cluster_size)) < 0 ||
+            (r = free_list_check(img, &f)) < 0 ||
             (r = free_list_commit(img, &f)) < 0) {
+            free(f.v);
             return r;
         }
     }
     return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
 }
 
-/* The host bytes of compressed entry E, validated (lock held). */
+/* The host bytes of compressed entry E, validated (lock held). Like
+ * every reference, they may run past the end of the file by less than a
+ * cluster, no more (the last cluster may be partly written; QEMU's check
+ * has the same rule), so that a hostile descriptor cannot make reads or
+ * frees reach past it. */
 static int compressed_span(struct vimg_image *img, uint64_t e,
                            uint64_t *host, uint64_t *len)
 {
     struct qcow2_state *s = qcow2_state(img);
+    uint64_t file_size = s->data ? (uint64_t)vimg_internal_get_size(s->data)
+                                 : 0;
+
     *host = compressed_host(s, e, len);
     if (*len > 2 * s->cluster_size) {
         return qcow2_signal_corruption(img, *host, "compressed cluster is "
                                        "larger than a cluster");
+    }
+    if (*host + *len > file_size &&
+        *host + *len - file_size >= s->cluster_size) {
+        return qcow2_signal_corruption(img, *host, "compressed cluster "
+                                       "(%llu bytes at 0x%llx) lies past "
+                                       "the end of the file",
+                                       (unsigned long long)*len,
+                                       (unsigned long long)*host);
     }
     return 0;
 }
@@ -311,16 +385,19 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
     uint64_t host, len;
     int r = classify(img, e, &t, &host);
 
-    if (r < 0) {
+    if (r < 0 || s->data != img->file) {
+        /* Refcounts cover img->file only. */
         return r;
     }
     if (t == C_COMPRESSED) {
-        host = compressed_host(s, e, &len);
+        if ((r = compressed_span(img, e, &host, &len)) < 0) {
+            return r;
+        }
         uint64_t first = ROUND_DOWN(host, s->cluster_size);
         return free_list_add(img, f, first,
                              ROUND_UP(host + len, s->cluster_size) - first);
     }
-    if ((t == C_NORMAL || t == C_ZERO_ALLOC) && s->data == img->file) {
+    if (t == C_NORMAL || t == C_ZERO_ALLOC) {
         return free_list_add(img, f, host, s->cluster_size);
     }
     return 0;
@@ -412,25 +489,25 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
             memset(out, 0, run.n);
             break;
         case C_NORMAL:
-            active_add(s, &a, run.host, run.n);
+            range_add(&s->active, &a, run.host, run.n);
             pthread_mutex_unlock(&s->lock);
             r = vimg_internal_pread(s->data, out, run.n, run.host);
             pthread_mutex_lock(&s->lock);
-            active_remove(s, &a);
+            range_remove(s, &s->active, &a);
             break;
         case C_COMPRESSED:
             if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
                 r = vimg_internal_img_error(img, ENOMEM, "out of memory");
                 break;
             }
-            active_add(s, &a, run.host, run.len);
+            range_add(&s->active, &a, run.host, run.len);
             pthread_mutex_unlock(&s->lock);
             r = decompress_span(img, run.host, run.len, cbuf);
             if (r == 0) {
                 memcpy(out, cbuf + coff, run.n);
             }
             pthread_mutex_lock(&s->lock);
-            active_remove(s, &a);
+            range_remove(s, &s->active, &a);
             break;
         }
         out += run.n;
@@ -456,7 +533,8 @@ static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
 }
 
 /* Write a cluster of which only [FROM, TO) comes from SRC: the rest is
- * what the cluster read before (old entry E). */
+ * what the cluster read before (old entry E, validated under the lock).
+ * Runs without the lock. */
 static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
                          uint64_t host, const uint8_t *src, uint64_t from,
                          uint64_t to)
@@ -471,30 +549,51 @@ static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
     r = old_contents(img, e, guest, c);
     if (r == 0) {
         memcpy(c + from, src, to - from);
-        r = write_data(img, c, s->cluster_size, host);
+        r = vimg_internal_pwrite(s->data, c, s->cluster_size, host, 0);
     }
     free(c);
     return r;
 }
 
-/* Allocate and write K clusters at guest cluster GUEST (old entries OLD),
- * taking [COFF, COFF+LEN) of the run from BUF. */
-static int write_new_run(struct vimg_image *img, const uint8_t *buf,
-                         uint64_t guest, uint64_t coff, uint64_t len,
-                         const uint64_t *old, uint64_t k, uint64_t *host)
+/* Host clusters for a new run of K at guest cluster GUEST (lock held):
+ * allocated, or the guest offset itself in an external data file; checked
+ * against metadata once, so that filling them needs no lock. */
+static int alloc_new_run(struct vimg_image *img, uint64_t guest, uint64_t k,
+                         uint64_t *host)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if (s->data != img->file) {
+        *host = guest; /* external data files map guest = host */
+        return 0;
+    }
+    if ((r = qcow2_alloc_clusters(img, k, host)) < 0) {
+        return r;
+    }
+    if ((r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, *host,
+                                 k * s->cluster_size)) < 0) {
+        struct qcow2_range run = { *host, k * s->cluster_size };
+        (void)qcow2_free_clusters(img, &run, 1);
+    }
+    return r;
+}
+
+/* Fill the K new clusters at HOST for guest cluster GUEST (old entries
+ * OLD), taking [COFF, COFF+LEN) of the run from BUF and the rest of the
+ * first and last clusters from what they read before. No lock needed: the
+ * guest range is in flight, so nobody else changes its entries. */
+static int fill_new_run(struct vimg_image *img, const uint8_t *buf,
+                        uint64_t guest, uint64_t coff, uint64_t len,
+                        const uint64_t *old, uint64_t k, uint64_t host)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, end = coff + len, first = 0, last = k;
     int r;
 
-    if (s->data != img->file) {
-        *host = guest; /* external data files map guest = host */
-    } else if ((r = qcow2_alloc_clusters(img, k, host)) < 0) {
-        return r;
-    }
     if (coff || (k == 1 && end < cs)) {
         uint64_t to = k == 1 ? end : cs;
-        if ((r = write_partial(img, old[0], guest, *host, buf, coff,
+        if ((r = write_partial(img, old[0], guest, host, buf, coff,
                                to)) < 0) {
             return r;
         }
@@ -503,16 +602,26 @@ static int write_new_run(struct vimg_image *img, const uint8_t *buf,
     if (first < k && end % cs) {
         last = k - 1;
         if ((r = write_partial(img, old[k - 1], guest + last * cs,
-                               *host + last * cs, buf + last * cs - coff, 0,
+                               host + last * cs, buf + last * cs - coff, 0,
                                end % cs)) < 0) {
             return r;
         }
     }
     if (first < last) {
-        r = write_data(img, buf + first * cs - coff, (last - first) * cs,
-                       *host + first * cs);
+        return vimg_internal_pwrite(s->data, buf + first * cs - coff,
+                                    (last - first) * cs, host + first * cs,
+                                    0);
     }
-    return r;
+    return 0;
+}
+
+/* Entries a partial write reads from without the lock must have been
+ * validated under it (corruption is signalled only with the lock held). */
+static int validate_old(struct vimg_image *img, uint64_t e)
+{
+    uint64_t host, len;
+    return e & QCOW2_L2E_COMPRESSED ? compressed_span(img, e, &host, &len)
+                                    : 0;
 }
 
 /* Overwrite allocated clusters in place: checked under the lock, written
@@ -528,12 +637,24 @@ static int write_in_place(struct vimg_image *img, const void *buf,
         (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
         return r;
     }
-    active_add(s, &a, host, len);
+    range_add(&s->active, &a, host, len);
     pthread_mutex_unlock(&s->lock);
     r = vimg_internal_pwrite(s->data, buf, len, host, 0);
     pthread_mutex_lock(&s->lock);
-    active_remove(s, &a);
+    range_remove(s, &s->active, &a);
     return r;
+}
+
+/* Whether the K entries at IDX of TABLE differ from OLD. */
+static bool memcmp_entries(const uint8_t *table, uint64_t idx,
+                           const uint64_t *old, uint64_t k)
+{
+    for (uint64_t i = 0; i < k; i++) {
+        if (load_be64(table + (idx + i) * 8) != old[i]) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
@@ -565,19 +686,21 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
         uint8_t *table;
         uint64_t idx, coff = offset & (s->cluster_size - 1), host, k;
         enum ctype t;
-        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+        /* Look before allocating anything: what the run releases is
+         * checked first. */
+        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN(count, MIN(qcow2_l2_entries(s) - idx, MAX_RUN) *
                                     s->cluster_size - coff);
-        uint64_t e = load_be64(table + idx * 8);
+        uint64_t e = table ? load_be64(table + idx * 8) : 0;
         if ((r = classify(img, e, &t, &host)) < 0) {
             break;
         }
         bool in_place = t == C_NORMAL && (e & QCOW2_L2E_COPIED);
         old[0] = e;
         for (k = 1; k * s->cluster_size - coff < n; k++) {
-            uint64_t e2 = load_be64(table + (idx + k) * 8), h;
+            uint64_t e2 = table ? load_be64(table + (idx + k) * 8) : 0, h;
             enum ctype t2;
             if ((r = classify(img, e2, &t2, &h)) < 0) {
                 break;
@@ -593,24 +716,65 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
             break;
         }
         n = MIN(n, k * s->cluster_size - coff);
+        uint64_t guest = offset - coff, cs = s->cluster_size;
+        if (!in_place && range_busy(s->inflight, guest, guest + k * cs)) {
+            /* Another writer is filling these clusters: once it is done,
+             * look again (they may be in place by then). */
+            pthread_cond_wait(&s->active_done, &s->lock);
+            continue;
+        }
+        struct free_list rel = { 0 };
+        for (uint64_t i = 0; !in_place && i < k && r == 0; i++) {
+            r = release_entry(img, &rel, old[i]);
+        }
+        /* The table before the data, as QEMU lays them out (a table
+         * shared with a snapshot is copied, which may drop the lock: look
+         * again if the entries changed meanwhile). */
+        if (r == 0 && (r = free_list_check(img, &rel)) == 0 &&
+            (r = get_l2(img, offset, true, &table, &idx)) == 0 &&
+            memcmp_entries(table, idx, old, k)) {
+            free(rel.v);
+            continue;
+        }
+        if (r < 0) {
+            free(rel.v);
+            break;
+        }
         if (in_place) {
             r = write_in_place(img, in, n, host + coff);
         } else {
-            uint64_t guest = offset - coff;
-            if ((r = write_new_run(img, in, guest, coff, n, old, k,
-                                   &host)) < 0 ||
-                (r = get_l2(img, offset, true, &table, &idx)) < 0) {
+            struct qcow2_active fl;
+            if ((r = validate_old(img, old[0])) < 0 ||
+                (r = validate_old(img, old[k - 1])) < 0 ||
+                (r = alloc_new_run(img, guest, k, &host)) < 0) {
+                free(rel.v);
                 break;
             }
-            for (uint64_t i = 0; i < k && r == 0; i++) {
+            range_add(&s->inflight, &fl, guest, k * cs);
+            pthread_mutex_unlock(&s->lock);
+            r = fill_new_run(img, in, guest, coff, n, old, k, host);
+            pthread_mutex_lock(&s->lock);
+            if (r == 0) {
+                r = get_l2(img, offset, true, &table, &idx);
+            }
+            if (r < 0) {
+                range_remove(s, &s->inflight, &fl);
+                if (s->data == img->file) {
+                    struct qcow2_range run = { host, k * cs };
+                    (void)qcow2_free_clusters(img, &run, 1);
+                }
+                free(rel.v);
+                break;
+            }
+            for (uint64_t i = 0; i < k; i++) {
                 store_be64(table + (idx + i) * 8,
                            (host + i * s->cluster_size) | QCOW2_L2E_COPIED);
             }
             qcow2_cache_mark_dirty(&s->l2_cache, table);
-            for (uint64_t i = 0; i < k && r == 0; i++) {
-                r = release_entry(img, &f, old[i]);
-            }
+            range_remove(s, &s->inflight, &fl);
+            r = free_list_move(img, &f, &rel);
         }
+        free(rel.v);
         in += n;
         offset += n;
         count -= n;
@@ -636,7 +800,9 @@ static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
     *release = false;
     switch (t) {
     case C_UNALLOC:
-        return zero && backing ? QCOW2_L2E_ZERO : e;
+        /* As QEMU: on v3, a discarded range reads as zeros, not as the
+         * backing file's data. */
+        return (zero || s->version >= 3) && backing ? QCOW2_L2E_ZERO : e;
     case C_ZERO_PLAIN:
         return e;
     case C_NORMAL:
@@ -658,6 +824,29 @@ static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
     return zero || (backing && s->version >= 3) ? QCOW2_L2E_ZERO : 0;
 }
 
+/* What clearing the K entries at IDX of TABLE releases, added to F. */
+static int clear_releases(struct vimg_image *img, const uint8_t *table,
+                          uint64_t idx, uint64_t k, bool zero, bool unmap,
+                          struct free_list *f)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    bool backing = img->backing_name != NULL;
+    int r = 0;
+
+    for (uint64_t i = 0; i < k && r == 0; i++) {
+        uint64_t e = load_be64(table + (idx + i) * 8), host;
+        enum ctype t;
+        bool release;
+        if ((r = classify(img, e, &t, &host)) == 0) {
+            entry_after_clear(s, t, e, zero, unmap, backing, &release);
+            if (release) {
+                r = release_entry(img, f, e);
+            }
+        }
+    }
+    return r;
+}
+
 /* Set the entries of whole clusters [OFFSET, OFFSET+COUNT) to read as
  * zeros (ZERO) or to be deallocated. */
 static int clear_clusters(struct vimg_image *img, uint64_t offset,
@@ -668,6 +857,8 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
     bool backing = img->backing_name != NULL;
     int r = 0;
 
+    wait_idle(s, &s->inflight, offset, offset + count);
+
     while (count && r == 0) {
         uint8_t *table;
         uint64_t idx;
@@ -676,31 +867,50 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
         }
         uint64_t k = MIN(count >> s->cluster_bits,
                          qcow2_l2_entries(s) - idx);
-        if (!table && !(zero && backing)) {
+        if (!table && !((zero || s->version >= 3) && backing)) {
             /* Nothing allocated and nothing below: already zeros. */
             offset += k * s->cluster_size;
             count -= k * s->cluster_size;
             continue;
         }
-        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
-            break;
+        /* What the entries release is checked before anything changes
+         * (copying a shared table allocates). */
+        struct free_list rel = { 0 }, now = { 0 };
+        if (table) {
+            r = clear_releases(img, table, idx, k, zero, unmap, &rel);
+        }
+        if (r == 0) {
+            r = free_list_check(img, &rel);
+        }
+        if (r == 0) {
+            r = get_l2(img, offset, true, &table, &idx);
+        }
+        /* Copying may have dropped the lock: check again what the entries
+         * release now, if it changed. */
+        if (r == 0) {
+            r = clear_releases(img, table, idx, k, zero, unmap, &now);
+        }
+        if (r == 0 && !free_list_equal(&rel, &now)) {
+            r = free_list_check(img, &now);
         }
         for (uint64_t i = 0; i < k && r == 0; i++) {
             uint64_t e = load_be64(table + (idx + i) * 8), host, ne;
             enum ctype t;
+            bool release;
             if ((r = classify(img, e, &t, &host)) < 0) {
                 break;
             }
-            bool release;
             ne = entry_after_clear(s, t, e, zero, unmap, backing, &release);
-            if (release) {
-                r = release_entry(img, &f, e);
-            }
             if (ne != e) {
                 store_be64(table + (idx + i) * 8, ne);
                 qcow2_cache_mark_dirty(&s->l2_cache, table);
             }
         }
+        if (r == 0) {
+            r = free_list_move(img, &f, &now);
+        }
+        free(rel.v);
+        free(now.v);
         offset += k * s->cluster_size;
         count -= k * s->cluster_size;
     }
@@ -785,7 +995,7 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
 
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
-                       struct vimg_image **file)
+                       const char **file)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, done = 0, want_host = 0;
@@ -832,7 +1042,10 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
         }
     }
     *pnum = done;
-    *file = s->data;
+    /* Offsets are meaningful in a file that can be named: not in an
+     * encrypted image, nor in a data file the open policy refused. */
+    *file = s->data ? s->data->filename : s->data_file_path;
+    unsigned mapped = s->crypt_method || !*file ? 0 : VIMG_BS_OFFSET_VALID;
     switch (first) {
     case C_UNALLOC:
         return 0;
@@ -840,18 +1053,16 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
     case C_ZERO_ALLOC:
         /* Still mapped to its host cluster, as qemu-img map shows. */
-        return VIMG_BS_ZERO | VIMG_BS_ALLOCATED |
-               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
+        return (int)(VIMG_BS_ZERO | VIMG_BS_ALLOCATED | mapped);
     case C_NORMAL:
-        return VIMG_BS_DATA | VIMG_BS_ALLOCATED |
-               (s->crypt_method ? 0 : VIMG_BS_OFFSET_VALID);
+        return (int)(VIMG_BS_DATA | VIMG_BS_ALLOCATED | mapped);
     default:
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED;
     }
 }
 
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
-                      enum vimg_prealloc mode)
+                      enum vimg_prealloc mode, uint64_t zeroed_from)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size;
@@ -888,9 +1099,16 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
             break;
         }
         /* Reused space may hold old bytes: make it read as zeros. */
-        r = vimg_internal_zero(s->data, host, k * cs,
-                               mode == VIMG_PREALLOC_METADATA
-                                   ? VIMG_ZERO_MAY_UNMAP : 0);
+        if (host < zeroed_from) {
+            r = vimg_internal_zero(s->data, host, k * cs,
+                                   mode == VIMG_PREALLOC_METADATA
+                                       ? VIMG_ZERO_MAY_UNMAP : 0);
+        }
+        if (r < 0 && s->data == img->file) {
+            /* No table names the run yet: give it back at once. */
+            struct qcow2_range run = { host, k * cs };
+            (void)qcow2_free_clusters(img, &run, 1);
+        }
         if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
@@ -904,31 +1122,120 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
     return r;
 }
 
-int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free)
+/* What dropping the L2 tables of L1 entries FIRST_L1.. releases: the
+ * clusters of their entries (added to ENTS) and the tables (to TABLES). */
+static int tail_releases(struct vimg_image *img, uint64_t first_l1,
+                         struct free_list *ents, struct free_list *tables)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size;
-    uint64_t pos = ROUND_UP(offset, cs);
-    uint64_t limit = (uint64_t)s->l1_size << (s->l2_bits + s->cluster_bits);
-    int r;
+    uint8_t *table;
+    int r = 0;
 
-    *free = true;
-    while (pos < limit) {
-        uint8_t *table;
-        uint64_t idx;
-        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+    for (uint64_t i = first_l1; i < s->l1_size && r == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        if (l2 & (cs - 1)) {
+            return qcow2_signal_corruption(img, l2, "L2 table offset 0x%llx "
+                                           "is not cluster aligned",
+                                           (unsigned long long)l2);
+        }
+        if ((r = qcow2_cache_get(img, &s->l2_cache, l2, false,
+                                 &table)) < 0) {
             return r;
         }
-        for (uint64_t i = idx; table && i < qcow2_l2_entries(s); i++) {
-            uint64_t e = load_be64(table + i * 8);
-            if (e & (QCOW2_L2E_OFFSET_MASK | QCOW2_L2E_COMPRESSED)) {
-                *free = false;
-                return 0;
+        for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
+            uint64_t e = load_be64(table + j * 8);
+            if (e) {
+                r = release_entry(img, ents, e);
             }
         }
-        pos += (qcow2_l2_entries(s) - idx) * cs;
+        if (r == 0) {
+            r = free_list_add(img, tables, l2, cs);
+        }
     }
-    return 0;
+    return r;
+}
+
+int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t span = cs << s->l2_bits; /* guest bytes one L2 table maps */
+    uint64_t start = ROUND_UP(end, cs);
+    uint64_t first_l1 = DIV_ROUND_UP(start, span);
+    struct free_list f = { 0 };
+    uint8_t *table;
+    uint64_t idx;
+    int r = 0;
+
+    /* What the tables wholly past the end release (below) is checked
+     * before anything changes. */
+    struct free_list ents = { 0 }, tables = { 0 };
+    if ((r = tail_releases(img, first_l1, &ents, &tables)) == 0 &&
+        (r = free_list_check(img, &ents)) == 0) {
+        /* Still in the L1 table while checked. */
+        r = qcow2_check_release(img, QCOW2_ROLE_L2, tables.v, tables.n);
+    }
+    free(ents.v);
+    free(tables.v);
+    if (r < 0) {
+        return r;
+    }
+    /* The table holding the new end: clear its entries past it, unless
+     * none is set (a table shared with a snapshot is then not copied). */
+    if (first_l1 <= s->l1_size && start < first_l1 * span) {
+        if ((r = get_l2(img, start, false, &table, &idx)) < 0) {
+            return r;
+        }
+        bool any = false;
+        for (uint64_t i = idx; table && i < qcow2_l2_entries(s); i++) {
+            any = any || load_be64(table + i * 8) != 0;
+        }
+        if (any && (r = clear_clusters(img, start, first_l1 * span - start,
+                                       false, true)) < 0) {
+            return r;
+        }
+    }
+    /* Tables wholly past the end leave the L1 table. Each of their
+     * entries is one reference of the active image, whether the table is
+     * ours alone or shared with a snapshot (which keeps its own), so each
+     * host cluster and the table itself lose one reference once the L1
+     * table without them is on disk. The L1 table keeps its size. */
+    for (uint64_t i = first_l1; i < s->l1_size && r == 0; i++) {
+        uint64_t l2 = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        if (l2 & (cs - 1)) {
+            r = qcow2_signal_corruption(img, l2, "L2 table offset 0x%llx is "
+                                        "not cluster aligned",
+                                        (unsigned long long)l2);
+            break;
+        }
+        if ((r = qcow2_cache_get(img, &s->l2_cache, l2, false,
+                                 &table)) < 0) {
+            break;
+        }
+        for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
+            uint64_t e = load_be64(table + j * 8);
+            if (e) {
+                r = release_entry(img, &f, e);
+            }
+        }
+        /* Nothing will read this copy again: do not write it back (a
+         * table allocated by a failed preallocation may have no room). */
+        qcow2_cache_discard(&s->l2_cache, l2);
+        s->l1[i] = 0;
+        s->l1_dirty = true;
+        if (r == 0) {
+            r = free_list_add(img, &f, l2, cs);
+        }
+    }
+    int r2 = free_list_commit(img, &f);
+    return r < 0 ? r : r2;
 }
 
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
@@ -947,8 +1254,13 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
                                        "exceed %u bytes",
                                        QCOW2_MAX_L1_BYTES);
     }
-    /* Tables the old L1 names must be on disk before a copy names them. */
-    if ((r = qcow2_flush_metadata(img)) < 0) {
+    /* The old table is released at the end: check it before changing
+     * anything. Tables the old L1 names must be on disk before a copy
+     * names them. */
+    struct qcow2_range old_range = { old_offset,
+                                     ROUND_UP(old_bytes, s->cluster_size) };
+    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
+        (r = qcow2_flush_metadata(img)) < 0) {
         return r;
     }
     l1 = calloc(min_size, sizeof *l1);
@@ -989,11 +1301,7 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
         (r = vimg_internal_flush(img->file)) < 0) {
         return r;
     }
-    if (old_bytes) {
-        r = qcow2_free_clusters(img, old_offset,
-                                ROUND_UP(old_bytes, s->cluster_size));
-    }
-    return r;
+    return qcow2_free_clusters(img, &old_range, 1);
 }
 
 long qcow2_compress(struct vimg_image *img, const void *in, void *out,
@@ -1026,6 +1334,7 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                                        "cannot be written to an image with "
                                        "an external data file");
     }
+    wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
     if ((r = qcow2_begin_write(img)) < 0 ||
         (r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;

@@ -265,7 +265,7 @@ static int lay_out(struct vimg_image *img, void *arg)
         return r;
     }
     if (a->prealloc != VIMG_PREALLOC_OFF && a->size) {
-        r = qcow2_preallocate(img, 0, a->size, a->prealloc);
+        r = qcow2_preallocate(img, 0, a->size, a->prealloc, UINT64_MAX);
     }
     return r;
 }
@@ -310,6 +310,134 @@ int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     return r;
 }
 
+/* Cut the file after its last cluster in use, as qemu-img does after a
+ * shrink: the clusters a shrink or a failed preallocation freed at the
+ * end, and space reserved but not used, are given back. */
+static int trim_file(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t len = img->file->size, last;
+    int r = qcow2_drop_unused_refblocks(img);
+    if (r == 0) {
+        r = qcow2_last_used_cluster(img, DIV_ROUND_UP(len, s->cluster_size),
+                                    &last);
+    }
+    if (r < 0 || (last + 1) * s->cluster_size >= len) {
+        return r;
+    }
+    /* Refcounts say where the end is: when they are wrong, metadata may
+     * lie past it. */
+    uint64_t cut = (last + 1) * s->cluster_size;
+    const char *what;
+    if ((r = qcow2_metadata_at(img, 0, NULL, cut, len - cut, &what)) < 0) {
+        return r;
+    }
+    if (what) {
+        return qcow2_signal_corruption(img, cut, "Preventing truncation of "
+                                       "the file at 0x%llx that would cut "
+                                       "the %s",
+                                       (unsigned long long)cut, what);
+    }
+    return vimg_internal_truncate(img->file, cut, VIMG_TRUNCATE_SHRINK,
+                                  VIMG_PREALLOC_OFF);
+}
+
+/* Undo a growth that failed after allocating: free every cluster past
+ * the old size OLD and cut the file back. The caller reports its own
+ * error, so failures here only leave more behind. */
+static void undo_grow(struct vimg_image *img, uint64_t old)
+{
+    if (qcow2_drop_tail(img, old) == 0 && qcow2_flush_metadata(img) == 0 &&
+        vimg_internal_flush(img->file) == 0) {
+        (void)trim_file(img);
+    }
+}
+
+/* At most how many clusters of img->file preallocating guest [OLD, SIZE)
+ * allocates: data clusters (unless they live in an external data file),
+ * L2 tables, a larger L1 table, refcount blocks for all of them, and the
+ * refcount tables that growing to cover them may allocate in turn (each
+ * at least 1.5 times the last, so all of them together stay below five
+ * times the last one). */
+static uint64_t prealloc_clusters(const struct qcow2_state *s,
+                                  uint64_t file_clusters, uint64_t old,
+                                  uint64_t size, bool data_here)
+{
+    uint64_t cs = s->cluster_size, span = cs << s->l2_bits;
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t n = DIV_ROUND_UP(size, span) - old / span +
+                 DIV_ROUND_UP(DIV_ROUND_UP(size, span) * 8, cs);
+    uint64_t meta = 0;
+
+    if (data_here) {
+        n += DIV_ROUND_UP(size, cs) - old / cs;
+    }
+    for (;;) {
+        uint64_t end = file_clusters + n + meta;
+        uint64_t blocks = DIV_ROUND_UP(n + meta, per_block) + 1;
+        uint64_t table = DIV_ROUND_UP(DIV_ROUND_UP(end, per_block) * 8, cs);
+        uint64_t next = blocks + 5 * table + 2;
+        if (next <= meta) {
+            return n + meta;
+        }
+        meta = next;
+    }
+}
+
+/* Grow to SIZE with every new cluster allocated (falloc, full). As
+ * qemu-img does, the space is taken from the file system first, past the
+ * end of the files, and clusters are then allocated there: a full file
+ * system fails that first step, which gives the space back itself, before
+ * any table changes. Anything failing later is undone: the clusters
+ * allocated are freed and the files cut back, so that the image is as it
+ * was (the L1 table may stay larger). */
+static int grow_preallocated(struct vimg_image *img, uint64_t old,
+                             uint64_t size, enum vimg_prealloc prealloc)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size, hint = s->free_hint;
+    bool data_here = s->data == img->file;
+    uint64_t data_len = data_here ? 0 : s->data->size;
+    uint64_t first = DIV_ROUND_UP(img->file->size, cs), fresh, reserve;
+    int r;
+
+    if (img->backing_name) {
+        return vimg_internal_img_error(img, ENOTSUP, "preallocation with a "
+                                       "backing file would hide its data");
+    }
+    reserve = prealloc_clusters(s, first, old, size, data_here);
+    if (!data_here && ROUND_UP(size, cs) > data_len &&
+        (r = vimg_internal_truncate(s->data, ROUND_UP(size, cs), 0,
+                                    prealloc)) < 0) {
+        return r;
+    }
+    if ((r = vimg_internal_truncate(img->file, (first + reserve) * cs, 0,
+                                    prealloc)) < 0) {
+        goto undo_data;
+    }
+    /* Only the reserved clusters are taken (a hole freed earlier further
+     * down would need space the file system may not have); they read as
+     * zeros already. */
+    fresh = data_here ? first * cs : data_len;
+    s->free_hint = first;
+    if ((r = qcow2_grow_l1(img, DIV_ROUND_UP(size, cs << s->l2_bits))) == 0) {
+        s->free_hint = MAX(s->free_hint, first);
+        r = qcow2_preallocate(img, old, size, prealloc, fresh);
+    }
+    s->free_hint = MIN(s->free_hint, hint);
+    if (r == 0 && (r = qcow2_flush_metadata(img)) == 0 &&
+        (r = vimg_internal_flush(img->file)) == 0) {
+        return trim_file(img);
+    }
+    undo_grow(img, old);
+undo_data:
+    if (!data_here && s->data->size > data_len) {
+        (void)vimg_internal_truncate(s->data, data_len, VIMG_TRUNCATE_SHRINK,
+                                     VIMG_PREALLOC_OFF);
+    }
+    return r;
+}
+
 int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                    enum vimg_prealloc prealloc)
 {
@@ -322,41 +450,45 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
         return vimg_internal_img_error(img, EINVAL, "The new size must be a "
                                        "multiple of 512");
     }
+    if (s->nb_snapshots && s->version < 3 && size != old) {
+        /* A v2 snapshot does not record its size: applying it after a
+         * resize would give it the wrong one (qemu-img refuses too). */
+        return vimg_internal_img_error(img, ENOTSUP, "Can't resize a v2 "
+                                       "image which has snapshots");
+    }
     if ((r = qcow2_begin_write(img)) < 0) {
         return r;
     }
     if (size < old) {
-        bool free;
-        if (s->nb_snapshots) {
-            return vimg_internal_img_error(img, ENOTSUP, "cannot shrink an "
-                                           "image with internal snapshots");
-        }
         if (prealloc != VIMG_PREALLOC_OFF) {
             return vimg_internal_img_error(img, EINVAL, "preallocation "
                                            "makes no sense when shrinking");
         }
-        if ((r = qcow2_tail_is_free(img, size, &free)) < 0) {
+        /* As qemu-img: the data past the new end is discarded (the core
+         * has checked that the caller allowed it). */
+        if ((r = qcow2_drop_tail(img, size)) < 0 ||
+            (r = qcow2_flush_metadata(img)) < 0) {
             return r;
         }
-        if (!free) {
-            return vimg_internal_img_error(img, EINVAL, "cannot shrink: "
-                                           "clusters past the new end are "
-                                           "allocated");
+    } else if (size > old && (prealloc == VIMG_PREALLOC_FALLOC ||
+                              prealloc == VIMG_PREALLOC_FULL)) {
+        if ((r = grow_preallocated(img, old, size, prealloc)) < 0) {
+            return r;
         }
     } else if ((r = qcow2_grow_l1(img, DIV_ROUND_UP(
                                            size, s->cluster_size
                                                      << s->l2_bits))) < 0) {
         return r;
-    }
-    if (size > old && prealloc != VIMG_PREALLOC_OFF) {
+    } else if (size > old && prealloc == VIMG_PREALLOC_METADATA) {
         if (img->backing_name) {
             return vimg_internal_img_error(img, ENOTSUP, "preallocation "
                                            "with a backing file would hide "
                                            "its data");
         }
-        if ((r = qcow2_preallocate(img, old, size, prealloc)) < 0 ||
-            (r = qcow2_flush_metadata(img)) < 0 ||
-            (r = vimg_internal_flush(img->file)) < 0) {
+        if ((r = qcow2_preallocate(img, old, size, prealloc,
+                                   UINT64_MAX)) < 0 ||
+            (r = qcow2_flush_metadata(img)) < 0) {
+            undo_grow(img, old);
             return r;
         }
     }
@@ -365,5 +497,8 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
         img->size = old;
         return r;
     }
-    return vimg_internal_flush(img->file);
+    if ((r = vimg_internal_flush(img->file)) < 0) {
+        return r;
+    }
+    return size < old ? trim_file(img) : 0;
 }

@@ -170,6 +170,26 @@ static int find_free(struct vimg_image *img, uint64_t n, uint64_t *start,
     return 0;
 }
 
+/* Free clusters [START, START+N) must not hold metadata: only damaged
+ * refcounts make that happen, and handing them out would let data or
+ * another table overwrite it. */
+static int alloc_overlap_check(struct vimg_image *img, uint64_t start,
+                               uint64_t n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    const char *what;
+    int r = qcow2_metadata_at(img, 0, NULL, start * s->cluster_size,
+                              n * s->cluster_size, &what);
+
+    if (r == 0 && what) {
+        r = qcow2_signal_corruption(img, start * s->cluster_size,
+                                    "Preventing allocation of clusters "
+                                    "with refcount 0 that overlap with %s",
+                                    what);
+    }
+    return r;
+}
+
 /* Refcount blocks missing for clusters [START, END). */
 static uint64_t missing_blocks(const struct qcow2_state *s, uint64_t start,
                                uint64_t end)
@@ -197,6 +217,12 @@ static int grow_table(struct vimg_image *img, uint64_t min_entries)
     uint64_t start, first_free, k, m = 0;
     int r;
 
+    /* The old table is released at the end: check it first. */
+    struct qcow2_range old_range = { s->rt_offset,
+                                     s->rt_clusters * s->cluster_size };
+    if ((r = qcow2_check_release(img, QCOW2_ROLE_RT, &old_range, 1)) < 0) {
+        return r;
+    }
     for (;;) {
         m = 0;
         entries = ROUND_UP(entries, per_cluster);
@@ -206,11 +232,17 @@ static int grow_table(struct vimg_image *img, uint64_t min_entries)
                                            "would exceed %u bytes",
                                            QCOW2_MAX_RT_BYTES);
         }
-        if ((r = find_free(img, k, &start, &first_free)) < 0) {
-            return r;
-        }
-        /* Blocks follow the table; count those its range needs. */
-        for (;;) {
+        /* Blocks follow the table; count those its range needs, and find
+         * room for both (the clusters after a free run may be in use). */
+        for (unsigned tries = 0;; tries++) {
+            if (tries > 64) {
+                return vimg_internal_img_error(img, EIO, "cannot find room "
+                                               "for a larger refcount "
+                                               "table");
+            }
+            if ((r = find_free(img, k + m, &start, &first_free)) < 0) {
+                return r;
+            }
             uint64_t need = missing_blocks(s, start, start + k + m);
             if (need == m) {
                 break;
@@ -224,10 +256,12 @@ static int grow_table(struct vimg_image *img, uint64_t min_entries)
         entries = last_t + 1;
     }
 
+    if ((r = alloc_overlap_check(img, start, k + m)) < 0) {
+        return r;
+    }
     uint64_t *rt = calloc(entries, sizeof *rt);
     uint8_t *buf = calloc(1, s->cluster_size);
     uint64_t *old = s->rt;
-    uint64_t old_offset = s->rt_offset, old_clusters = s->rt_clusters;
     if (!rt || !buf) {
         free(rt);
         free(buf);
@@ -293,7 +327,7 @@ static int grow_table(struct vimg_image *img, uint64_t min_entries)
     if (s->free_hint == start) {
         s->free_hint = end;
     }
-    r = qcow2_free_clusters(img, old_offset, old_clusters * s->cluster_size);
+    r = qcow2_free_clusters(img, &old_range, 1);
 out:
     if (rt) {
         free(rt);
@@ -302,6 +336,28 @@ out:
         free(old);
     }
     free(buf);
+    return r;
+}
+
+/* Cluster C is about to lose its last reference: it must not be a
+ * snapshot's L2 table. */
+static int last_reference_check(struct vimg_image *img, uint64_t c)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    bool inactive;
+    int r = qcow2_inactive_l2_at(img, c * s->cluster_size, &inactive);
+
+    if (r == 0 && inactive) {
+        r = qcow2_signal_corruption(img, c * s->cluster_size, "Preventing "
+                                    "invalid free of clusters "
+                                    "0x%llx..0x%llx that overlap with "
+                                    "inactive L2 table",
+                                    (unsigned long long)(c *
+                                                         s->cluster_size),
+                                    (unsigned long long)((c + 1) *
+                                                         s->cluster_size -
+                                                         1));
+    }
     return r;
 }
 
@@ -350,6 +406,11 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
                                                (unsigned long long)c,
                                                delta < 0 ? "drop below 0"
                                                          : "overflow");
+            }
+            if (delta < 0 && rc == (uint64_t)-delta &&
+                (r = last_reference_check(img, c)) < 0) {
+                qcow2_cache_mark_dirty(&s->rb_cache, block);
+                return r;
             }
             rc += (uint64_t)delta;
             qcow2_refcount_store(block, s->refcount_order, idx, rc);
@@ -402,6 +463,9 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
         }
         break;
     }
+    if ((r = alloc_overlap_check(img, start, n + m)) < 0) {
+        return r;
+    }
     uint64_t next = start + n;
     for (uint64_t t = start >> s->rb_bits;
          m && t <= (start + n + m - 1) >> s->rb_bits; t++) {
@@ -449,17 +513,232 @@ int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
     return 0;
 }
 
-int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
-                        uint64_t len)
+/* Whether refcount block T (at OFF, contents BLOCK) counts nothing but
+ * possibly itself. */
+static bool block_unused(const struct qcow2_state *s, uint64_t t,
+                         uint64_t off, const uint8_t *block)
+{
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t self = off >> s->cluster_bits;
+
+    for (uint64_t i = 0; i < per_block; i++) {
+        if (t * per_block + i != self &&
+            qcow2_refcount_load(block, s->refcount_order, i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int qcow2_drop_unused_refblocks(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);
-    /* The cluster compressed data was being packed into may now be free
-     * and reused for anything: start the next piece in a fresh one. */
-    if (s->free_byte_offset >= ROUND_DOWN(offset, s->cluster_size) &&
-        s->free_byte_offset < offset + len) {
-        s->free_byte_offset = 0;
+    uint64_t lo = UINT64_MAX, hi = 0, *drop;
+    uint8_t *block, *be = NULL;
+    int r = 0;
+
+    /* drop[t]: the offset of block T when it goes, else 0. */
+    if (!(drop = calloc(s->rt_entries, sizeof *drop))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    return qcow2_update_refcount(img, offset, len, -1);
+    for (uint64_t t = 0; t < s->rt_entries; t++) {
+        uint64_t off;
+        if ((r = block_offset(img, t, &off)) < 0) {
+            goto out;
+        }
+        if (!off) {
+            continue;
+        }
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                 &block)) < 0) {
+            goto out;
+        }
+        if (block_unused(s, t, off, block)) {
+            /* It is punched below: it must be nothing else too. */
+            const char *what;
+            if ((r = qcow2_metadata_at(img, QCOW2_ROLE_RB, NULL, off,
+                                       s->cluster_size, &what)) < 0) {
+                goto out;
+            }
+            if (what) {
+                r = qcow2_signal_corruption(img, off, "Preventing invalid "
+                                            "free of refcount block 0x%llx "
+                                            "that overlaps with %s",
+                                            (unsigned long long)off, what);
+                goto out;
+            }
+            drop[t] = off;
+            lo = MIN(lo, t);
+            hi = t;
+        }
+    }
+    if (lo == UINT64_MAX) {
+        goto out;
+    }
+    /* The table without the blocks reaches the disk before a block's own
+     * reference (held by another block) is dropped. */
+    if (!(be = malloc((hi - lo + 1) * 8))) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint64_t t = lo; t <= hi; t++) {
+        store_be64(be + (t - lo) * 8, drop[t] ? 0 : s->rt[t]);
+    }
+    if ((r = qcow2_write_meta(img, QCOW2_ROLE_RT, be, (hi - lo + 1) * 8,
+                              s->rt_offset + lo * 8)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        goto out;
+    }
+    for (uint64_t t = lo; t <= hi; t++) {
+        if (drop[t]) {
+            qcow2_cache_discard(&s->rb_cache, drop[t]);
+            s->rt[t] = 0;
+        }
+    }
+    /* A block counted by another block gives that reference back; one
+     * that counted itself took its count with it. */
+    for (uint64_t t = lo; t <= hi && r == 0; t++) {
+        if (drop[t] && (drop[t] >> s->cluster_bits) >> s->rb_bits != t) {
+            struct qcow2_range range = { drop[t], s->cluster_size };
+            r = qcow2_free_clusters(img, &range, 1);
+        }
+        if (r == 0 && drop[t] && s->data == img->file) {
+            (void)vimg_internal_discard(img->file, drop[t], s->cluster_size);
+        }
+    }
+out:
+    free(be);
+    free(drop);
+    return r;
+}
+
+int qcow2_last_used_cluster(struct vimg_image *img, uint64_t below,
+                            uint64_t *last)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t per_block = (uint64_t)1 << s->rb_bits;
+    uint64_t t = MIN(s->rt_entries, DIV_ROUND_UP(below, per_block));
+    int r;
+
+    /* Cluster 0, the header, is always in use. */
+    *last = 0;
+    while (t-- > 0) {
+        uint64_t off;
+        uint8_t *block;
+        if ((r = block_offset(img, t, &off)) < 0) {
+            return r;
+        }
+        if (!off) {
+            continue;
+        }
+        if ((r = qcow2_cache_get(img, &s->rb_cache, off, false,
+                                 &block)) < 0) {
+            return r;
+        }
+        uint64_t i = MIN(per_block, below - t * per_block);
+        while (i-- > 0) {
+            if (qcow2_refcount_load(block, s->refcount_order, i)) {
+                *last = t * per_block + i;
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Ranges checked one by one scan the tables; past this many, sorting
+ * them first is cheaper. */
+#define INDEX_MIN_RANGES 8
+
+/* Releasing the N ranges V must not give metadata (but of the roles in
+ * IGNORE) back. Snapshot L2 tables may be shared: their last reference is
+ * guarded where refcounts drop to 0 instead. */
+static int free_overlap_check(struct vimg_image *img, unsigned ignore,
+                              const struct qcow2_range *v, size_t n)
+{
+    struct qcow2_meta_index ix, *ixp = NULL;
+    const char *what = NULL;
+    size_t i;
+    int r = 0;
+
+    ignore |= QCOW2_ROLE_INACTIVE_L2;
+    if (n >= INDEX_MIN_RANGES) {
+        if ((r = qcow2_meta_index_build(img, &ix)) < 0) {
+            return r;
+        }
+        ixp = &ix;
+    }
+    for (i = 0; r == 0 && !what && i < n; i++) {
+        r = qcow2_metadata_at(img, ignore, ixp, v[i].offset, v[i].len,
+                              &what);
+    }
+    if (ixp) {
+        qcow2_meta_index_free(ixp);
+    }
+    if (r == 0 && what) {
+        const struct qcow2_range *bad = &v[i - 1];
+        r = qcow2_signal_corruption(img, bad->offset, "Preventing invalid "
+                                    "free of clusters 0x%llx..0x%llx that "
+                                    "overlap with %s",
+                                    (unsigned long long)bad->offset,
+                                    (unsigned long long)(bad->offset +
+                                                         bad->len - 1),
+                                    what);
+    }
+    return r;
+}
+
+int qcow2_check_release(struct vimg_image *img, unsigned ignore,
+                        const struct qcow2_range *v, size_t n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if ((r = free_overlap_check(img, ignore, v, n)) < 0) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (uint64_t c = v[i].offset / s->cluster_size;
+             v[i].len && c <= (v[i].offset + v[i].len - 1) / s->cluster_size;
+             c++) {
+            uint64_t rc;
+            if ((r = qcow2_get_refcount(img, c, &rc)) < 0) {
+                return r;
+            }
+            if (rc == 0) {
+                return qcow2_signal_corruption(img, c * s->cluster_size,
+                                               "cluster %llu is in use but "
+                                               "its refcount is 0",
+                                               (unsigned long long)c);
+            }
+            if (rc == 1 && (r = last_reference_check(img, c)) < 0) {
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
+int qcow2_free_clusters(struct vimg_image *img, const struct qcow2_range *v,
+                        size_t n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if ((r = free_overlap_check(img, 0, v, n)) < 0) {
+        return r;
+    }
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        /* The cluster compressed data was being packed into may now be
+         * free and reused for anything: start the next piece in a fresh
+         * one. */
+        if (s->free_byte_offset >= ROUND_DOWN(v[i].offset, s->cluster_size) &&
+            s->free_byte_offset < v[i].offset + v[i].len) {
+            s->free_byte_offset = 0;
+        }
+        r = qcow2_update_refcount(img, v[i].offset, v[i].len, -1);
+    }
+    return r;
 }
 
 /* Compressed clusters are packed back to back, as QEMU packs them: a host

@@ -59,10 +59,20 @@ static int validate_table(struct vimg_image *img, const char *what,
                                        "not cluster aligned", what,
                                        (unsigned long long)offset);
     }
-    if (bytes && range_outside(offset, bytes, file_size)) {
+    if (bytes && offset >= file_size) {
         return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx lies past "
                                        "the end of the file", what,
                                        (unsigned long long)offset);
+    }
+    /* A table that starts inside the file but whose entries do not fit
+     * is a different damage (a wrong count, or a truncated file). */
+    if (bytes && range_outside(offset, bytes, file_size)) {
+        return vimg_internal_img_error(img, EINVAL, "%s at 0x%llx runs past "
+                                       "the end of the file at 0x%llx "
+                                       "(%llu entries)", what,
+                                       (unsigned long long)offset,
+                                       (unsigned long long)file_size,
+                                       (unsigned long long)entries);
     }
     return 0;
 }
@@ -340,54 +350,237 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a < b + blen && b < a + alen;
 }
 
-int qcow2_overlap_check(struct vimg_image *img, enum qcow2_role role,
-                        uint64_t offset, uint64_t len)
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sort V[0..N) and drop duplicates; the new count. */
+static uint64_t sort_unique(uint64_t *v, uint64_t n)
+{
+    uint64_t k = 0;
+
+    qsort(v, n, sizeof *v, cmp_u64);
+    for (uint64_t i = 0; i < n; i++) {
+        if (k == 0 || v[i] != v[k - 1]) {
+            v[k++] = v[i];
+        }
+    }
+    return k;
+}
+
+/* Collect the L2 tables that the snapshots' L1 tables name. */
+static int load_inactive_l2(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);
-    const char *what = NULL;
+    uint64_t total = 0, n = 0, *v = NULL;
+    uint8_t *raw = NULL;
+    int r = 0;
 
-    if (!(role & QCOW2_ROLE_HEADER) && offset < s->cluster_size) {
-        what = "qcow2_header";
-    } else if (!(role & QCOW2_ROLE_L1) && s->l1_size &&
+    for (uint32_t i = 0; i < s->nb_snapshots && r == 0; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        uint64_t *nv;
+        uint8_t *nraw;
+        total += sn->l1_size;
+        if (total > QCOW2_MAX_INACTIVE_L1_ENTRIES) {
+            r = vimg_internal_img_error(img, EFBIG, "the snapshots' L1 "
+                                        "tables are too large to check "
+                                        "writes against (more than %u "
+                                        "entries)",
+                                        QCOW2_MAX_INACTIVE_L1_ENTRIES);
+            break;
+        }
+        if (!sn->l1_size) {
+            continue;
+        }
+        nv = realloc(v, (n + sn->l1_size) * sizeof *v);
+        if (nv) {
+            v = nv;
+        }
+        nraw = realloc(raw, sn->l1_size * 8ull);
+        if (nraw) {
+            raw = nraw;
+        }
+        if (!nv || !nraw) {
+            r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+            break;
+        }
+        r = vimg_internal_pread(img->file, raw, sn->l1_size * 8ull,
+                                sn->l1_offset);
+        for (uint64_t j = 0; r == 0 && j < sn->l1_size; j++) {
+            uint64_t off = load_be64(raw + j * 8) & QCOW2_L1E_OFFSET_MASK;
+            if (off) {
+                v[n++] = off;
+            }
+        }
+        n = sort_unique(v, n);
+    }
+    free(raw);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    s->inactive_l2 = v;
+    s->nb_inactive_l2 = n;
+    s->inactive_l2_loaded = true;
+    return 0;
+}
+
+/* Whether a cluster-sized table at one of the sorted offsets V[0..N)
+ * overlaps [OFFSET, OFFSET+LEN). */
+static bool table_in(const uint64_t *v, uint64_t n, uint64_t cluster_size,
+                     uint64_t offset, uint64_t len)
+{
+    uint64_t lo = 0, hi = n;
+
+    /* The first table that ends after OFFSET. */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (v[mid] + cluster_size <= offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < n && v[lo] < offset + len;
+}
+
+int qcow2_inactive_l2_at(struct vimg_image *img, uint64_t offset, bool *yes)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    *yes = false;
+    if (!s->nb_snapshots) {
+        return 0;
+    }
+    if (!s->inactive_l2_loaded && (r = load_inactive_l2(img)) < 0) {
+        return r;
+    }
+    *yes = table_in(s->inactive_l2, s->nb_inactive_l2, s->cluster_size,
+                    offset, 1);
+    return 0;
+}
+
+int qcow2_meta_index_build(struct vimg_image *img,
+                           struct qcow2_meta_index *ix)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    memset(ix, 0, sizeof *ix);
+    ix->rb = malloc((s->rt_entries ? s->rt_entries : 1) * sizeof *ix->rb);
+    ix->l2 = malloc((s->l1_size ? s->l1_size : 1) * sizeof *ix->l2);
+    if (!ix->rb || !ix->l2) {
+        qcow2_meta_index_free(ix);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < s->rt_entries; i++) {
+        if (s->rt[i] & QCOW2_RTE_OFFSET_MASK) {
+            ix->rb[ix->nb_rb++] = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
+        }
+    }
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        if (s->l1[i] & QCOW2_L1E_OFFSET_MASK) {
+            ix->l2[ix->nb_l2++] = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        }
+    }
+    ix->nb_rb = sort_unique(ix->rb, ix->nb_rb);
+    ix->nb_l2 = sort_unique(ix->l2, ix->nb_l2);
+    return 0;
+}
+
+void qcow2_meta_index_free(struct qcow2_meta_index *ix)
+{
+    free(ix->rb);
+    free(ix->l2);
+    memset(ix, 0, sizeof *ix);
+}
+
+int qcow2_metadata_at(struct vimg_image *img, unsigned ignore,
+                      const struct qcow2_meta_index *ix, uint64_t offset,
+                      uint64_t len, const char **what)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    *what = NULL;
+    if (len == 0) {
+        return 0;
+    }
+    if (!(ignore & QCOW2_ROLE_HEADER) && offset < s->cluster_size) {
+        *what = "qcow2_header";
+    } else if (!(ignore & QCOW2_ROLE_L1) && s->l1_size &&
                overlaps(offset, len, s->l1_offset, s->l1_size * 8ull)) {
-        what = "active L1 table";
-    } else if (!(role & QCOW2_ROLE_RT) &&
+        *what = "active L1 table";
+    } else if (!(ignore & QCOW2_ROLE_RT) &&
                overlaps(offset, len, s->rt_offset,
                         s->rt_clusters * s->cluster_size)) {
-        what = "refcount table";
-    } else if (!(role & QCOW2_ROLE_SNAPSHOTS) && s->nb_snapshots &&
+        *what = "refcount table";
+    } else if (!(ignore & QCOW2_ROLE_SNAPSHOTS) && s->nb_snapshots &&
                overlaps(offset, len, s->snapshots_offset,
                         s->snapshots_size)) {
-        what = "snapshot table";
+        *what = "snapshot table";
+    } else if (s->crypto_length &&
+               overlaps(offset, len, s->crypto_offset, s->crypto_length)) {
+        *what = "encryption header";
     }
-    for (uint64_t i = 0; !what && !(role & QCOW2_ROLE_RB) &&
+    if (ix) {
+        if (!*what && !(ignore & QCOW2_ROLE_RB) &&
+            table_in(ix->rb, ix->nb_rb, s->cluster_size, offset, len)) {
+            *what = "refcount block";
+        }
+        if (!*what && !(ignore & QCOW2_ROLE_L2) &&
+            table_in(ix->l2, ix->nb_l2, s->cluster_size, offset, len)) {
+            *what = "active L2 table";
+        }
+    }
+    for (uint64_t i = 0; !ix && !*what && !(ignore & QCOW2_ROLE_RB) &&
                          i < s->rt_entries; i++) {
         uint64_t b = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
         if (b && overlaps(offset, len, b, s->cluster_size)) {
-            what = "refcount block";
+            *what = "refcount block";
         }
     }
-    for (uint64_t i = 0; !what && !(role & QCOW2_ROLE_L2) && i < s->l1_size;
-         i++) {
+    for (uint64_t i = 0; !ix && !*what && !(ignore & QCOW2_ROLE_L2) &&
+                         i < s->l1_size; i++) {
         uint64_t b = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
         if (b && overlaps(offset, len, b, s->cluster_size)) {
-            what = "active L2 table";
+            *what = "active L2 table";
         }
     }
-    for (uint32_t i = 0; !what && !(role & QCOW2_ROLE_SNAPSHOT_L1) &&
+    for (uint32_t i = 0; !*what && !(ignore & QCOW2_ROLE_SNAPSHOT_L1) &&
                          i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         if (sn->l1_size && overlaps(offset, len, sn->l1_offset,
                                     sn->l1_size * 8ull)) {
-            what = "inactive L1 table";
+            *what = "inactive L1 table";
         }
     }
-    if (what) {
-        return qcow2_signal_corruption(img, offset, "Preventing invalid "
-                                       "write on metadata (overlaps with "
-                                       "%s)", what);
+    if (!*what && !(ignore & QCOW2_ROLE_INACTIVE_L2) && s->nb_snapshots) {
+        if (!s->inactive_l2_loaded && (r = load_inactive_l2(img)) < 0) {
+            return r;
+        }
+        if (table_in(s->inactive_l2, s->nb_inactive_l2, s->cluster_size,
+                     offset, len)) {
+            *what = "inactive L2 table";
+        }
     }
     return 0;
+}
+
+int qcow2_overlap_check(struct vimg_image *img, enum qcow2_role role,
+                        uint64_t offset, uint64_t len)
+{
+    const char *what;
+    int r = qcow2_metadata_at(img, role, NULL, offset, len, &what);
+
+    if (r == 0 && what) {
+        r = qcow2_signal_corruption(img, offset, "Preventing invalid "
+                                    "write on metadata (overlaps with "
+                                    "%s)", what);
+    }
+    return r;
 }
 
 int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
@@ -403,7 +596,8 @@ int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
     if ((r = qcow2_overlap_check(img, role, offset, len)) < 0) {
         return r;
     }
-    return vimg_internal_pwrite(img->file, buf, len, offset, 0);
+    return vimg_internal_pwrite(img->file, buf, len, offset,
+                                VIMG_INTERNAL_WRITE_METADATA);
 }
 
 int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
@@ -424,7 +618,8 @@ int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
     }
     /* Header fields may be written even on a corrupt image (to set the
      * corrupt bit), so this bypasses the corrupt check but not bounds. */
-    return vimg_internal_pwrite(img->file, h + pos, len, pos, 0);
+    return vimg_internal_pwrite(img->file, h + pos, len, pos,
+                                VIMG_INTERNAL_WRITE_METADATA);
 }
 
 int qcow2_begin_write(struct vimg_image *img)
@@ -634,9 +829,11 @@ static void free_state(struct qcow2_state *s)
         free(s->snapshots[i].name);
     }
     free(s->snapshots);
+    free(s->inactive_l2);
     free(s->backing_name);
     free(s->backing_format);
     free(s->data_file_name);
+    free(s->data_file_path);
     free(s->cluster0);
     qcow2_cache_free(&s->l2_cache);
     qcow2_cache_free(&s->rb_cache);
@@ -731,8 +928,13 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     s->data = img->file;
     if ((s->incompat & QCOW2_INCOMPAT_DATA_FILE) && !img->writable &&
         img->params.refs == VIMG_REFS_NEVER) {
-        /* Report the reference without following it; data reads fail. */
+        /* Report the reference without following it (map names it, a
+         * name the policy would refuse is left out); data reads fail. */
         s->data = NULL;
+        if (vimg_internal_resolve_reference(img, s->data_file_name,
+                                            &s->data_file_path) < 0) {
+            vimg_internal_error_clear();
+        }
     } else if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
         if ((r = vimg_internal_open_reference(img, s->data_file_name,
                                               img->writable,
@@ -947,6 +1149,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_truncate(img, size, flags, prealloc);
     pthread_mutex_unlock(&s->lock);
     return r;
@@ -954,7 +1157,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
 
 static int locked_block_status(struct vimg_image *img, uint64_t offset,
                                uint64_t count, uint64_t *pnum, uint64_t *map,
-                               struct vimg_image **file)
+                               const char **file)
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
@@ -988,6 +1191,7 @@ static int locked_check(struct vimg_image *img, unsigned fix,
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
     int r = qcow2_check(img, fix, res, report, opaque);
     pthread_mutex_unlock(&s->lock);
     return r;

@@ -21,6 +21,10 @@
 #define QCOW2_MAX_RT_BYTES (8u << 20)
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)
+/* The L2 tables of all snapshots are collected (sorted, without
+ * duplicates) for the overlap check; reading their L1 tables is capped at
+ * 16 Mi entries in all (128 MiB), 4 full-size L1 tables. */
+#define QCOW2_MAX_INACTIVE_L1_ENTRIES (16u << 20)
 /* Default cache sizes: the L2 cache maps 8 GiB at 64 KiB clusters (1 MiB),
  * the refcount cache a quarter of that; never fewer than 2 tables. */
 #define QCOW2_DEFAULT_L2_CACHE (1u << 20)
@@ -36,7 +40,22 @@ enum qcow2_role {
     QCOW2_ROLE_RB = 1u << 4,
     QCOW2_ROLE_SNAPSHOTS = 1u << 5,
     QCOW2_ROLE_SNAPSHOT_L1 = 1u << 6,
+    QCOW2_ROLE_INACTIVE_L2 = 1u << 7, /* never written: snapshots are
+                                         read-only here */
     QCOW2_ROLE_DATA = 0, /* guest data: may not overlap anything */
+};
+
+/* A byte range of img->file. */
+struct qcow2_range {
+    uint64_t offset, len;
+};
+
+/* The refcount blocks and active L2 tables, sorted: checking many ranges
+ * against them then costs a binary search each rather than a scan of both
+ * tables. Valid until either table changes. */
+struct qcow2_meta_index {
+    uint64_t *rb, *l2;
+    uint64_t nb_rb, nb_l2;
 };
 
 struct qcow2_cache_entry {
@@ -102,10 +121,18 @@ struct qcow2_state {
     uint64_t *l1;              /* host byte order, l1_size entries */
     uint64_t *rt;              /* host byte order, rt_entries entries */
     struct qcow2_snapshot *snapshots;
+    /* L2 tables the snapshots name, sorted, unique; loaded on first use
+     * by the overlap check (snapshots do not change while open). */
+    uint64_t *inactive_l2;
+    uint64_t nb_inactive_l2;
+    bool inactive_l2_loaded;
     struct qcow2_cache l2_cache, rb_cache;
     struct vimg_image *data;   /* where guest data lives: img->file or the
                                   external data file */
     struct vimg_image *data_file; /* owned external data file, or NULL */
+    char *data_file_path;      /* where data_file_name resolves, when the
+                                  open policy reports references without
+                                  opening them; NULL if it refuses it */
 
     /* Runtime state. */
     uint64_t free_hint;        /* no free cluster below this index */
@@ -120,10 +147,14 @@ struct qcow2_state {
      * above and the caches. Guest-data I/O and decompression run without
      * it, their host range listed in ACTIVE meanwhile, so that no cluster
      * is freed (and reused by another write) under a read or write in
-     * flight. Allocating writes keep the lock across their data write. */
+     * flight. */
     pthread_mutex_t lock;
-    pthread_cond_t active_done;
+    pthread_cond_t active_done; /* a range left ACTIVE or INFLIGHT */
     struct qcow2_active *active;
+    /* Guest ranges whose new clusters are being written without the lock,
+     * before their L2 entries point at them: other writers, zeroes and
+     * discards of the range wait for them. */
+    struct qcow2_active *inflight;
 };
 
 /* A host range with guest-data I/O in flight outside the lock. */
@@ -143,11 +174,26 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
 int qcow2_signal_corruption(struct vimg_image *img, uint64_t offset,
                             const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The metadata structure, other than those of the roles in IGNORE, that
+ * [OFFSET, OFFSET+LEN) of img->file overlaps: *WHAT names it, or is NULL.
+ * IX (or NULL: scan the tables) speeds up many calls. Fails only when the
+ * snapshots' L1 tables cannot be read. */
+int qcow2_metadata_at(struct vimg_image *img, unsigned ignore,
+                      const struct qcow2_meta_index *ix, uint64_t offset,
+                      uint64_t len, const char **what);
+/* Whether byte OFFSET lies in an L2 table of a snapshot. Such a table may
+ * be shared (with the active L1 or other snapshots), so dropping one of
+ * its references is fine; dropping its last one is not. */
+int qcow2_inactive_l2_at(struct vimg_image *img, uint64_t offset, bool *yes);
+int qcow2_meta_index_build(struct vimg_image *img,
+                           struct qcow2_meta_index *ix);
+void qcow2_meta_index_free(struct qcow2_meta_index *ix);
 /* Refuse a metadata write of ROLE at [OFFSET, OFFSET+LEN) that would land
  * on other metadata. */
 int qcow2_overlap_check(struct vimg_image *img, enum qcow2_role role,
                         uint64_t offset, uint64_t len);
-/* Checked write of metadata of ROLE through img->file. */
+/* Checked write of metadata of ROLE through img->file (marked
+ * VIMG_INTERNAL_WRITE_METADATA). */
 int qcow2_write_meta(struct vimg_image *img, enum qcow2_role role,
                      const void *buf, uint64_t len, uint64_t offset);
 /* Write the in-memory header fields at byte POS (LEN bytes of them). */
@@ -201,10 +247,26 @@ int qcow2_update_refcount(struct vimg_image *img, uint64_t offset,
 /* Allocate N contiguous clusters with refcount 1; *OFFSET is the first. */
 int qcow2_alloc_clusters(struct vimg_image *img, uint64_t n,
                          uint64_t *offset);
-/* Drop one reference from each cluster, once the L2/L1 tables that no
- * longer point at them are on disk. */
-int qcow2_free_clusters(struct vimg_image *img, uint64_t offset,
-                        uint64_t len);
+/* Take out of the refcount table the blocks that count no cluster but
+ * possibly themselves (after a shrink), as qemu-img does. */
+int qcow2_drop_unused_refblocks(struct vimg_image *img);
+/* The highest cluster below cluster BELOW with a non-zero refcount (0
+ * when none is). */
+int qcow2_last_used_cluster(struct vimg_image *img, uint64_t below,
+                            uint64_t *last);
+/* Drop one reference from each cluster of the N ranges V, once the L2/L1
+ * tables that no longer point at them are on disk. A range that holds
+ * metadata marks the image corrupt instead (a hostile entry must not give
+ * the image's own structures back), and nothing changes. */
+int qcow2_free_clusters(struct vimg_image *img, const struct qcow2_range *v,
+                        size_t n);
+/* Before a request changes anything, for the N ranges V of clusters it
+ * will release: they must hold no metadata (but of the roles in IGNORE,
+ * which the request replaces) and be in use (refcount >= 1), so that no
+ * allocation of the same request can be handed one of them. Marks the
+ * image corrupt otherwise. */
+int qcow2_check_release(struct vimg_image *img, unsigned ignore,
+                        const struct qcow2_range *v, size_t n);
 /* SIZE bytes (less than a cluster) for compressed data, packed after the
  * previous piece; each cluster the range touches gains a reference. */
 int qcow2_alloc_bytes(struct vimg_image *img, uint64_t size,
@@ -220,6 +282,9 @@ int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
  * table); they may drop it while waiting for I/O in flight. */
 int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                         uint64_t count, uint64_t offset, unsigned flags);
+/* Wait until no write or I/O runs outside the lock (before operations
+ * that walk or rebuild all metadata: resize, check). */
+void qcow2_wait_all_idle(struct vimg_image *img);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
@@ -229,13 +294,17 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                            const void *cbuf, uint64_t len);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
-                       struct vimg_image **file);
+                       const char **file);
 /* Allocate every cluster of [START, END) as zero-filled data (preallocation
- * modes other than off). */
+ * modes other than off). Host space at or past ZEROED_FROM is known to
+ * read as zeros and to be allocated already (UINT64_MAX: none is). */
 int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
-                      enum vimg_prealloc mode);
-/* True when no cluster at or after OFFSET is allocated (shrinking). */
-int qcow2_tail_is_free(struct vimg_image *img, uint64_t offset, bool *free);
+                      enum vimg_prealloc mode, uint64_t zeroed_from);
+/* Deallocate every guest cluster wholly at or past END (shrinking, or
+ * undoing a failed preallocation): host clusters lose the active image's
+ * reference (a snapshot keeps its own) once the tables are on disk, and
+ * L2 tables past END leave the L1 table, whose size stays. */
+int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
 /* Grow the L1 table to at least MIN_SIZE entries. */
 int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
@@ -254,6 +323,11 @@ int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
 static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
 {
     return img->opaque;
+}
+/* Guest data lives in an external data file (whether opened or not). */
+static inline bool qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
 }
 static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
 {

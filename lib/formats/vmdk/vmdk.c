@@ -541,7 +541,7 @@ static int vmdk_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
 
 static int vmdk_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
-                             struct vimg_image **file)
+                             const char **file)
 {
     struct vmdk_state *s = vmdk_state(img);
     struct vmdk_extent *e = find_extent(s, offset);
@@ -552,10 +552,17 @@ static int vmdk_block_status(struct vimg_image *img, uint64_t offset,
     if (e->type == VMDK_EXT_ZERO) {
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
     }
+    if (!e->file && e->type != VMDK_EXT_SPARSE && e->path) {
+        /* A flat extent the policy kept closed is still placed, by the
+         * path it would be opened at (as qcow2's external data file). */
+        *map = e->flat_offset + in;
+        *file = e->path;
+        return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
+    }
     if (!e->file) {
         return not_opened(img, e);
     }
-    *file = e->file;
+    *file = e->file->filename;
     if (!e->sp) {
         /* As QEMU (BDRV_BLOCK_RECURSE): data, and zero too where the
          * flat file has a hole. */

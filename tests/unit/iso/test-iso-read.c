@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "formats/iso/iso-read.h"
+#include "iso/iso-read.h"
 #include "vimg/vimg.h"
 #include "tests/unit/test.h"
 
@@ -485,6 +485,61 @@ static void test_extract(void)
     remove_tree(dir);
 }
 
+/* Directories A and B share one extent: each directory extent is entered
+ * once per walk, a second visit is an error naming the path, in listings
+ * and extractions alike; an extent overlapping an ancestor's is a loop. */
+static void test_shared_dirs(void)
+{
+    size_t o = volume(false, NULL, 0);
+    uint8_t *root = sector(ROOT_LBA), *a = sector(25);
+    o += record(root + o, 25, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY, "A",
+                1, NULL, 0);
+    o += record(root + o, 25, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY, "B",
+                1, NULL, 0);
+    size_t ao = record(a, 25, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY, &self,
+                       1, NULL, 0);
+    record(a + ao, ROOT_LBA, ISO_SECTOR_SIZE, ISO_DR_FLAG_DIRECTORY,
+           &parent, 1, NULL, 0);
+    struct vimg_image *i = open_img();
+    struct vimg_iso *iso = vimg_iso_open(i);
+    CHECK(iso != NULL);
+    struct names n = { "" };
+    CHECK_EQ(vimg_iso_list(iso, "/", false, collect, &n), 0);
+    CHECK(!strcmp(n.buf, "/A|/B|"));
+    n.buf[0] = '\0';
+    CHECK_EQ(vimg_iso_list(iso, "/", true, collect, &n), -1);
+    CHECK_ERROR(EINVAL, "unit.iso: directory /B shares its extent (LBA 25) "
+                "with a directory already read");
+    CHECK(!strcmp(n.buf, "/A|/B|"));
+    /* Listing B alone is fine: the sharing is only seen within a walk. */
+    CHECK_EQ(vimg_iso_list(iso, "/B", true, collect, &n), 0);
+    vimg_iso_close(iso);
+    vimg_close(i);
+
+    char dir[64];
+    CHECK_EQ(extract_all(dir), -1);
+    CHECK_EQ(saved_errno, EINVAL);
+    CHECK(strstr(saved_msg, "unit.iso: directory /B shares its extent"));
+    CHECK(strstr(saved_msg, "(1 entry extracted before the error remains "
+                            "in "));
+    remove_tree(dir);
+
+    /* C's extent starts one sector before the root's and overlaps it:
+     * C/C is the directory the walk is inside, a loop. */
+    o = volume(false, NULL, 0);
+    record(root + o, ROOT_LBA - 1, 2 * ISO_SECTOR_SIZE,
+           ISO_DR_FLAG_DIRECTORY, "C", 1, NULL, 0);
+    i = open_img();
+    iso = vimg_iso_open(i);
+    CHECK(iso != NULL);
+    n.buf[0] = '\0';
+    CHECK_EQ(vimg_iso_list(iso, "/C", true, collect, &n), -1);
+    CHECK_ERROR(EINVAL, "unit.iso: directory /C/C points back at an "
+                "ancestor (directory loop)");
+    vimg_iso_close(iso);
+    vimg_close(i);
+}
+
 int main(void)
 {
     test_dates();
@@ -493,5 +548,6 @@ int main(void)
     test_multi_extent();
     test_bad_records();
     test_extract();
+    test_shared_dirs();
     TEST_MAIN_END();
 }

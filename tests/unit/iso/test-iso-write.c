@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "formats/iso/iso-write.h"
+#include "iso/iso-write.h"
 #include "vimg/vimg.h"
 #include "tests/unit/test.h"
 

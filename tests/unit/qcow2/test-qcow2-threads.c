@@ -2,7 +2,7 @@
  * clusters (so they share every L2 table and refcount block) and write,
  * zero, discard and read them against a per-thread model, over clusters
  * that start out compressed; a reader thread reads across all of them at
- * once. Afterwards the image must read as the model after a reopen and
+ * once. Then writers overlap on purpose (run_overlap). Afterwards the image must read as the model after a reopen and
  * pass vimg check (and qemu-img check when installed). Also built with
  * ThreadSanitizer by make check. */
 #define _GNU_SOURCE
@@ -124,6 +124,98 @@ static void *reader_main(void *p)
     return NULL;
 }
 
+/* Overlapping writers: each thread writes its own quarter of the same
+ * clusters (copy-on-write of the rest must not lose a neighbour's quarter)
+ * and whole clusters of a shared set (each must end whole, one writer's). */
+struct overlap {
+    struct vimg_image *img;
+    uint64_t cs, clusters;
+    unsigned id;
+    atomic_int *failures;
+    pthread_barrier_t *start;
+};
+
+static void *overlap_main(void *p)
+{
+    struct overlap *o = p;
+    uint64_t q = o->cs / 4, rng = 7 + o->id;
+    uint8_t *buf = malloc(o->cs);
+
+    pthread_barrier_wait(o->start); /* all at once, on the same clusters */
+    for (uint64_t c = 0; buf && c < o->clusters; c++) {
+        memset(buf, 0x10 + o->id, q);
+        if (vimg_pwrite(o->img, buf, q, c * o->cs + o->id * q, 0) != 0) {
+            atomic_fetch_add(o->failures, 1);
+        }
+        uint64_t w = o->clusters + next_rand(&rng) % 8;
+        memset(buf, 0x40 + o->id, o->cs);
+        if (vimg_pwrite(o->img, buf, o->cs, w * o->cs, 0) != 0) {
+            atomic_fetch_add(o->failures, 1);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void run_overlap(const char *dir, const char *options, uint64_t cs)
+{
+    char *path;
+    uint64_t clusters = 256, size = (clusters + 8) * cs;
+    pthread_barrier_t start;
+    atomic_int failures = 0;
+    CHECK(asprintf(&path, "%s/overlap.qcow2", dir) > 0);
+    struct vimg_create_params cp = { .format = "qcow2", .size = size,
+                                     .size_given = true,
+                                     .options = options };
+    CHECK_EQ(vimg_create(path, &cp), 0);
+    struct vimg_open_params op = { .format = "qcow2",
+                                   .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *img = vimg_open(path, &op);
+    CHECK(img != NULL);
+    if (!img) {
+        free(path);
+        return;
+    }
+    pthread_t t[4];
+    struct overlap o[4];
+    pthread_barrier_init(&start, NULL, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        o[i] = (struct overlap){ img, cs, clusters, i, &failures, &start };
+        CHECK_EQ(pthread_create(&t[i], NULL, overlap_main, &o[i]), 0);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    CHECK_EQ(failures, 0);
+    uint8_t *buf = malloc(cs);
+    for (uint64_t c = 0; buf && c < clusters + 8; c++) {
+        CHECK_EQ(vimg_pread(img, buf, cs, c * cs), 0);
+        bool ok = true;
+        for (uint64_t i = 0; i < cs; i++) {
+            uint8_t want = c < clusters ? 0x10 + i / (cs / 4) : buf[0];
+            ok = ok && buf[i] == want;
+        }
+        if (c >= clusters) {
+            ok = ok && buf[0] >= 0x40 && buf[0] < 0x44;
+        }
+        if (!ok) {
+            fprintf(stderr, "cluster %llu mixed writers (%s)\n",
+                    (unsigned long long)c, options);
+            CHECK(ok);
+            break;
+        }
+    }
+    struct vimg_check_result res;
+    CHECK_EQ(vimg_check(img, 0, &res, NULL, NULL), 0);
+    CHECK_EQ(res.corruptions, 0);
+    CHECK_EQ(res.leaks, 0);
+    CHECK_EQ(vimg_close(img), 0);
+    unlink(path);
+    free(path);
+    free(buf);
+}
+
 static void run(const char *dir, const char *options, const char *runtime,
                 uint64_t size, uint64_t cs)
 {
@@ -211,6 +303,8 @@ int main(void)
     run(dir, "compression_type=zstd,cluster_size=4096",
         "l2-cache-size=0,refcount-cache-size=0", 2u << 20, 4096);
     run(dir, "cluster_size=512,lazy_refcounts=on", NULL, 1u << 20, 512);
+    run_overlap(dir, "", 65536);
+    run_overlap(dir, "cluster_size=512", 512);
     rmdir(dir);
     TEST_MAIN_END();
 }
