@@ -36,13 +36,15 @@ def variant(name, base, *edits):
 l1 = struct.unpack_from(">Q", D, 40)[0]
 l2 = struct.unpack_from(">Q", D, l1)[0]
 cl2 = struct.unpack_from(">Q", C, struct.unpack_from(">Q", C, 40)[0])[0]
-variant("size-huge", D, (24, ">Q", 1 << 62))
-variant("cluster-bits", D, (32, ">B", 17))
-variant("l1-past-eof", D, (40, ">Q", 1 << 40))
+# Header lies need no data: they start from the first sector only.
+H = D[:512]
+variant("size-huge", H, (24, ">Q", 1 << 62))
+variant("cluster-bits", H, (32, ">B", 17))
+variant("l1-past-eof", H, (40, ">Q", 1 << 40))
 variant("l2-past-eof", D, (l1, ">Q", 1 << 40))
 variant("cluster-unaligned", D, (l2, ">Q", l2 + 3))
 variant("compressed-huge", C, (cl2, ">Q", (1 << 63) | (0xfff << 51) | 4096))
-variant("backing-long", D, (8, ">Q", 48), (16, ">I", 5000))
+variant("backing-long", H, (8, ">Q", 48), (16, ">I", 5000))
 variant("truncated", D[:40])
 PY
 ls "$out" | wc -l

@@ -115,10 +115,12 @@ def variant(name, base, *edits):
     open(out + "/hostile-" + name, "wb").write(b)
 variant("gte-past-eof", mono, (7 * S, "<I", 0x7fffffff))
 variant("gd-past-eof", mono, (6 * S, "<I", 0x7fffffff))
-variant("grain-huge", mono, (20, "<Q", 1 << 40))
-variant("gtes-zero", mono, (44, "<I", 0))
-variant("capacity-huge", mono, (12, "<Q", 1 << 50), (20, "<Q", 1))
-variant("desc-size-huge", mono, (36, "<Q", 1 << 30))
+# Header lies need no grains: they keep the metadata sectors only.
+meta = mono[:16 * S]
+variant("grain-huge", meta, (20, "<Q", 1 << 40))
+variant("gtes-zero", meta, (44, "<I", 0))
+variant("capacity-huge", meta, (12, "<Q", 1 << 50), (20, "<Q", 1))
+variant("desc-size-huge", meta, (36, "<Q", 1 << 30))
 variant("marker-size", img, (8 * S + 8, "<I", 0xffffffff))
 variant("footer-lies", img, (len(img) - 2 * S + 56, "<Q", (1 << 64) - 1))
 variant("truncated", mono[:700])
