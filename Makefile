@@ -18,7 +18,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	ovmf grub-efi-amd64-bin grub-common mtools \
 	libnbd-bin fdisk \
 	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
-	libvhdi-utils python3-libvhdi cryptsetup-bin
+	libvhdi-utils python3-libvhdi cryptsetup-bin \
+	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow
 
 .PHONY: all deps build check demo bench fuzz clean
 
@@ -76,6 +77,7 @@ bench: deps build
 	@sh bench/run.sh $(BUILD)/cli/vimg
 	@sh bench/convert.sh $(BUILD)/cli/vimg
 	@sh bench/qcow2.sh $(BUILD)/cli/vimg
+	@sh bench/vmdk.sh $(BUILD)/cli/vimg
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
 	@sh bench/nbd.sh $(BUILD)/cli/vimg

@@ -429,11 +429,10 @@ struct vimg_image *vimg_open_buffer(const void *data, size_t len,
     return open_format(mem, &mp, NULL, 0);
 }
 
-int vimg_close(struct vimg_image *img)
+int vimg_internal_close(struct vimg_image *img)
 {
     int r = 0;
 
-    vimg_internal_error_clear();
     if (!img) {
         return 0;
     }
@@ -441,7 +440,13 @@ int vimg_close(struct vimg_image *img)
         r = vimg_internal_flush(img);
     }
     int r2 = image_free(img, true);
-    return r < 0 || r2 < 0 ? -1 : 0;
+    return r < 0 ? r : r2;
+}
+
+int vimg_close(struct vimg_image *img)
+{
+    vimg_internal_error_clear();
+    return vimg_internal_close(img) < 0 ? -1 : 0;
 }
 
 /* ---- Facts ------------------------------------------------------------ */
@@ -859,4 +864,73 @@ int vimg_internal_open_reference(struct vimg_image *img, const char *name,
               (writable ? VIMG_OPEN_RDWR : 0);
     *out = open_protocol(path, &p);
     return *out ? 0 : -vimg_get_errno();
+}
+
+/* ---- Extra files of multi-file formats -------------------------------- */
+
+/* NAME in the folder of BESIDE, as references resolve. */
+static char *path_beside(const char *beside, const char *name)
+{
+    CLEANUP_FREE char *copy = strdup(beside);
+    char *path = NULL;
+
+    if (!copy) {
+        return NULL;
+    }
+    if (name[0] == '/' || !strchr(beside, '/')) {
+        return strdup(name);
+    }
+    return asprintf(&path, "%s/%s", dirname(copy), name) < 0 ? NULL : path;
+}
+
+int vimg_internal_create_file(const char *beside, const char *name,
+                              bool no_flush, struct vimg_image **out)
+{
+    CLEANUP_FREE char *path = path_beside(beside, name);
+    int r;
+
+    *out = NULL;
+    if (!path) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        return vimg_internal_error(errno, "%s: cannot create: %s", path,
+                                   strerror(errno));
+    }
+    /* Refuse a file another process holds (QEMU checks the same "write"
+     * lock), before emptying it. The lock lives as long as the image's
+     * descriptor, a duplicate of this one. */
+    if ((r = vimg_internal_fd_lock(fd, path, FILE_PERM_READ |
+                                                 FILE_PERM_WRITE,
+                                   FILE_PERM_READ)) < 0) {
+        close(fd);
+        return r;
+    }
+    if (ftruncate(fd, 0) < 0) {
+        r = vimg_internal_error(errno, "%s: cannot empty: %s", path,
+                                strerror(errno));
+        close(fd);
+        return r;
+    }
+    struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
+                                           VIMG_OPEN_NO_LOCK |
+                                           (no_flush ? VIMG_OPEN_NO_FLUSH
+                                                     : 0) };
+    struct vimg_image *img = image_new(&vimg_driver_file, path, &p);
+    if (img && vimg_internal_file_adopt(img, fd) < 0) {
+        image_free(img, false);
+        img = NULL;
+    }
+    close(fd);
+    *out = img;
+    return img ? 0 : -vimg_get_errno();
+}
+
+void vimg_internal_remove_file(const char *beside, const char *name)
+{
+    CLEANUP_FREE char *path = path_beside(beside, name);
+    if (path) {
+        unlink(path);
+    }
 }

@@ -180,6 +180,10 @@ struct vimg_image {
     uint32_t request_alignment;   /* 1, or the O_DIRECT block size */
     uint32_t compress_unit;       /* bytes per compressed block (drivers
                                      with compress set it at open) */
+    bool ordered_compressed;      /* every block is stored compressed,
+                                     once, in offset order (streamOptimized
+                                     VMDK): convert compresses without -c
+                                     and writes in order even with -W */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
@@ -260,9 +264,22 @@ int64_t vimg_internal_get_size(struct vimg_image *img);
  * -EPERM when the policy forbids it. */
 int vimg_internal_open_reference(struct vimg_image *img, const char *name,
                                  bool writable, struct vimg_image **out);
+/* vimg_close without clearing the error slot: for images a driver opened
+ * itself (extent files), closed on a failing path whose message must
+ * stay. Returns 0 or -errno. */
+int vimg_internal_close(struct vimg_image *img);
 /* Validate NAME against IMG's policy and resolve it (caller frees *PATH). */
 int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
                                     char **path);
+
+/* Extra files of multi-file formats (VMDK extents), named NAME in the
+ * folder of BESIDE (the image being created): create or empty the file,
+ * refusing one another process holds, and open it read-write as a
+ * protocol image (NO_FLUSH: cache=unsafe). */
+int vimg_internal_create_file(const char *beside, const char *name,
+                              bool no_flush, struct vimg_image **out);
+/* Remove such a file again (a failed create). */
+void vimg_internal_remove_file(const char *beside, const char *name);
 
 /* A writable memory image for tests and fuzzing: DATA (LEN bytes) copied,
  * growing up to MAX_LEN. */
@@ -328,6 +345,8 @@ extern const struct vimg_driver vimg_driver_vpc;
 extern const struct vimg_driver vimg_driver_vdi;
 extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
+extern const struct vimg_driver vimg_driver_vmdk;
+extern const struct vimg_driver vimg_driver_qcow1;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

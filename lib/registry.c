@@ -10,6 +10,8 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_vpc,
     &vimg_driver_vdi,
     &vimg_driver_vhdx,
+    &vimg_driver_vmdk,
+    &vimg_driver_qcow1,
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,

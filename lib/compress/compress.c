@@ -1,6 +1,8 @@
 /* Cluster (de)compression: zlib for deflate output (it can be told to keep
  * a 4 KiB window, which QEMU's reader requires), libdeflate for deflate
  * input (several times faster than zlib's inflate), libzstd for zstd.
+ * Raw deflate (qcow2, qcow) and zlib streams (VMDK) each have their own
+ * zlib contexts, since the window bits are fixed when a context is made.
  * Contexts are per thread and reused: creating a zstd or zlib context costs
  * more than compressing a 64 KiB cluster. */
 #include <errno.h>
@@ -19,17 +21,25 @@
 #define ZLIB_WINDOW_BITS (-12) /* raw deflate, 4 KiB window */
 #define ZLIB_MEM_LEVEL 9
 #define ZLIB_DEFAULT_LEVEL 6
+/* zlib streams as zlib's compress() makes them (what QEMU's VMDK driver
+ * and VMware's open-vmdk write): 32 KiB window, default memory level. */
+#define ZSTREAM_WINDOW_BITS 15
+#define ZSTREAM_MEM_LEVEL 8
 /* A hostile zstd frame may ask for a window of up to 2 GiB; a cluster is at
  * most 2 MiB and compressors size the window to the input, so 8 MiB is
  * ample and bounds memory per thread. */
 #define ZSTD_WINDOW_LOG_MAX 23
 
+/* A zlib context made once per thread with fixed window bits. */
+struct zctx {
+    z_stream z;
+    bool ready;
+    int level;
+};
+
 struct contexts {
-    z_stream deflate;
-    bool deflate_ready;
-    int deflate_level;
-    z_stream inflate;
-    bool inflate_ready;
+    struct zctx deflate, inflate;         /* raw, 4 KiB window */
+    struct zctx zdeflate, zinflate;       /* zlib streams */
     struct libdeflate_decompressor *libdeflate;
     ZSTD_CCtx *zstd_c;
     ZSTD_DCtx *zstd_d;
@@ -42,11 +52,17 @@ static bool contexts_key_ok;
 static void free_contexts(void *p)
 {
     struct contexts *c = p;
-    if (c->deflate_ready) {
-        deflateEnd(&c->deflate);
+    if (c->deflate.ready) {
+        deflateEnd(&c->deflate.z);
     }
-    if (c->inflate_ready) {
-        inflateEnd(&c->inflate);
+    if (c->zdeflate.ready) {
+        deflateEnd(&c->zdeflate.z);
+    }
+    if (c->inflate.ready) {
+        inflateEnd(&c->inflate.z);
+    }
+    if (c->zinflate.ready) {
+        inflateEnd(&c->zinflate.z);
     }
     if (c->libdeflate) {
         libdeflate_free_decompressor(c->libdeflate);
@@ -108,38 +124,40 @@ void vimg_internal_compress_levels(enum vimg_compress_algo algo, int *min,
     }
 }
 
-static long deflate_4k(struct contexts *c, int level, const void *in,
-                       size_t in_len, void *out, size_t out_cap)
+/* Deflate with the context Z (made on first use with WINDOW_BITS and
+ * MEM_LEVEL), the raw or the zlib-stream flavour. */
+static long deflate_with(struct zctx *z, int window_bits, int mem_level,
+                         int level, const void *in, size_t in_len, void *out,
+                         size_t out_cap)
 {
     if (!level) {
         level = ZLIB_DEFAULT_LEVEL;
     }
-    if (!c->deflate_ready) {
-        if (deflateInit2(&c->deflate, level, Z_DEFLATED, ZLIB_WINDOW_BITS,
-                         ZLIB_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (!z->ready) {
+        if (deflateInit2(&z->z, level, Z_DEFLATED, window_bits, mem_level,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
             return -ENOMEM;
         }
-        c->deflate_ready = true;
-        c->deflate_level = level;
+        z->ready = true;
+        z->level = level;
     } else {
-        if (deflateReset(&c->deflate) != Z_OK) {
+        if (deflateReset(&z->z) != Z_OK) {
             return -EIO;
         }
-        if (level != c->deflate_level) {
-            if (deflateParams(&c->deflate, level, Z_DEFAULT_STRATEGY) !=
-                Z_OK) {
+        if (level != z->level) {
+            if (deflateParams(&z->z, level, Z_DEFAULT_STRATEGY) != Z_OK) {
                 return -EIO;
             }
-            c->deflate_level = level;
+            z->level = level;
         }
     }
-    c->deflate.next_in = (Bytef *)in;
-    c->deflate.avail_in = (uInt)in_len;
-    c->deflate.next_out = out;
-    c->deflate.avail_out = (uInt)out_cap;
-    int zr = deflate(&c->deflate, Z_FINISH);
+    z->z.next_in = (Bytef *)in;
+    z->z.avail_in = (uInt)in_len;
+    z->z.next_out = out;
+    z->z.avail_out = (uInt)out_cap;
+    int zr = deflate(&z->z, Z_FINISH);
     if (zr == Z_STREAM_END) {
-        return (long)(out_cap - c->deflate.avail_out);
+        return (long)(out_cap - z->z.avail_out);
     }
     return zr == Z_OK || zr == Z_BUF_ERROR ? -ENOSPC : -EIO;
 }
@@ -181,33 +199,47 @@ long vimg_internal_compress(enum vimg_compress_algo algo, int level,
     if (!c) {
         return -ENOMEM;
     }
-    return algo == VIMG_COMPRESS_ZSTD
-               ? zstd_compress(c, level, in, in_len, out, out_cap)
-               : deflate_4k(c, level, in, in_len, out, out_cap);
+    switch (algo) {
+    case VIMG_COMPRESS_ZSTD:
+        return zstd_compress(c, level, in, in_len, out, out_cap);
+    case VIMG_COMPRESS_ZLIB:
+        return deflate_with(&c->zdeflate, ZSTREAM_WINDOW_BITS,
+                            ZSTREAM_MEM_LEVEL, level, in, in_len, out,
+                            out_cap);
+    case VIMG_COMPRESS_DEFLATE_4K:
+        break;
+    }
+    return deflate_with(&c->deflate, ZLIB_WINDOW_BITS, ZLIB_MEM_LEVEL, level,
+                        in, in_len, out, out_cap);
 }
 
-/* zlib's inflate, for the streams libdeflate refuses that QEMU accepts: a
- * stream that fills the output before it ends, or whose end lies past the
- * bytes we have (Z_BUF_ERROR with a full output). */
-static int inflate_zlib(struct contexts *c, const void *in, size_t in_len,
-                        void *out, size_t out_len)
+/* zlib's inflate with the context Z (WINDOW_BITS fixed at creation), for
+ * the streams libdeflate refuses that QEMU accepts: a stream that fills
+ * the output before it ends, or whose end lies past the bytes we have
+ * (Z_BUF_ERROR with a full output). Returns the bytes produced; with
+ * MUST_END the stream must end within IN. */
+static long inflate_with(struct zctx *z, int window_bits, bool must_end,
+                         const void *in, size_t in_len, void *out,
+                         size_t out_len)
 {
-    if (!c->inflate_ready) {
-        if (inflateInit2(&c->inflate, ZLIB_WINDOW_BITS) != Z_OK) {
+    if (!z->ready) {
+        if (inflateInit2(&z->z, window_bits) != Z_OK) {
             return -ENOMEM;
         }
-        c->inflate_ready = true;
-    } else if (inflateReset(&c->inflate) != Z_OK) {
+        z->ready = true;
+    } else if (inflateReset(&z->z) != Z_OK) {
         return -EIO;
     }
-    c->inflate.next_in = (Bytef *)in;
-    c->inflate.avail_in = (uInt)in_len;
-    c->inflate.next_out = out;
-    c->inflate.avail_out = (uInt)out_len;
-    int zr = inflate(&c->inflate, Z_FINISH);
-    bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
-              c->inflate.avail_out == 0;
-    return ok ? 0 : -EIO;
+    z->z.next_in = (Bytef *)in;
+    z->z.avail_in = (uInt)in_len;
+    z->z.next_out = out;
+    z->z.avail_out = (uInt)out_len;
+    int zr = inflate(&z->z, Z_FINISH);
+    if (zr == Z_STREAM_END ||
+        (!must_end && zr == Z_BUF_ERROR && z->z.avail_out == 0)) {
+        return (long)(out_len - z->z.avail_out);
+    }
+    return -EIO;
 }
 
 static int inflate_4k(struct contexts *c, const void *in, size_t in_len,
@@ -226,7 +258,29 @@ static int inflate_4k(struct contexts *c, const void *in, size_t in_len,
     if (lr == LIBDEFLATE_SUCCESS) {
         return -EIO; /* the stream ended short of a whole cluster */
     }
-    return inflate_zlib(c, in, in_len, out, out_len);
+    long n = inflate_with(&c->inflate, ZLIB_WINDOW_BITS, false, in, in_len,
+                          out, out_len);
+    return n == (long)out_len ? 0 : -EIO;
+}
+
+/* A zlib stream into at most OUT_CAP bytes: the length it yields. */
+static long inflate_stream(struct contexts *c, const void *in, size_t in_len,
+                           void *out, size_t out_cap)
+{
+    if (!c->libdeflate &&
+        !(c->libdeflate = libdeflate_alloc_decompressor())) {
+        return -ENOMEM;
+    }
+    size_t in_used, out_got;
+    enum libdeflate_result lr = libdeflate_zlib_decompress_ex(
+        c->libdeflate, in, in_len, out, out_cap, &in_used, &out_got);
+    if (lr == LIBDEFLATE_SUCCESS) {
+        return (long)out_got;
+    }
+    /* libdeflate is stricter than zlib in corners (a preset dictionary
+     * flag, for one); zlib decides. */
+    return inflate_with(&c->zinflate, ZSTREAM_WINDOW_BITS, true, in, in_len,
+                        out, out_cap);
 }
 
 static int zstd_decompress(struct contexts *c, const void *in, size_t in_len,
@@ -266,7 +320,44 @@ int vimg_internal_decompress(enum vimg_compress_algo algo,
     if (!c) {
         return -ENOMEM;
     }
-    return algo == VIMG_COMPRESS_ZSTD
-               ? zstd_decompress(c, in, in_len, out, out_len)
-               : inflate_4k(c, in, in_len, out, out_len);
+    switch (algo) {
+    case VIMG_COMPRESS_ZSTD:
+        return zstd_decompress(c, in, in_len, out, out_len);
+    case VIMG_COMPRESS_ZLIB: {
+        long n = inflate_stream(c, in, in_len, out, out_len);
+        return n < 0 ? (int)n : n == (long)out_len ? 0 : -EIO;
+    }
+    case VIMG_COMPRESS_DEFLATE_4K:
+        break;
+    }
+    return inflate_4k(c, in, in_len, out, out_len);
+}
+
+long vimg_internal_decompress_partial(enum vimg_compress_algo algo,
+                                      const void *in, size_t in_len,
+                                      void *out, size_t out_cap)
+{
+    if (in_len > UINT_MAX || out_cap > UINT_MAX ||
+        algo == VIMG_COMPRESS_ZSTD) {
+        return -EINVAL;
+    }
+    struct contexts *c = contexts();
+    if (!c) {
+        return -ENOMEM;
+    }
+    if (algo == VIMG_COMPRESS_ZLIB) {
+        return inflate_stream(c, in, in_len, out, out_cap);
+    }
+    if (!c->libdeflate &&
+        !(c->libdeflate = libdeflate_alloc_decompressor())) {
+        return -ENOMEM;
+    }
+    size_t in_used, out_got;
+    if (libdeflate_deflate_decompress_ex(c->libdeflate, in, in_len, out,
+                                         out_cap, &in_used, &out_got) ==
+        LIBDEFLATE_SUCCESS) {
+        return (long)out_got;
+    }
+    return inflate_with(&c->inflate, ZLIB_WINDOW_BITS, true, in, in_len, out,
+                        out_cap);
 }

@@ -16,6 +16,10 @@ enum vimg_compress_algo {
     VIMG_COMPRESS_DEFLATE_4K,
     /* zstd frames, as qcow2 compression_type=zstd stores them. */
     VIMG_COMPRESS_ZSTD,
+    /* zlib streams (RFC 1950: header, 32 KiB window, Adler-32), as VMDK
+     * stores compressed grains and zlib's compress()/uncompress() make and
+     * read them. */
+    VIMG_COMPRESS_ZLIB,
 };
 
 /* The level each algorithm uses when the caller passes 0: QEMU's, so that
@@ -38,6 +42,16 @@ long vimg_internal_compress(enum vimg_compress_algo algo, int level,
 int vimg_internal_decompress(enum vimg_compress_algo algo,
                              const void *in, size_t in_len,
                              void *out, size_t out_len);
+
+/* Decompress one stream from at most IN_LEN bytes of IN into at most
+ * OUT_CAP bytes of OUT and return the number of bytes it yields: for
+ * formats whose last block may be stored short (a VMDK grain at the end of
+ * the disk). The stream must end within IN_LEN and fit in OUT_CAP;
+ * trailing bytes after it are ignored. -EIO when it is damaged, truncated
+ * or too long, -ENOMEM; -EINVAL for VIMG_COMPRESS_ZSTD. */
+long vimg_internal_decompress_partial(enum vimg_compress_algo algo,
+                                      const void *in, size_t in_len,
+                                      void *out, size_t out_cap);
 
 /* Valid levels for ALGO (for option checking). */
 void vimg_internal_compress_levels(enum vimg_compress_algo algo, int *min,

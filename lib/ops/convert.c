@@ -237,10 +237,27 @@ static int write_compressed(struct job *j, const struct unit *u,
     int r = 0;
     for (uint64_t at = 0, i = 0; r == 0 && at < u->length; at += unit, i++) {
         uint64_t n = MIN(unit, u->length - at);
+        uint64_t end = u->offset + at + n;
         if (c->len[i] == 0) {
             r = j->skip_zero ? 0
                              : vimg_internal_zero(j->dst, u->offset + at, n,
                                                   VIMG_ZERO_MAY_UNMAP);
+        } else if (n < unit && end < j->dst->size &&
+                   j->p->target_is_new) {
+            /* The source ends inside a block of a larger new target: the
+             * block is stored whole, zero-padded (its compressed form was
+             * made so), as the target reads zeros there anyway. */
+            n = MIN(unit, j->dst->size - (u->offset + at));
+            r = vimg_internal_write_block(j->dst, u->offset + at, buf + at,
+                                          n, c->len[i] < 0 ? NULL
+                                                           : c->out + at,
+                                          c->len[i] < 0 ? 0
+                                                        : (uint64_t)
+                                                              c->len[i]);
+        } else if (n < unit && end < j->dst->size) {
+            /* ... of an existing target: only the source's bytes, plainly
+             * (a stream format completes the block from what it holds). */
+            r = vimg_internal_pwrite(j->dst, buf + at, n, u->offset + at, 0);
         } else {
             r = vimg_internal_write_block(j->dst, u->offset + at, buf + at,
                                           n, c->len[i] < 0 ? NULL
@@ -256,7 +273,7 @@ static int write_compressed(struct job *j, const struct unit *u,
 static int process(struct job *j, const struct unit *u, char *buf,
                    char *base, struct compressed *cbuf)
 {
-    bool in_order = !j->p->out_of_order;
+    bool in_order = !j->p->out_of_order || j->dst->ordered_compressed;
     int r = 0;
 
     /* Zero units may be far longer than the buffer: they are never read
@@ -414,7 +431,9 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     if (lock_source(src) < 0) {
         return -1;
     }
-    if (j.p->compress) {
+    /* A stream format stores every block compressed: the workers compress
+     * in parallel whether or not -c was given. */
+    if (j.p->compress || dst->ordered_compressed) {
         if (!dst->drv->compress || !dst->compress_unit ||
             dst->compress_unit > BUFFER_SIZE) {
             vimg_internal_img_error(dst, ENOTSUP, "compression not supported "

@@ -1,5 +1,6 @@
-/* lib/compress: round trips, QEMU's 4 KiB deflate window, trailing bytes,
- * damaged input, and several threads at once. */
+/* lib/compress: round trips, QEMU's 4 KiB deflate window, zlib streams
+ * (VMDK grains) with short last blocks, trailing bytes, damaged input, and
+ * several threads at once. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -83,6 +84,49 @@ static void test_round_trip(enum vimg_compress_algo algo)
                                  CLUSTER - 1) > 0);
     CHECK_EQ(vimg_internal_compress(algo, max + 1, in, sizeof in, out,
                                     CLUSTER - 1), -EINVAL);
+}
+
+/* zlib streams: what zlib's uncompress() reads (QEMU's and open-vmdk's
+ * VMDK readers), what compress() writes reads back, and a short stream
+ * (the last grain of a disk) yields its own length. */
+static void test_zlib_stream(void)
+{
+    static uint8_t in[CLUSTER], out[CLUSTER + 512], back[CLUSTER];
+    fill_text(in, sizeof in, 11);
+    long n = vimg_internal_compress(VIMG_COMPRESS_ZLIB, 0, in, sizeof in,
+                                    out, sizeof out);
+    CHECK(n > 2 && n < CLUSTER / 2);
+    CHECK_EQ(out[0] & 0x0f, 8); /* RFC 1950 header: deflate */
+    uLongf got = sizeof back;
+    CHECK_EQ(uncompress(back, &got, out, (uLong)n), Z_OK);
+    CHECK_EQ(got, sizeof back);
+    CHECK(memcmp(in, back, sizeof in) == 0);
+
+    /* zlib's own compress() output, with trailing sector padding. */
+    uLongf zlen = sizeof out;
+    CHECK_EQ(compress(out, &zlen, in, 3000), Z_OK);
+    memset(out + zlen, 0, 100);
+    memset(back, 0xee, sizeof back);
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_ZLIB, out,
+                                              zlen + 100, back,
+                                              sizeof back), 3000);
+    CHECK(memcmp(in, back, 3000) == 0);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_ZLIB, out, zlen, back,
+                                      3000), 0);
+    /* Exact-length decompression of a short stream fails. */
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_ZLIB, out, zlen, back,
+                                      sizeof back), -EIO);
+    /* A stream longer than the room, truncated, or damaged fails. */
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_ZLIB, out, zlen,
+                                              back, 2999), -EIO);
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_ZLIB, out,
+                                              zlen / 2, back, sizeof back),
+             -EIO);
+    out[zlen - 1] ^= 0x55; /* Adler-32 */
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_ZLIB, out, zlen,
+                                              back, sizeof back), -EIO);
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_ZSTD, out, zlen,
+                                              back, sizeof back), -EINVAL);
 }
 
 /* Random bytes do not shrink: the caller is told to store them plain. */
@@ -186,6 +230,9 @@ int main(void)
     test_round_trip(VIMG_COMPRESS_ZSTD);
     test_incompressible(VIMG_COMPRESS_DEFLATE_4K);
     test_incompressible(VIMG_COMPRESS_ZSTD);
+    test_round_trip(VIMG_COMPRESS_ZLIB);
+    test_incompressible(VIMG_COMPRESS_ZLIB);
+    test_zlib_stream();
     test_deflate_window();
     test_zstd_huge_window();
     test_threads();
