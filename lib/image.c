@@ -15,6 +15,7 @@
 #include "../common/cleanup.h"
 #include "internal.h"
 #include "protocols/file-lock.h"
+#include "protocols/rbd.h"
 
 #define PROBE_BYTES 4096
 /* A footer probed at the end of a file (the VHD footer's size). */
@@ -99,19 +100,23 @@ static bool has_protocol_prefix(const char *name)
     return true;
 }
 
-static struct vimg_image *open_protocol(const char *filename,
-                                        const struct vimg_open_params *p)
+/* A protocol image of DRV named NAME, opened. */
+static struct vimg_image *open_protocol_image(const struct vimg_driver *drv,
+                                              const char *name,
+                                              const struct vimg_open_params *p)
 {
-    struct vimg_image *img = image_new(&vimg_driver_file, filename, p);
-    if (!img) {
-        return NULL;
-    }
-    int r = img->drv->open(img, NULL);
-    if (r < 0) {
+    struct vimg_image *img = image_new(drv, name, p);
+    if (img && drv->open(img, NULL) < 0) {
         image_free(img, false);
         return NULL;
     }
     return img;
+}
+
+static struct vimg_image *open_protocol(const char *filename,
+                                        const struct vimg_open_params *p)
+{
+    return open_protocol_image(&vimg_driver_file, filename, p);
 }
 
 /* The locks QEMU would take for this use: writers do not share writes or
@@ -365,29 +370,35 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
     return open_format(file, p ? p : &default_params, NULL, 0);
 }
 
-/* An image on an NBD server, named by the caller. Its metadata comes
- * from the network, so none of the files it may name is opened (the
- * untrusted policy): a remote image never makes vimg open a local file. */
-static struct vimg_image *open_url(const char *filename,
-                                   const struct vimg_open_params *p)
+const struct vimg_driver *vimg_internal_network_protocol(const char *name)
+{
+    struct stat st;
+    const struct vimg_driver *drv =
+        vimg_is_url(name) ? &vimg_driver_nbd
+        : vimg_internal_rbd_is_name(name) ? &vimg_driver_rbd : NULL;
+
+    return drv && stat(name, &st) < 0 ? drv : NULL;
+}
+
+/* An image on an NBD server or in a Ceph cluster, named by the caller.
+ * Its metadata comes from the network, so none of the files it may name
+ * is opened (the untrusted policy): a remote image never makes vimg open
+ * a local file. */
+static struct vimg_image *open_network(const struct vimg_driver *drv,
+                                       const char *filename,
+                                       const struct vimg_open_params *p)
 {
     struct vimg_open_params np = *p;
     np.refs = VIMG_REFS_NEVER;
-    struct vimg_image *file = image_new(&vimg_driver_nbd, filename, &np);
-    if (!file) {
-        return NULL;
-    }
-    if (file->drv->open(file, NULL) < 0) {
-        image_free(file, false);
-        return NULL;
-    }
-    return open_format(file, &np, NULL, 0);
+    struct vimg_image *file = open_protocol_image(drv, filename, &np);
+    return file ? open_format(file, &np, NULL, 0) : NULL;
 }
 
 struct vimg_image *vimg_open(const char *filename,
                              const struct vimg_open_params *params)
 {
     const struct vimg_open_params *p = params ? params : &default_params;
+    const struct vimg_driver *net;
     struct stat st;
 
     vimg_internal_error_clear();
@@ -400,8 +411,8 @@ struct vimg_image *vimg_open(const char *filename,
                             "read-only use", filename);
         return NULL;
     }
-    if (vimg_is_url(filename) && stat(filename, &st) < 0) {
-        return open_url(filename, p);
+    if ((net = vimg_internal_network_protocol(filename))) {
+        return open_network(net, filename, p);
     }
     if (has_protocol_prefix(filename) && stat(filename, &st) < 0) {
         vimg_internal_error(ENOTSUP, "%s: protocol names are not supported; "
@@ -664,8 +675,10 @@ int vimg_target_create(struct vimg_target *t,
                             p->format);
         return -1;
     }
-    if ((r = vimg_internal_opts_parse(p->options, drv->create_opts, filename,
-                                      &opts)) < 0) {
+    const struct vimg_driver *proto = vimg_internal_target_protocol(t);
+    if ((r = vimg_internal_opts_parse_with(p->options, drv->create_opts,
+                                           proto ? proto->create_opts : NULL,
+                                           filename, &opts)) < 0) {
         return -1;
     }
     ctx.opts = &opts;
@@ -717,19 +730,28 @@ int vimg_target_create(struct vimg_target *t,
     }
 
     /* Only now, with everything checked, is a file written in place
-     * emptied. The close syncs the new file once before the target is
-     * committed, unless the caller asked for cache=unsafe (convert's
-     * target, as qemu-img). */
-    int fd = vimg_internal_target_fd(t, true);
-    if (fd < 0) {
-        r = fd;
-        goto out;
-    }
+     * emptied (or a protocol's image made). The close syncs the new file
+     * once before the target is committed, unless the caller asked for
+     * cache=unsafe (convert's target, as qemu-img). */
     struct vimg_open_params wp = { .flags = VIMG_OPEN_RDWR |
                                             VIMG_OPEN_NO_LOCK |
                                             (p->no_flush ? VIMG_OPEN_NO_FLUSH
                                                          : 0) };
-    struct vimg_image *file = open_target_file(t, fd, &wp);
+    struct vimg_image *file;
+    if (proto) {
+        const char *image;
+        if ((r = vimg_internal_target_make_image(t, &opts, &image)) < 0) {
+            goto out;
+        }
+        file = open_protocol_image(proto, image, &wp);
+    } else {
+        int fd = vimg_internal_target_fd(t, true);
+        if (fd < 0) {
+            r = fd;
+            goto out;
+        }
+        file = open_target_file(t, fd, &wp);
+    }
     if (!file) {
         r = -vimg_get_errno();
         goto out;
@@ -763,10 +785,20 @@ struct vimg_image *vimg_target_open(struct vimg_target *t,
      * place, and its new file has no name anyone else could open. */
     wp.flags = (p->flags & ~(unsigned)VIMG_OPEN_FORCE_SHARE) |
                VIMG_OPEN_RDWR | VIMG_OPEN_NO_LOCK;
-    struct vimg_image *file = open_target_file(t,
-                                               vimg_internal_target_fd(t,
-                                                                       false),
-                                               &wp);
+    const struct vimg_driver *proto = vimg_internal_target_protocol(t);
+    struct vimg_image *file;
+    if (proto && !vimg_internal_target_image(t)) {
+        vimg_internal_error(EINVAL, "%s: the target has no image yet",
+                            vimg_internal_target_name(t));
+        return NULL;
+    }
+    if (proto) {
+        /* A new image of ours: nothing in it to distrust. */
+        file = open_protocol_image(proto, vimg_internal_target_image(t),
+                                   &wp);
+    } else {
+        file = open_target_file(t, vimg_internal_target_fd(t, false), &wp);
+    }
     return file ? open_format(file, &wp, NULL, 0) : NULL;
 }
 

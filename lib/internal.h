@@ -39,6 +39,12 @@ struct vimg_opts {
 int vimg_internal_opts_parse(const char *text,
                              const struct vimg_opt_desc *desc,
                              const char *what, struct vimg_opts *out);
+/* The same with the keys of EXTRA accepted too (a protocol's creation
+ * options beside the format's; DESC describes a key both have). */
+int vimg_internal_opts_parse_with(const char *text,
+                                  const struct vimg_opt_desc *desc,
+                                  const struct vimg_opt_desc *extra,
+                                  const char *what, struct vimg_opts *out);
 void vimg_internal_opts_free(struct vimg_opts *opts);
 /* Add or replace KEY (used for -b/-F and the size). */
 int vimg_internal_opts_set(struct vimg_opts *opts, const char *key,
@@ -107,6 +113,18 @@ struct vimg_driver {
     /* Formats: lay out a new image on FILE (an empty, writable protocol
      * image). Protocols do not implement it (the core creates files). */
     int (*create)(struct vimg_image *file, const struct vimg_create_ctx *c);
+    /* Protocols whose images live in a store of their own, not in files
+     * (rbd); NULL for the others, whose files the core makes. The
+     * protocol's create_opts join the format's -o table.
+     * create_image: refuse NAME when it exists (-EEXIST), then make an
+     * empty image under a hidden name beside it, returned in *TEMP (the
+     * caller frees it; this protocol opens it).
+     * publish_image: give TEMP the name NAME (-EEXIST when another client
+     * took it meanwhile). remove_image: delete TEMP. */
+    int (*create_image)(const char *name, const struct vimg_opts *opts,
+                        char **temp);
+    int (*publish_image)(const char *temp, const char *name);
+    int (*remove_image)(const char *temp);
 
     /* Data path: ranges are inside the virtual size and aligned to
      * img->request_alignment; COUNT > 0. */
@@ -319,6 +337,20 @@ const char *vimg_internal_target_name(const struct vimg_target *t);
 /* The descriptor of the file being written (borrowed); with EMPTY, a
  * regular file written in place is truncated to 0 bytes first. */
 int vimg_internal_target_fd(struct vimg_target *t, bool empty);
+/* The protocol that makes the target's image (rbd), or NULL for a file. */
+const struct vimg_driver *vimg_internal_target_protocol(
+    const struct vimg_target *t);
+/* Make the protocol's new, empty image with the creation options OPTS
+ * (once); *IMAGE is its hidden name (borrowed), which commit publishes
+ * and abort removes. */
+int vimg_internal_target_make_image(struct vimg_target *t,
+                                    const struct vimg_opts *opts,
+                                    const char **image);
+/* That name, or NULL before it is made. */
+const char *vimg_internal_target_image(const struct vimg_target *t);
+/* The protocol that reaches NAME over a network (nbd://..., rbd:...) when
+ * no local file has that name, or NULL (lib/image.c). */
+const struct vimg_driver *vimg_internal_network_protocol(const char *name);
 
 /* Add the facts of an ISO 9660 volume in IMG's guest-visible contents to
  * INFO (lib/iso/iso-describe.c); 0 and nothing added when there is
@@ -341,6 +373,7 @@ extern const struct vimg_driver vimg_driver_memory;
 extern const struct vimg_driver vimg_driver_raw;
 extern const struct vimg_driver vimg_driver_qcow2;
 extern const struct vimg_driver vimg_driver_nbd;
+extern const struct vimg_driver vimg_driver_rbd;
 extern const struct vimg_driver vimg_driver_vpc;
 extern const struct vimg_driver vimg_driver_vdi;
 extern const struct vimg_driver vimg_driver_vhdx;

@@ -196,6 +196,14 @@ int vimg_internal_opts_parse(const char *text,
                              const struct vimg_opt_desc *desc,
                              const char *what, struct vimg_opts *out)
 {
+    return vimg_internal_opts_parse_with(text, desc, NULL, what, out);
+}
+
+int vimg_internal_opts_parse_with(const char *text,
+                                  const struct vimg_opt_desc *desc,
+                                  const struct vimg_opt_desc *extra,
+                                  const char *what, struct vimg_opts *out)
+{
     memset(out, 0, sizeof *out);
     if (!text || !*text) {
         return 0;
@@ -239,6 +247,9 @@ int vimg_internal_opts_parse(const char *text,
             value = eq + 1;
         }
         const struct vimg_opt_desc *d = find_desc(desc, buf);
+        if (!d) {
+            d = find_desc(extra, buf);
+        }
         int r;
         if (!d) {
             r = vimg_internal_error(EINVAL, "%s: invalid parameter '%s'",

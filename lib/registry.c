@@ -16,6 +16,7 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_file,
     &vimg_driver_memory,
     &vimg_driver_nbd,
+    &vimg_driver_rbd,
 };
 
 #define N_DRIVERS (sizeof drivers / sizeof drivers[0])

@@ -55,6 +55,10 @@ struct vimg_target {
     struct stat old;    /* its owner and mode (valid with old_fd) */
     char *temp;         /* path of the named temporary, or NULL */
     int slot;           /* TEMP's registry slot, or -1 */
+    /* A protocol that makes images in a store of its own (rbd), or NULL
+     * for files. Its new image has a hidden name until committed. */
+    const struct vimg_driver *proto;
+    char *image;        /* PROTO's hidden name for the new image, or NULL */
 };
 
 /* Paths of named temporaries, in static storage so that a signal handler
@@ -342,6 +346,10 @@ static int copy_owner_mode(struct vimg_target *t)
 
 static void target_free(struct vimg_target *t)
 {
+    if (t->image) {
+        (void)t->proto->remove_image(t->image);
+        free(t->image);
+    }
     drop_temp(t);
     if (t->old_fd >= 0) {
         close(t->old_fd);
@@ -370,6 +378,17 @@ struct vimg_target *vimg_target_begin(const char *filename)
         return NULL;
     }
     t->fd = t->old_fd = t->slot = -1;
+    t->proto = vimg_internal_network_protocol(filename);
+    if (t->proto && !t->proto->create_image) {
+        vimg_internal_error(ENOTSUP, "%s: images cannot be created there; "
+                            "write into an existing one (convert -n)",
+                            filename);
+        target_free(t);
+        return NULL;
+    }
+    if (t->proto) {
+        return t; /* made by the protocol in vimg_target_create */
+    }
     r = follow_links(t);
     if (r == 0) {
         r = split_path(t);
@@ -460,6 +479,17 @@ int vimg_target_commit(struct vimg_target *t)
         vimg_internal_error(EINVAL, "no target given");
         return -1;
     }
+    if (t->proto) {
+        r = t->image ? t->proto->publish_image(t->image, t->name)
+                     : vimg_internal_error(EINVAL, "%s: no image was made",
+                                           t->name);
+        if (r == 0) {
+            free(t->image);
+            t->image = NULL; /* published: not ours to remove */
+        }
+        target_free(t);
+        return r < 0 ? -1 : 0;
+    }
     if (t->how != TARGET_IN_PLACE && !t->temp) {
         r = publish_anonymous(t);
     }
@@ -486,7 +516,31 @@ void vimg_target_abort(struct vimg_target *t)
 
 bool vimg_target_in_place(const struct vimg_target *t)
 {
-    return t->how == TARGET_IN_PLACE;
+    return !t->proto && t->how == TARGET_IN_PLACE;
+}
+
+const struct vimg_driver *vimg_internal_target_protocol(
+    const struct vimg_target *t)
+{
+    return t->proto;
+}
+
+int vimg_internal_target_make_image(struct vimg_target *t,
+                                    const struct vimg_opts *opts,
+                                    const char **image)
+{
+    int r = 0;
+
+    if (!t->image) {
+        r = t->proto->create_image(t->name, opts, &t->image);
+    }
+    *image = t->image;
+    return r;
+}
+
+const char *vimg_internal_target_image(const struct vimg_target *t)
+{
+    return t->image;
 }
 
 const char *vimg_internal_target_name(const struct vimg_target *t)

@@ -4,6 +4,7 @@
 
 #include "../../common/rounding.h"
 #include "../internal.h"
+#include "../protocols/file-lock.h"
 
 /* qemu-img sizes raw images in whole 512-byte sectors. */
 #define SECTOR 512
@@ -48,12 +49,14 @@ static int raw_create(struct vimg_image *file, const struct vimg_create_ctx *c)
                                    c->filename);
     }
     r = vimg_internal_truncate(file, ROUND_UP(c->size, SECTOR), 0, prealloc);
-    if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0) {
+    if (r < 0 || prealloc == VIMG_PREALLOC_FULL || c->size == 0 ||
+        vimg_internal_file_fd(file) < 0) {
         return r;
     }
-    /* Like qemu-img, write the first block (up to 4 KiB) of a sparse or
-     * fallocated image, so that its disk usage and map match qemu-img's
-     * own files and O_DIRECT users can probe the alignment from it. */
+    /* Like qemu-img's file protocol, write the first block (up to 4 KiB)
+     * of a sparse or fallocated file, so that its disk usage and map
+     * match qemu-img's own files and O_DIRECT users can probe the
+     * alignment from it. Other protocols (rbd) stay untouched. */
     static const char zeros[4096];
     return vimg_internal_pwrite(file, zeros,
                                 MIN(ROUND_UP(c->size, SECTOR), sizeof zeros),
@@ -114,6 +117,15 @@ static int raw_block_status(struct vimg_image *img, uint64_t offset,
     return (int)(e.flags | VIMG_BS_ALLOCATED);
 }
 
+/* The protocol's facts (an RBD image's object size as "cluster-size"),
+ * as QEMU's raw format passes bdrv_get_info on to its file. */
+static int raw_get_info(struct vimg_image *img, struct vimg_value *info)
+{
+    return img->file->drv->get_info ? img->file->drv->get_info(img->file,
+                                                               info)
+                                    : 0;
+}
+
 /* As qemu-img: a raw file needs its whole virtual size, holes or not
  * (qemu-img cannot know the target file system keeps them), rounded up to
  * whole sectors. */
@@ -154,5 +166,6 @@ const struct vimg_driver vimg_driver_raw = {
     .discard = raw_discard,
     .truncate = raw_truncate,
     .block_status = raw_block_status,
+    .get_info = raw_get_info,
     .measure = raw_measure,
 };

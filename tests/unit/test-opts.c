@@ -94,6 +94,28 @@ int main(void)
     CHECK_EQ(vimg_internal_opts_parse("", desc, "x.img", &o), 0);
     CHECK_EQ(o.count, 0);
 
+    /* A protocol's creation options join the format's (rbd's object
+     * size beside raw's); a key both know is checked as DESC says. */
+    static const struct vimg_opt_desc extra[] = {
+        { "cluster_size", VIMG_OPT_SIZE, "" },
+        { "compat", VIMG_OPT_SIZE, "" },
+        { NULL, 0, NULL },
+    };
+    CHECK_EQ(vimg_internal_opts_parse_with("size=1M,cluster_size=64k,"
+                                           "compat=x", desc, extra, "x",
+                                           &o), 0);
+    CHECK(vimg_internal_opts_get_size(&o, "cluster_size", 0, &v) == 0 &&
+          v == 65536);
+    vimg_internal_opts_free(&o);
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse_with("cluster_size=big", desc, extra,
+                                           "x.img", &o), -EINVAL);
+    CHECK_ERROR(EINVAL, "x.img: parameter 'cluster_size' expects a size");
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_opts_parse_with("bogus=1", desc, extra, "x.img",
+                                           &o), -EINVAL);
+    CHECK_ERROR(EINVAL, "x.img: invalid parameter 'bogus'");
+
     enum vimg_prealloc pa;
     struct vimg_opts empty = { 0 };
     CHECK(vimg_internal_opts_get_prealloc(&empty, &pa) == 0 &&
