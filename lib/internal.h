@@ -87,6 +87,10 @@ struct vimg_driver {
     bool thread_safe;
     /* A new image reads as zeros (convert skips zero ranges into it). */
     bool has_zero_init;
+    /* Protocols: writes cost the same in any order (RBD's objects, unlike
+     * a file that fragments), so convert writes a raw image on it in any
+     * order, as with -W. */
+    bool unordered_writes;
     const struct vimg_opt_desc *create_opts; /* NULL: no -o options */
     const struct vimg_opt_desc *runtime_opts; /* NULL: none */
 

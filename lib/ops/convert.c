@@ -273,7 +273,13 @@ static int write_compressed(struct job *j, const struct unit *u,
 static int process(struct job *j, const struct unit *u, char *buf,
                    char *base, struct compressed *cbuf)
 {
-    bool in_order = !j->p->out_of_order || j->dst->ordered_compressed;
+    /* A raw image on a protocol whose writes cost the same in any order
+     * (RBD objects) has nothing to keep in order: as with -W, so that
+     * writes overlap the cluster's round trips. */
+    bool any_order = j->p->out_of_order ||
+                     (j->dst->drv == &vimg_driver_raw && j->dst->file &&
+                      j->dst->file->drv->unordered_writes);
+    bool in_order = !any_order || j->dst->ordered_compressed;
     int r = 0;
 
     /* Zero units may be far longer than the buffer: they are never read

@@ -28,10 +28,14 @@
 #include "../../common/rounding.h"
 #include "rbd.h"
 
-/* Block status is asked for this many objects at a time: 4 GiB of 4 MiB
- * objects, one object-map read with fast-diff. Without fast-diff each
- * object is a request to an OSD, so the window is smaller. */
+/* Block status is asked for at least this many objects at a time (4 GiB
+ * of 4 MiB objects), and for a sixteenth of the image when that is more:
+ * with fast-diff librbd reads the image's whole object map for each call,
+ * so a walk over the image makes at most WINDOWS calls whatever its size.
+ * Without fast-diff each object in a window is a request to an OSD, so
+ * windows stay small and the first answer comes soon. */
 #define WINDOW_OBJECTS 1024
+#define WINDOWS 16
 #define WINDOW_OBJECTS_SLOW 256
 /* librbd returns byte counts as int for discard and write-zeroes. */
 #define MAX_NOPAYLOAD (1u << 30)
@@ -89,7 +93,8 @@ static void disconnect(struct rbd_state *s)
 
 /* Reach the cluster and the pool (and namespace) that N names, as QEMU's
  * qemu_rbd_connect: the configuration file (or Ceph's default search),
- * then the name's options, then the cache mode. Messages name WHO. */
+ * the cache mode, then the name's options, which may override it.
+ * Messages name WHO. */
 static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
                         const char *who, bool nocache)
 {
@@ -154,8 +159,11 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
                                     n.snap);
         goto fail;
     }
+    /* librbd's cache only copies what a reader reads once (convert's
+     * source reads half again as fast without it); writers keep it unless
+     * -t none, as in QEMU. */
     r = connect_pool(s, &n, img->filename,
-                     img->params.flags & VIMG_OPEN_NOCACHE);
+                     !img->writable || (img->params.flags & VIMG_OPEN_NOCACHE));
     if (r < 0) {
         goto fail;
     }
@@ -415,8 +423,11 @@ static int read_window(struct vimg_image *img, uint64_t offset, uint64_t size,
                  (features & RBD_FEATURE_FAST_DIFF) &&
                  rbd_get_flags(s->image, &flags) == 0 &&
                  !(flags & RBD_FLAG_FAST_DIFF_INVALID);
-    uint64_t span = s->object_size * (whole ? WINDOW_OBJECTS
-                                            : WINDOW_OBJECTS_SLOW);
+    uint64_t objects = DIV_ROUND_UP(size, s->object_size);
+    uint64_t span = s->object_size *
+                    (whole ? MAX(WINDOW_OBJECTS,
+                                 DIV_ROUND_UP(objects, WINDOWS))
+                           : WINDOW_OBJECTS_SLOW);
 
     c->start = ROUND_DOWN(offset, s->object_size);
     c->end = MIN(size, c->start + span);
@@ -678,6 +689,7 @@ const struct vimg_driver vimg_driver_rbd = {
     .instance_size = sizeof(struct rbd_state),
     .thread_safe = true,
     .has_zero_init = true,
+    .unordered_writes = true,
     .create_opts = rbd_create_opts,
     .open = rbd_open_img,
     .close = rbd_close_img,
