@@ -19,7 +19,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	libnbd-bin fdisk \
 	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
 	libvhdi-utils python3-libvhdi cryptsetup-bin \
-	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow
+	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow \
+	librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 
 .PHONY: all deps build check demo bench fuzz clean
 
@@ -81,6 +82,7 @@ bench: deps build
 	@sh bench/iso.sh $(BUILD)/cli/vimg
 	@sh bench/iso-read.sh $(BUILD)/cli/vimg
 	@sh bench/nbd.sh $(BUILD)/cli/vimg
+	@sh bench/rbd.sh $(BUILD)/cli/vimg
 
 # libFuzzer builds of the fuzz targets (needs clang).
 fuzz:

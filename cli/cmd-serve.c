@@ -347,8 +347,13 @@ static int write_pid_file(const char *path)
 }
 
 /* --fork: the parent returns once the child listens and has written its
- * pid file, so a caller can connect as soon as `vimg serve --fork` ends. */
-static int daemonize(const char *pid_file)
+ * pid file, so a caller can connect as soon as `vimg serve --fork` ends.
+ * The child forks before the image is opened: a library's threads do not
+ * survive fork (librados, for rbd: images), so the child opens it itself;
+ * its errors still reach stderr, and the parent then exits 1. */
+static int fork_ready = -1; /* the child's end of the pipe */
+
+static int daemonize_begin(void)
 {
     int p[2];
     if (pipe(p) < 0) {
@@ -366,8 +371,15 @@ static int daemonize(const char *pid_file)
     }
     close(p[0]);
     setsid();
+    fork_ready = p[1];
+    return 0;
+}
+
+/* In the child, serving: tell the parent to return. */
+static int daemonize_ready(const char *pid_file)
+{
     if (pid_file && write_pid_file(pid_file)) {
-        _exit(1);
+        return 1;
     }
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
@@ -376,9 +388,9 @@ static int daemonize(const char *pid_file)
         close(null);
     }
     char ok = 1;
-    ssize_t w = write(p[1], &ok, 1);
+    ssize_t w = write(fork_ready, &ok, 1);
     (void)w;
-    close(p[1]);
+    close(fork_ready);
     return 0;
 }
 
@@ -515,6 +527,9 @@ static int run(int argc, char **argv)
     } else if (force_share) {
         flags |= VIMG_OPEN_FORCE_SHARE;
     }
+    if (do_fork && daemonize_begin() != 0) {
+        return 1;
+    }
     if (snapshot) {
         exp.img = open_snapshot(image, format,
                                 flags & ~(unsigned)VIMG_OPEN_FORCE_SHARE);
@@ -538,7 +553,7 @@ static int run(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (do_fork ? daemonize(pid_file) != 0
+    if (do_fork ? daemonize_ready(pid_file) != 0
                 : pid_file && write_pid_file(pid_file) != 0) {
         goto out;
     }

@@ -33,6 +33,24 @@ qemu-img measure --output=json -O qcow2 rbd:rbd/v > "$T/qmeasure"
 json_diff "$T/qmeasure" "$T/vmeasure" required fully-allocated ||
     fail "measure differs from qemu-img's"
 
+# serve --fork: the child opens the image itself (librados's threads do
+# not survive a fork; a server forked after opening it hung).
+stop_forked() {
+    [ -s "$T/serve.pid" ] || return 0
+    p=$(cat "$T/serve.pid"); rm -f "$T/serve.pid"
+    kill "$p" 2>/dev/null || return 0
+    i=0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$p" 2>/dev/null || true
+}
+on_exit stop_forked
+"$VIMG" serve --fork --pid-file "$T/serve.pid" -r -t -k "$T/f.sock" -f raw rbd:rbd/v
+timeout 60 qemu-img compare -q -f raw -F raw "$(uri "$T/f.sock")" "$T/src.raw" ||
+    fail "serve --fork"
+stop_forked
+expect_status 1 "$VIMG" serve --fork -r -k "$T/g.sock" -f raw rbd:rbd/nope
+grep -q "no image 'nope'" "$T/err" || fail "serve --fork: $(cat "$T/err")"
+
 # Snapshots open read-only and keep their bytes.
 rbd snap create rbd/w@before 2>/dev/null
 "$VIMG" convert -n -O raw "$T/src.qcow2" rbd:rbd/w
