@@ -319,6 +319,136 @@ bool cli_image_opts(void)
     return image_opts;
 }
 
+/* QEMU's rbd blockdev keys (BlockdevOptionsRbd) that an rbd: name holds,
+ * in the order the name has them. */
+static const char *const rbd_keys[] = { "pool", "namespace", "image",
+                                        "snapshot", "conf", "user" };
+#define N_RBD_KEYS (sizeof rbd_keys / sizeof rbd_keys[0])
+
+static void put_rbd_part(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("\\:/@=", *s)) {
+            fputc('\\', f);
+        }
+        fputc(*s, f);
+    }
+}
+
+/* driver=rbd,pool=P,image=I,... or driver=FMT,file.driver=rbd,file.pool=P,
+ * ...: the rbd: name those keys make (the format's own keys go to
+ * OPTIONS). -1 when TEXT names no rbd image; else as
+ * cli_parse_image_opts. */
+static int rbd_image_opts(const char *text, char **filename, char **format,
+                          char *options)
+{
+    char *v[N_RBD_KEYS] = { 0 };
+    const char *p = text;
+    char *item;
+    bool rbd = false, bare = false;
+    size_t used = 0;
+    int rc = 1;
+
+    while ((item = next_item(&p))) {
+        bare |= !strcmp(item, "driver=rbd");
+        rbd |= bare || !strcmp(item, "file.driver=rbd");
+        free(item);
+    }
+    if (!rbd) {
+        return -1;
+    }
+    for (p = text; (item = next_item(&p)); free(item)) {
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            fail("--image-opts: '%s' is not key=value", text);
+            goto out;
+        }
+        *eq = 0;
+        const char *key = item;
+        bool file_key = !strncmp(key, "file.", 5);
+        if (!bare && file_key) {
+            key += 5;
+        } else if (!bare) {
+            if (!strcmp(key, "driver")) {
+                free(*format);
+                *format = strdup(eq + 1);
+                continue;
+            }
+            /* The format's own option, commas escaped again. */
+            if (used) {
+                options[used++] = ',';
+            }
+            used += (size_t)sprintf(options + used, "%s=", key);
+            for (const char *c = eq + 1; *c; c++) {
+                if (*c == ',') {
+                    options[used++] = ',';
+                }
+                options[used++] = *c;
+            }
+            continue;
+        }
+        if (!strcmp(key, "driver")) {
+            continue; /* rbd */
+        }
+        size_t i = 0;
+        while (i < N_RBD_KEYS && strcmp(key, rbd_keys[i])) {
+            i++;
+        }
+        if (i == N_RBD_KEYS) {
+            fail("--image-opts: rbd key '%s' is not supported (pool, "
+                 "namespace, image, snapshot, conf, user; Ceph options go "
+                 "in an rbd: name)", item);
+            goto out;
+        }
+        free(v[i]);
+        v[i] = strdup(eq + 1);
+    }
+    if (!v[0] || !v[2]) {
+        fail("--image-opts: an rbd image needs pool= and image=");
+        goto out;
+    }
+    size_t len = 0;
+    FILE *f = open_memstream(filename, &len);
+    if (!f) {
+        fail("out of memory");
+        goto out;
+    }
+    fputs("rbd:", f);
+    put_rbd_part(f, v[0]);
+    fputc('/', f);
+    if (v[1] && *v[1]) {
+        put_rbd_part(f, v[1]);
+        fputc('/', f);
+    }
+    put_rbd_part(f, v[2]);
+    if (v[3]) {
+        fputc('@', f);
+        put_rbd_part(f, v[3]);
+    }
+    for (size_t i = 4; i < N_RBD_KEYS; i++) {
+        if (v[i]) {
+            fprintf(f, ":%s=", i == 4 ? "conf" : "id");
+            put_rbd_part(f, v[i]);
+        }
+    }
+    if (fclose(f) != 0) {
+        fail("out of memory");
+        goto out;
+    }
+    /* driver=rbd alone is the protocol: the guest disk is raw. */
+    if (!*format && !(*format = strdup("raw"))) {
+        fail("out of memory");
+        goto out;
+    }
+    rc = 0;
+
+out:
+    for (size_t i = 0; i < N_RBD_KEYS; i++) {
+        free(v[i]);
+    }
+    return rc;
+}
+
 int cli_parse_image_opts(const char *text, char **filename, char **format,
                          char **options)
 {
@@ -329,6 +459,10 @@ int cli_parse_image_opts(const char *text, char **filename, char **format,
     *filename = *format = NULL;
     if (!(*options = calloc(1, cap))) {
         return fail("out of memory");
+    }
+    int r = rbd_image_opts(text, filename, format, *options);
+    if (r >= 0) {
+        return r;
     }
     while ((item = next_item(&p))) {
         char *eq = strchr(item, '=');

@@ -103,6 +103,14 @@ json_diff "$T/qi" "$T/vi" virtual-size cluster-size || fail "info by mon_host="
 expect_status 1 "$VIMG" info rbd:rbd/v:no_such_option=1
 grep -q 'rbd:rbd/v:no_such_option=1: Ceph option no_such_option=1: no such option' \
     "$T/err" || fail "unknown option: $(cat "$T/err")"
+# --image-opts with QEMU's rbd keys, bare or under a format.
+"$VIMG" --image-opts info --output=json driver=rbd,pool=rbd,image=v > "$T/vi"
+qemu-img info --output=json --image-opts driver=rbd,pool=rbd,image=v > "$T/qi"
+json_diff "$T/qi" "$T/vi" virtual-size cluster-size || fail "--image-opts info"
+"$VIMG" --image-opts compare -q "driver=raw,file.driver=rbd,file.pool=rbd,file.image=w,file.snapshot=before,file.conf=$conf" \
+    "driver=qcow2,file.filename=$T/v-before.raw" 2>/dev/null && fail "compare: a raw file as qcow2"
+"$VIMG" --image-opts compare -q "driver=raw,file.driver=rbd,file.pool=rbd,file.image=w,file.snapshot=before,file.conf=$conf" \
+    "driver=raw,file.filename=$T/v-before.raw" || fail "--image-opts file.driver=rbd"
 rbd create --size 1M 'rbd/a:b'
 "$VIMG" info 'rbd:rbd/a\:b' | grep -q '^virtual size: 1 MiB' || fail "escaped image name"
 
