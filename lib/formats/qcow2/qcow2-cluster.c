@@ -1344,16 +1344,6 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
         (r = write_data(img, cbuf, len, host)) < 0) {
         return r;
     }
-    /* Keep the file whole sectors long, as qemu-img's compressed output
-     * ends (readers fetch compressed data by the sector). */
-    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
-    if (end % QCOW2_COMPRESSED_SECTOR_SIZE &&
-        (r = vimg_internal_truncate(img->file,
-                                    ROUND_UP(end,
-                                             QCOW2_COMPRESSED_SECTOR_SIZE),
-                                    0, VIMG_PREALLOC_OFF)) < 0) {
-        return r;
-    }
     if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;
     }
@@ -1364,4 +1354,19 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                QCOW2_L2E_COMPRESSED | (extra << x) | host);
     qcow2_cache_mark_dirty(&s->l2_cache, table);
     return 0;
+}
+
+/* Compressed pieces can leave the file ending inside a sector; readers
+ * fetch compressed data by the sector, and qemu-img's compressed output
+ * ends on a whole sector: pad once, at flush and close, not per piece
+ * (a truncate per cluster costs more than the write). */
+int qcow2_pad_to_sector(struct vimg_image *img)
+{
+    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
+    if (!(end % QCOW2_COMPRESSED_SECTOR_SIZE)) {
+        return 0;
+    }
+    return vimg_internal_truncate(img->file,
+                                  ROUND_UP(end, QCOW2_COMPRESSED_SECTOR_SIZE),
+                                  0, VIMG_PREALLOC_OFF);
 }

@@ -985,6 +985,9 @@ static int qcow2_close(struct vimg_image *img)
     }
     if (img->writable && !s->corrupt) {
         r = qcow2_flush_metadata(img);
+        if (r == 0) {
+            r = qcow2_pad_to_sector(img);
+        }
         if (r == 0 && s->lazy && s->dirty_set) {
             if ((r = vimg_internal_flush(img->file)) == 0) {
                 s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
@@ -1135,6 +1138,9 @@ static int locked_flush(struct vimg_image *img)
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     int r = qcow2_flush_metadata(img);
+    if (r == 0 && !s->corrupt) {
+        r = qcow2_pad_to_sector(img);
+    }
     pthread_mutex_unlock(&s->lock);
     return r;
 }

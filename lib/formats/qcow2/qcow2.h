@@ -294,6 +294,8 @@ long qcow2_compress(struct vimg_image *img, const void *in, void *out,
                     uint64_t cap);
 int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                            const void *cbuf, uint64_t len);
+/* Extend the file to a whole number of sectors (after compressed writes). */
+int qcow2_pad_to_sector(struct vimg_image *img);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        const char **file);
