@@ -320,45 +320,43 @@ static void check_l1(struct check *c, uint64_t l1_offset, uint64_t l1_size,
     free(raw);
 }
 
+/* The directory, tables and data clusters of the bitmaps as the image
+ * holds them (validated at open; the table entries here, as QEMU's check
+ * does: a malformed one is a corruption). */
 static void check_bitmaps(struct check *c)
 {
     struct qcow2_state *s = c->s;
-    uint8_t *dir;
-    uint64_t off = 0;
 
-    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) ||
-        !s->bitmap_dir_size) {
+    if (!s->bm_loaded || !s->bitmap_dir_size) {
         return;
     }
     inc_refs(c, s->bitmap_dir_offset, s->bitmap_dir_size);
-    if (!(dir = malloc(s->bitmap_dir_size)) ||
-        read_at(c, dir, s->bitmap_dir_size, s->bitmap_dir_offset) < 0) {
-        free(dir);
-        return;
-    }
-    for (uint32_t i = 0; i < s->nb_bitmaps &&
-                         off + QCOW2_BMDIR_FIXED_SIZE <= s->bitmap_dir_size;
-         i++) {
-        const uint8_t *e = dir + off;
-        uint64_t table = load_be64(e + QCOW2_BMDIR_TABLE_OFFSET);
-        uint32_t n = load_be32(e + QCOW2_BMDIR_TABLE_SIZE);
-        uint64_t bytes = (uint64_t)n * 8;
-        inc_refs(c, table, bytes);
-        uint8_t *t = bytes && bytes <= (64u << 20) ? malloc(bytes) : NULL;
-        if (t && read_at(c, t, bytes, table) == 0) {
-            for (uint32_t j = 0; j < n; j++) {
-                uint64_t b = load_be64(t + j * 8) & QCOW2_BMT_OFFSET_MASK;
-                if (b) {
-                    inc_refs(c, b, s->cluster_size);
+    for (uint32_t i = 0; i < s->bm_count && !c->err; i++) {
+        const struct qcow2_bitmap *b = &s->bm[i];
+        uint64_t bytes = (uint64_t)b->table_size * 8;
+        uint8_t *t;
+        if (!b->table_offset) {
+            continue;
+        }
+        inc_refs(c, b->table_offset, bytes);
+        if (!(t = malloc(bytes))) {
+            c->res->check_errors++;
+            continue;
+        }
+        if (read_at(c, t, bytes, b->table_offset) == 0) {
+            for (uint32_t j = 0; j < b->table_size; j++) {
+                uint64_t e = load_be64(t + j * 8);
+                if (!qcow2_bitmap_entry_valid(s, e)) {
+                    say(c, "ERROR bitmap '%s' table entry %" PRIu32 " is "
+                        "invalid: %" PRIx64, b->name, j, e);
+                    c->res->corruptions++;
+                } else if (e & QCOW2_BMT_OFFSET_MASK) {
+                    inc_refs(c, e & QCOW2_BMT_OFFSET_MASK, s->cluster_size);
                 }
             }
         }
         free(t);
-        off += ROUND_UP(QCOW2_BMDIR_FIXED_SIZE +
-                        (uint64_t)load_be32(e + QCOW2_BMDIR_EXTRA_DATA_SIZE) +
-                        load_be16(e + QCOW2_BMDIR_NAME_SIZE), 8);
     }
-    free(dir);
 }
 
 static void check_refblocks(struct check *c)
