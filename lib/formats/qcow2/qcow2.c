@@ -1152,19 +1152,27 @@ static int locked_flush(struct vimg_image *img)
     return r;
 }
 
+int qcow2_resize(struct vimg_image *img, uint64_t size, unsigned flags,
+                 enum vimg_prealloc prealloc)
+{
+    uint64_t old = img->size;
+    int r = qcow2_bitmaps_resize_begin(img, size);
+
+    if (r == 0) {
+        r = qcow2_truncate(img, size, flags, prealloc);
+        int r2 = qcow2_bitmaps_resize_end(img, img->size != old);
+        r = r < 0 ? r : r2;
+    }
+    return r;
+}
+
 static int locked_truncate(struct vimg_image *img, uint64_t size,
                            unsigned flags, enum vimg_prealloc prealloc)
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     qcow2_wait_all_idle(img);
-    uint64_t old = img->size;
-    int r = qcow2_bitmaps_resize_begin(img, size);
-    if (r == 0) {
-        r = qcow2_truncate(img, size, flags, prealloc);
-        int r2 = qcow2_bitmaps_resize_end(img, img->size != old);
-        r = r < 0 ? r : r2;
-    }
+    int r = qcow2_resize(img, size, flags, prealloc);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1207,6 +1215,17 @@ static int locked_check(struct vimg_image *img, unsigned fix,
     pthread_mutex_lock(&s->lock);
     qcow2_wait_all_idle(img);
     int r = qcow2_check(img, fix, res, report, opaque);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_amend(struct vimg_image *img, const struct vimg_opts *opts,
+                        vimg_progress_fn progress, void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_amend(img, opts, progress, opaque);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1268,6 +1287,8 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .get_info = locked_get_info,
     .measure = qcow2_measure,
     .check = locked_check,
+    .amend_opts = qcow2_amend_opts,
+    .amend = locked_amend,
     .bitmap_list = locked_bitmap_list,
     .bitmap_dirty = locked_bitmap_dirty,
     .bitmap = locked_bitmap,

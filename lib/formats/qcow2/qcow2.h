@@ -250,6 +250,10 @@ int qcow2_mark_dirty(struct vimg_image *img);
 /* Write back everything in crash-safe order: refcount blocks, L2 tables,
  * L1. */
 int qcow2_flush_metadata(struct vimg_image *img);
+/* Change the virtual size with the persistent bitmaps (lock held, nothing
+ * in flight). */
+int qcow2_resize(struct vimg_image *img, uint64_t size, unsigned flags,
+                 enum vimg_prealloc prealloc);
 
 /* ---- qcow2-create.c --------------------------------------------------- */
 extern const struct vimg_opt_desc qcow2_create_opts[];
@@ -389,6 +393,10 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
                 void *opaque);
 /* Rebuild refcounts after an unclean shutdown with lazy refcounts. */
 int qcow2_repair_dirty(struct vimg_image *img);
+/* Rebuild the refcount structure at 2^ORDER bits from the references
+ * (amend -o refcount_bits): refused when the image has errors or a
+ * refcount does not fit the new width; leaks are dropped. */
+int qcow2_change_refcount_order(struct vimg_image *img, uint32_t order);
 
 /* ---- qcow2-bitmap.c --------------------------------------------------- */
 /* Read and validate the bitmap directory (the one place it is checked)
