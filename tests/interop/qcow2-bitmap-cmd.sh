@@ -100,4 +100,15 @@ done
 [ "$(bitmaps_json "$T/v.qcow2")" = "$(bitmaps_json "$T/q.qcow2")" ] ||
     fail "after a failed chain: $(bitmaps_json "$T/v.qcow2")"
 qemu_clean "$T/v.qcow2"
+
+# A bitmap vimg made records QEMU's writes, and QEMU keeps it consistent.
+qemu-img create -q -f qcow2 "$T/n.qcow2" 4M
+"$VIMG" bitmap --add -g 512 "$T/n.qcow2" made
+qemu-io -f qcow2 -c 'write 1M 4k' "$T/n.qcow2" > /dev/null
+[ "$(bitmaps_json "$T/n.qcow2")" = "made 512 auto" ] ||
+    fail "after qemu-io: $(bitmaps_json "$T/n.qcow2")"
+[ "$(dirty_map "$T/n.qcow2" made | tr '\n' ' ')" = \
+  "0 1048576 clean 1048576 4096 dirty 1052672 3141632 clean " ] ||
+    fail "after qemu-io: $(dirty_map "$T/n.qcow2" made)"
+qemu_clean "$T/n.qcow2"
 exit 0

@@ -50,6 +50,23 @@ qemu-img create -q -f raw "$T/w.raw" 8M
 qemu_clean "$img"
 [ "$(dirty_map "$img" b512)" = "0 8388608 dirty" ] ||
     fail "convert -n: $(dirty_map "$img" b512)"
-[ "$(bitmaps_json "$img" | head -1)" = "b64k 65536 auto" ] ||
+[ "$(bitmaps_json "$img" | sed -n 1p)" = "b64k 65536 auto" ] ||
     fail "after convert -n: $(bitmaps_json "$img")"
+
+# A stale extension (its autoclear bit cleared by a program that does not
+# maintain bitmaps) is dropped on the first write, as QEMU drops it: no
+# more warnings, only the old bitmap's clusters leaked.
+cp "$T/q.qcow2" "$T/stale.qcow2"
+"$PY" - "$T/stale.qcow2" <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+f.seek(88); f.write(struct.pack('>Q', 0))
+PY
+"$VIMG" convert -n -f raw -O qcow2 "$T/w.raw" "$T/stale.qcow2"
+qemu-img info "$T/stale.qcow2" > /dev/null 2> "$T/warn"
+[ ! -s "$T/warn" ] || fail "stale extension kept: $(cat "$T/warn")"
+set +e
+qemu-img check -q "$T/stale.qcow2" 2> /dev/null; rc=$?
+set -e
+[ $rc = 3 ] || fail "stale extension: qemu-img check exits $rc, not 3 (leaks)"
 exit 0

@@ -143,7 +143,9 @@ int qcow2_rewrite_header(struct vimg_image *img)
             pos += qcow2_put_feature_table(h + pos);
         }
     }
-    if (r == 0 && s->nb_bitmaps && s->has_bitmaps_ext) {
+    /* Without the autoclear bit the extension is stale: it goes. */
+    if (r == 0 && s->nb_bitmaps && s->has_bitmaps_ext &&
+        (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
         uint8_t d[QCOW2_BITMAPS_EXT_SIZE] = { 0 };
         store_be32(d + QCOW2_BITMAPS_EXT_NB_BITMAPS, s->nb_bitmaps);
         store_be64(d + QCOW2_BITMAPS_EXT_DIR_SIZE, s->bitmap_dir_size);

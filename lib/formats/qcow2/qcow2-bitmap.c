@@ -818,6 +818,18 @@ int qcow2_bitmaps_begin_write(struct vimg_image *img)
     bool any = false;
     int r;
 
+    if (s->has_bitmaps_ext && !s->bm_loaded) {
+        /* A stale extension (a program that does not maintain bitmaps
+         * changed the image): dropped, as QEMU drops it, so that readers
+         * stop warning about it. Its clusters stay leaked. */
+        s->has_bitmaps_ext = false;
+        if ((r = qcow2_rewrite_header(img)) < 0) {
+            s->has_bitmaps_ext = true;
+            return r;
+        }
+        s->nb_bitmaps = 0;
+        s->bitmap_dir_offset = s->bitmap_dir_size = 0;
+    }
     for (uint32_t i = 0; i < s->bm_count; i++) {
         any = any || tracking(&s->bm[i]);
     }
