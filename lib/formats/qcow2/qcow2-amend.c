@@ -285,6 +285,12 @@ static int snapshot_facts(struct vimg_image *img, uint64_t size, bool *all_v3,
     return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* The L2 tables of the active image and of every snapshot, sorted and
  * without duplicates (caller frees *V). */
 static int all_l2_tables(struct vimg_image *img, uint64_t **v, uint64_t *n)
@@ -310,16 +316,7 @@ static int all_l2_tables(struct vimg_image *img, uint64_t **v, uint64_t *n)
     for (uint64_t i = 0; i < s->nb_inactive_l2; i++) {
         (*v)[k++] = s->inactive_l2[i];
     }
-    /* Sort (insertion into a merged run is enough for the two sorted
-     * halves here, but the active half is in L1 order). */
-    for (uint64_t i = 1; i < k; i++) {
-        uint64_t x = (*v)[i], j = i;
-        while (j && (*v)[j - 1] > x) {
-            (*v)[j] = (*v)[j - 1];
-            j--;
-        }
-        (*v)[j] = x;
-    }
+    qsort(*v, k, sizeof **v, cmp_u64);
     uint64_t u = 0;
     for (uint64_t i = 0; i < k; i++) {
         if (!u || (*v)[u - 1] != (*v)[i]) {
@@ -420,8 +417,11 @@ static int zeroed_cluster(struct vimg_image *img, uint64_t l2_rc,
  * same: nothing where no backing file shows through, else clusters of
  * zeros (a preallocated zero cluster that only this table uses is zeroed
  * in place). The zeros and refcounts are durable before the table is
- * rewritten; the clusters it stops using are released after. */
-static int expand_table(struct vimg_image *img, uint64_t l2, uint8_t *t)
+ * rewritten; the clusters it stops using are released after. One pass
+ * of that; *MORE when it stopped early, its list of clusters to release
+ * full. */
+static int expand_pass(struct vimg_image *img, uint64_t l2, uint8_t *t,
+                       bool *more)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, l2_rc, rc, off;
@@ -430,6 +430,7 @@ static int expand_table(struct vimg_image *img, uint64_t l2, uint8_t *t)
     size_t ndrop = 0;
     int r;
 
+    *more = false;
     if ((r = vimg_internal_pread(img->file, t, cs, l2)) < 0 ||
         (r = qcow2_get_refcount(img, l2 / cs, &l2_rc)) < 0) {
         return r;
@@ -465,7 +466,8 @@ static int expand_table(struct vimg_image *img, uint64_t l2, uint8_t *t)
                 off = host;
             } else {
                 if (host && ndrop == sizeof drop / sizeof drop[0]) {
-                    break; /* the rest on the next pass */
+                    *more = true; /* the rest on the next pass */
+                    break;
                 }
                 if ((r = zeroed_cluster(img, l2_rc, &off)) < 0) {
                     return r;
@@ -495,9 +497,20 @@ static int expand_table(struct vimg_image *img, uint64_t l2, uint8_t *t)
     for (size_t i = 0; i < ndrop && r == 0; i++) {
         r = qcow2_update_refcount(img, drop[i].offset, cs, -(int64_t)l2_rc);
     }
-    /* A table with more shared zero clusters than one pass takes. */
-    return r < 0 ? r : ndrop == sizeof drop / sizeof drop[0]
-                           ? expand_table(img, l2, t) : 0;
+    return r;
+}
+
+static int expand_table(struct vimg_image *img, uint64_t l2, uint8_t *t)
+{
+    bool more = true;
+    int r = 0;
+
+    /* More passes only for tables with more shared zero clusters than one
+     * pass releases. */
+    while (more && r == 0) {
+        r = expand_pass(img, l2, t, &more);
+    }
+    return r;
 }
 
 static int expand_zero_clusters(struct vimg_image *img, struct plan *p)

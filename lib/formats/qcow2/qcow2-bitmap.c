@@ -1079,7 +1079,7 @@ static int remove_bitmap(struct vimg_image *img, struct qcow2_bitmap *b)
     struct qcow2_state *s = qcow2_state(img);
     struct ranges freed = { 0 };
     uint32_t at = (uint32_t)(b - s->bm);
-    struct qcow2_bitmap gone = *b;
+    struct qcow2_bitmap gone;
     int r = 0;
 
     /* An unreadable table leaves its data clusters leaked, as QEMU
