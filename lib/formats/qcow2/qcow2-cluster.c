@@ -670,8 +670,11 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     uint64_t old[MAX_RUN];
     int r = 0;
 
+    /* The bitmaps record a write from its start: a bit set for a write
+     * that then fails costs a copy, a bit missed would lose one. */
     if ((r = qcow2_crypto_ready(img)) < 0 ||
-        (r = qcow2_begin_write(img)) < 0) {
+        (r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     while (count && r == 0) {
@@ -935,7 +938,8 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
          * the guest disk itself). */
         return -ENOTSUP;
     }
-    if ((r = qcow2_begin_write(img)) < 0) {
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     if (start >= end) {
@@ -976,7 +980,9 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
          * leaving the data is a valid discard. */
         return 0;
     }
-    if ((r = qcow2_begin_write(img)) < 0) {
+    /* As QEMU's block layer: the whole range counts as written. */
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     if (start >= end) {
@@ -1331,6 +1337,9 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
     }
     wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
     if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset,
+                                MIN(s->cluster_size,
+                                    img->size - offset))) < 0 ||
         (r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;
     }
