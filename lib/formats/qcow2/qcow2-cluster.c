@@ -1361,6 +1361,7 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                      host / QCOW2_COMPRESSED_SECTOR_SIZE;
     store_be64(table + idx * 8,
                QCOW2_L2E_COMPRESSED | (extra << x) | host);
+    s->compressed_written = true;
     qcow2_cache_mark_dirty(&s->l2_cache, table);
     return 0;
 }
@@ -1371,7 +1372,14 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
  * (a truncate per cluster costs more than the write). */
 int qcow2_pad_to_sector(struct vimg_image *img)
 {
+    struct qcow2_state *s = qcow2_state(img);
     uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
+    /* Only after compressed writes, as QEMU: other images may end
+     * mid-sector (a 512-byte-cluster image's L1 table) and stay so. */
+    if (!s->compressed_written) {
+        return 0;
+    }
+    s->compressed_written = false;
     if (!(end % QCOW2_COMPRESSED_SECTOR_SIZE)) {
         return 0;
     }

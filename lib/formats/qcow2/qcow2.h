@@ -173,6 +173,8 @@ struct qcow2_state {
     uint64_t free_hint;        /* no free cluster below this index */
     uint64_t free_byte_offset; /* where the next compressed piece may go
                                   (0: start a fresh cluster) */
+    bool compressed_written;   /* since the last flush (see
+                                  qcow2_pad_to_sector) */
     bool l1_dirty;
     bool corrupt;              /* refuse every further write */
     bool dirty_set;            /* the header's dirty bit is set by us */
