@@ -310,18 +310,18 @@ static int rbd_zero_img(struct vimg_image *img, uint64_t offset,
 {
     struct rbd_state *s = img->opaque;
     /* Without MAY_UNMAP the zeros must take space (QEMU's rule). */
-    bool thick = !(flags & VIMG_ZERO_MAY_UNMAP);
+    int zero_flags = flags & VIMG_ZERO_MAY_UNMAP
+                         ? 0
+                         : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
 
-    if (thick && (flags & VIMG_ZERO_NO_FALLBACK)) {
+    if (zero_flags && (flags & VIMG_ZERO_NO_FALLBACK)) {
         return -ENOTSUP; /* writes every byte: not a fast zero */
     }
     int r = grow(img, offset + count);
     for (uint64_t at = 0; r == 0 && at < count;) {
         uint64_t len = MIN(count - at, MAX_NOPAYLOAD);
         ssize_t n = rbd_write_zeroes(s->image, offset + at, len,
-                                     thick ? RBD_WRITE_ZEROES_FLAG_THICK_PROVISION
-                                           : 0,
-                                     0);
+                                     zero_flags, 0);
         if (n < 0) {
             r = rbd_err(img, (int)n, "write zeroes");
         }
