@@ -168,7 +168,7 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
         goto fail;
     }
     /* A reader takes no exclusive lock and sets up no watch for
-     * changes: rbd_open_read_only, as QEMU for read-only images. */
+     * changes (rbd_open_read_only). */
     r = img->writable ? rbd_open(s->ioctx, n.image, &s->image, NULL)
                       : rbd_open_read_only(s->ioctx, n.image, &s->image,
                                            n.snap);
@@ -218,7 +218,7 @@ static int rbd_close_img(struct vimg_image *img)
     return r;
 }
 
-/* Something changed [OFFSET, OFFSET+COUNT): cached block status goes. */
+/* The image changed: the cached block status goes. */
 static void changed(struct rbd_state *s)
 {
     pthread_mutex_lock(&s->lock);
