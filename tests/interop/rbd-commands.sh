@@ -72,11 +72,13 @@ rbd info --format json rbd/w | grep -q '"size":50331648' || fail "resize -"
 
 # serve: NBD clients read the image and their writes reach the cluster.
 rbd create --size 64M rbd/s
-vserve "$T/s.sock" -t -f raw rbd:rbd/s
+vserve "$T/s.sock" -t --discard=unmap -f raw rbd:rbd/s
 u=$(uri "$T/s.sock")
 qemu-img convert -n -O raw "$T/src.qcow2" "$u"
-qemu-io -f raw -c 'write -P 0x44 8M 64k' -c 'write -z 1M 1M' "$u" > /dev/null
-qemu-io -f raw -c 'write -P 0x44 8M 64k' -c 'write -z 1M 1M' "$T/src.raw" > /dev/null
+# Data, thick zeros, and a discard of one whole object (librbd drops it).
+ops="-c 'write -P 0x44 8M 64k' -c 'write -z 1M 1M' -c 'write -P 0x45 16M 4M' -c 'discard 16M 4M'"
+eval qemu-io -f raw "$ops" "$u" > /dev/null
+eval qemu-io -f raw "$ops" "$T/src.raw" > /dev/null
 qemu-img compare -q -f raw -F raw "$u" "$T/src.raw" || fail "serve: reads"
 stop_servers
 [ "$(rbd_sha rbd/s)" = "$(sha256sum < "$T/src.raw" | cut -d' ' -f1)" ] ||
