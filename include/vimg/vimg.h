@@ -93,8 +93,10 @@ struct vimg_open_params {
  * An encrypted image needs its key-secret option unless VIMG_OPEN_NO_IO:
  * without it the open fails with ENOKEY, with a wrong passphrase with
  * EKEYREJECTED.
- * FILENAME is a plain path or a network name (vimg_is_url); other
- * protocol names are refused. Backing files are opened read-only through
+ * FILENAME is a plain path, a network name (vimg_is_url) or a Ceph RBD
+ * image, rbd:POOL[/NAMESPACE]/IMAGE[@SNAPSHOT][:KEY=VALUE]... as qemu-img
+ * names it (a snapshot opens read-only); other protocol names are refused.
+ * Backing files are opened read-only through
  * the same policy; an image opened over the network follows no
  * references at all (its metadata comes from elsewhere). Close with
  * vimg_close(). */
@@ -248,6 +250,11 @@ int vimg_create(const char *filename, const struct vimg_create_params *p);
  *   caller cannot give. A failure then leaves the file partly written
  *   (vimg_target_in_place tells). Extended attributes and ACLs of a
  *   replaced file are not carried over.
+ * An rbd: name (see vimg_open) is an image in a Ceph cluster instead: an
+ * existing image is refused (EEXIST) when the image is made, which is
+ * done under a hidden name beside it (".IMAGE.vimg-XXXXXXXX"), renamed by
+ * vimg_target_commit and removed by vimg_target_abort (a signal leaves
+ * it). nbd:// names cannot be targets (ENOTSUP): write into the export.
  * A target is used by one thread at a time. */
 struct vimg_target;
 
