@@ -15,6 +15,7 @@
  * in the window for its extents. Should that fail, every range is data and
  * readers fall back to detecting zeros in what they read. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <rbd/librbd.h>
 #include <stdatomic.h>
@@ -42,6 +43,90 @@
 /* Object sizes librbd accepts (RBD_MIN_ORDER, RBD_MAX_ORDER). */
 #define MIN_ORDER 12
 #define MAX_ORDER 25
+
+/* librados and librbd are loaded when the first rbd: name is opened, not
+ * at every start of vimg: they bring Ceph's common library and twenty-odd
+ * more shared objects, which tripled vimg's start-up time and took more
+ * address space than the memory-capped tests allow (QEMU keeps rbd in a
+ * module for the same reason). */
+#define RADOS_FUNCTIONS(X) \
+    X(rados_create) \
+    X(rados_conf_read_file) \
+    X(rados_conf_set) \
+    X(rados_connect) \
+    X(rados_ioctx_create) \
+    X(rados_ioctx_set_namespace) \
+    X(rados_ioctx_destroy) \
+    X(rados_shutdown)
+#define RBD_FUNCTIONS(X) \
+    X(rbd_open) \
+    X(rbd_open_read_only) \
+    X(rbd_close) \
+    X(rbd_stat) \
+    X(rbd_read2) \
+    X(rbd_write2) \
+    X(rbd_write_zeroes) \
+    X(rbd_discard) \
+    X(rbd_flush) \
+    X(rbd_resize) \
+    X(rbd_get_features) \
+    X(rbd_get_flags) \
+    X(rbd_diff_iterate2) \
+    X(rbd_image_options_create) \
+    X(rbd_image_options_set_uint64) \
+    X(rbd_image_options_destroy) \
+    X(rbd_create4) \
+    X(rbd_remove) \
+    X(rbd_rename)
+
+static struct {
+#define X(fn) __typeof__(fn) *fn;
+    RADOS_FUNCTIONS(X)
+    RBD_FUNCTIONS(X)
+#undef X
+} ceph;
+static pthread_once_t ceph_once = PTHREAD_ONCE_INIT;
+static char ceph_missing[512]; /* why loading failed; "" when loaded */
+
+static void ceph_load(void)
+{
+    void *rados = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL);
+    void *rbd = rados ? dlopen("librbd.so.1", RTLD_NOW | RTLD_LOCAL) : NULL;
+    const char *missing = NULL;
+
+    if (!rbd) {
+        snprintf(ceph_missing, sizeof ceph_missing, "%s", dlerror());
+        return;
+    }
+#define X(fn)                                                               \
+    if (!(ceph.fn = (__typeof__(fn) *)dlsym(rados, #fn)) && !missing) {     \
+        missing = #fn;                                                      \
+    }
+    RADOS_FUNCTIONS(X)
+#undef X
+#define X(fn)                                                               \
+    if (!(ceph.fn = (__typeof__(fn) *)dlsym(rbd, #fn)) && !missing) {       \
+        missing = #fn;                                                      \
+    }
+    RBD_FUNCTIONS(X)
+#undef X
+    if (missing) {
+        snprintf(ceph_missing, sizeof ceph_missing, "librbd or librados "
+                 "lacks %s", missing);
+    }
+}
+
+/* Load the libraries once; messages name WHO. */
+static int need_ceph(const char *who)
+{
+    pthread_once(&ceph_once, ceph_load);
+    if (ceph_missing[0]) {
+        return vimg_internal_error(ENOTSUP, "%s: rbd: images need librbd "
+                                   "and librados (Debian: librbd1): %s",
+                                   who, ceph_missing);
+    }
+    return 0;
+}
 
 struct extent {
     uint64_t start, end;
@@ -82,11 +167,11 @@ static int rbd_err(struct vimg_image *img, int r, const char *what)
 static void disconnect(struct rbd_state *s)
 {
     if (s->have_ioctx) {
-        rados_ioctx_destroy(s->ioctx);
+        ceph.rados_ioctx_destroy(s->ioctx);
         s->have_ioctx = false;
     }
     if (s->connected) {
-        rados_shutdown(s->cluster);
+        ceph.rados_shutdown(s->cluster);
         s->connected = false;
     }
 }
@@ -98,14 +183,19 @@ static void disconnect(struct rbd_state *s)
 static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
                         const char *who, bool nocache)
 {
-    int r = rados_create(&s->cluster, n->user);
+    int r = need_ceph(who);
+
+    if (r < 0) {
+        return r;
+    }
+    r = ceph.rados_create(&s->cluster, n->user);
 
     if (r < 0) {
         return vimg_internal_error(-r, "%s: cannot create a Ceph client: %s",
                                    who, strerror(-r));
     }
     s->connected = true;
-    r = rados_conf_read_file(s->cluster, n->conf);
+    r = ceph.rados_conf_read_file(s->cluster, n->conf);
     if (r < 0 && n->conf) {
         return vimg_internal_error(-r, "%s: cannot read the Ceph "
                                    "configuration %s: %s", who, n->conf,
@@ -113,13 +203,13 @@ static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
     }
     /* Without conf= a missing default file is no error: the options may
      * name the monitors (mon_host=...). */
-    if (nocache && (r = rados_conf_set(s->cluster, "rbd_cache",
+    if (nocache && (r = ceph.rados_conf_set(s->cluster, "rbd_cache",
                                        "false")) < 0) {
         return vimg_internal_error(-r, "%s: cannot turn the RBD cache off: "
                                    "%s", who, strerror(-r));
     }
     for (size_t i = 0; i < n->n_opts; i++) {
-        r = rados_conf_set(s->cluster, n->keys[i], n->values[i]);
+        r = ceph.rados_conf_set(s->cluster, n->keys[i], n->values[i]);
         if (r < 0) {
             return vimg_internal_error(-r, "%s: Ceph option %s=%s: %s", who,
                                        n->keys[i], n->values[i],
@@ -127,18 +217,18 @@ static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
                                                     : strerror(-r));
         }
     }
-    r = rados_connect(s->cluster);
+    r = ceph.rados_connect(s->cluster);
     if (r < 0) {
         return vimg_internal_error(-r, "%s: cannot connect to the Ceph "
                                    "cluster: %s", who, strerror(-r));
     }
-    r = rados_ioctx_create(s->cluster, n->pool, &s->ioctx);
+    r = ceph.rados_ioctx_create(s->cluster, n->pool, &s->ioctx);
     if (r < 0) {
         return vimg_internal_error(-r, "%s: cannot open pool '%s': %s", who,
                                    n->pool, strerror(-r));
     }
     s->have_ioctx = true;
-    rados_ioctx_set_namespace(s->ioctx, n->nspace);
+    ceph.rados_ioctx_set_namespace(s->ioctx, n->nspace);
     return 0;
 }
 
@@ -169,8 +259,8 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
     }
     /* A reader takes no exclusive lock and sets up no watch for
      * changes (rbd_open_read_only). */
-    r = img->writable ? rbd_open(s->ioctx, n.image, &s->image, NULL)
-                      : rbd_open_read_only(s->ioctx, n.image, &s->image,
+    r = img->writable ? ceph.rbd_open(s->ioctx, n.image, &s->image, NULL)
+                      : ceph.rbd_open_read_only(s->ioctx, n.image, &s->image,
                                            n.snap);
     if (r < 0) {
         if (r == -ENOENT && n.snap) {
@@ -185,9 +275,9 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
         }
         goto fail;
     }
-    if ((r = rbd_stat(s->image, &info, sizeof info)) < 0) {
+    if ((r = ceph.rbd_stat(s->image, &info, sizeof info)) < 0) {
         r = rbd_err(img, r, "cannot read the image's size");
-        rbd_close(s->image);
+        ceph.rbd_close(s->image);
         goto fail;
     }
     atomic_store(&s->size, info.size);
@@ -207,7 +297,7 @@ static int rbd_close_img(struct vimg_image *img)
 {
     struct rbd_state *s = img->opaque;
     /* Closing writes out librbd's cache, whatever the cache mode. */
-    int r = rbd_close(s->image);
+    int r = ceph.rbd_close(s->image);
 
     if (r < 0) {
         r = rbd_err(img, r, "close");
@@ -240,7 +330,7 @@ static int rbd_pread_img(struct vimg_image *img, void *buf, uint64_t count,
         count = keep;
     }
     for (uint64_t at = 0; at < count;) {
-        ssize_t n = rbd_read2(s->image, offset + at,
+        ssize_t n = ceph.rbd_read2(s->image, offset + at,
                               MIN(count - at, MAX_NOPAYLOAD),
                               (char *)buf + at, 0);
         if (n <= 0) {
@@ -263,7 +353,7 @@ static int grow(struct vimg_image *img, uint64_t end)
     }
     pthread_mutex_lock(&s->lock);
     if (end > atomic_load(&s->size)) {
-        r = rbd_resize(s->image, end);
+        r = ceph.rbd_resize(s->image, end);
         if (r == 0) {
             atomic_store(&s->size, end);
             __atomic_store_n(&img->size, end, __ATOMIC_RELAXED);
@@ -278,7 +368,7 @@ static int grow(struct vimg_image *img, uint64_t end)
 static int rbd_flush_img(struct vimg_image *img)
 {
     struct rbd_state *s = img->opaque;
-    int r = rbd_flush(s->image);
+    int r = ceph.rbd_flush(s->image);
     return r < 0 ? rbd_err(img, r, "flush") : 0;
 }
 
@@ -289,7 +379,7 @@ static int rbd_pwrite_img(struct vimg_image *img, const void *buf,
     int r = grow(img, offset + count);
 
     for (uint64_t at = 0; r == 0 && at < count;) {
-        ssize_t n = rbd_write2(s->image, offset + at,
+        ssize_t n = ceph.rbd_write2(s->image, offset + at,
                                MIN(count - at, MAX_NOPAYLOAD),
                                (const char *)buf + at, 0);
         if (n <= 0) {
@@ -320,7 +410,7 @@ static int rbd_zero_img(struct vimg_image *img, uint64_t offset,
     int r = grow(img, offset + count);
     for (uint64_t at = 0; r == 0 && at < count;) {
         uint64_t len = MIN(count - at, MAX_NOPAYLOAD);
-        ssize_t n = rbd_write_zeroes(s->image, offset + at, len,
+        ssize_t n = ceph.rbd_write_zeroes(s->image, offset + at, len,
                                      zero_flags, 0);
         if (n < 0) {
             r = rbd_err(img, (int)n, "write zeroes");
@@ -343,7 +433,7 @@ static int rbd_discard_img(struct vimg_image *img, uint64_t offset,
     }
     count = MIN(count, size - offset);
     for (uint64_t at = 0; r == 0 && at < count; at += MAX_NOPAYLOAD) {
-        int n = rbd_discard(s->image, offset + at,
+        int n = ceph.rbd_discard(s->image, offset + at,
                             MIN(count - at, MAX_NOPAYLOAD));
         if (n < 0) {
             r = rbd_err(img, n, "discard");
@@ -366,7 +456,7 @@ static int rbd_truncate_img(struct vimg_image *img, uint64_t size,
                                        "'metadata' is not supported by rbd");
     }
     pthread_mutex_lock(&s->lock);
-    r = rbd_resize(s->image, size);
+    r = ceph.rbd_resize(s->image, size);
     if (r == 0) {
         atomic_store(&s->size, size);
         img->size = size;
@@ -419,9 +509,9 @@ static int read_window(struct vimg_image *img, uint64_t offset, uint64_t size,
 {
     struct rbd_state *s = img->opaque;
     uint64_t features = 0, flags = 0;
-    bool whole = rbd_get_features(s->image, &features) == 0 &&
+    bool whole = ceph.rbd_get_features(s->image, &features) == 0 &&
                  (features & RBD_FEATURE_FAST_DIFF) &&
-                 rbd_get_flags(s->image, &flags) == 0 &&
+                 ceph.rbd_get_flags(s->image, &flags) == 0 &&
                  !(flags & RBD_FLAG_FAST_DIFF_INVALID);
     uint64_t objects = DIV_ROUND_UP(size, s->object_size);
     uint64_t span = s->object_size *
@@ -433,7 +523,7 @@ static int read_window(struct vimg_image *img, uint64_t offset, uint64_t size,
     c->end = MIN(size, c->start + span);
     c->n = 0;
     /* Clones: the parent's data counts as allocated (include_parent). */
-    int r = rbd_diff_iterate2(s->image, NULL, c->start, c->end - c->start,
+    int r = ceph.rbd_diff_iterate2(s->image, NULL, c->start, c->end - c->start,
                               1, whole, add_extent, c);
     if (r == -ENOMEM) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
@@ -597,9 +687,9 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
         goto out;
     }
     /* As qemu-img: an image of that name is not replaced. */
-    r = rbd_open_read_only(s.ioctx, n.image, &image, NULL);
+    r = ceph.rbd_open_read_only(s.ioctx, n.image, &image, NULL);
     if (r == 0) {
-        rbd_close(image);
+        ceph.rbd_close(image);
         r = vimg_internal_error(EEXIST, "%s: the image exists already (-n "
                                 "writes into it)", name);
         goto out;
@@ -612,13 +702,13 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
         r = vimg_internal_error(ENOMEM, "out of memory");
         goto out;
     }
-    rbd_image_options_create(&io);
+    ceph.rbd_image_options_create(&io);
     if (order) {
-        rbd_image_options_set_uint64(io, RBD_IMAGE_OPTION_ORDER, order);
+        ceph.rbd_image_options_set_uint64(io, RBD_IMAGE_OPTION_ORDER, order);
     }
     /* Empty: the format sizes it (raw truncates, qcow2 appends). */
-    r = rbd_create4(s.ioctx, hidden, 0, io);
-    rbd_image_options_destroy(io);
+    r = ceph.rbd_create4(s.ioctx, hidden, 0, io);
+    ceph.rbd_image_options_destroy(io);
     if (r < 0) {
         r = vimg_internal_error(-r, "%s: cannot create the image: %s", name,
                                 strerror(-r));
@@ -628,7 +718,7 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
     n.image = hidden;
     hidden = NULL;
     if (!(*temp = vimg_internal_rbd_format(&n))) {
-        rbd_remove(s.ioctx, n.image);
+        ceph.rbd_remove(s.ioctx, n.image);
         r = vimg_internal_error(ENOMEM, "out of memory");
     }
 
@@ -652,12 +742,12 @@ static int finish_image(const char *temp, const char *name)
         goto out;
     }
     if (!name) {
-        r = rbd_remove(s.ioctx, t.image);
+        r = ceph.rbd_remove(s.ioctx, t.image);
         if (r < 0) {
             r = vimg_internal_error(-r, "%s: cannot remove it: %s", temp,
                                     strerror(-r));
         }
-    } else if ((r = rbd_rename(s.ioctx, t.image, n.image)) < 0) {
+    } else if ((r = ceph.rbd_rename(s.ioctx, t.image, n.image)) < 0) {
         r = vimg_internal_error(-r, "%s: cannot name the new image so%s: %s",
                                 name, r == -EEXIST ? " (another client "
                                                      "created one "
