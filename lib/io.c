@@ -297,6 +297,31 @@ static int layer_status(struct vimg_image *img, uint64_t offset,
                                            img->drv->name);
         }
     }
+    /* Data that a format keeps in its own file reads as zeros where that
+     * file has a hole or ends (clusters preallocated with
+     * preallocation=metadata): say so, as QEMU's block layer asks the
+     * protocol below, so that map reports zero and convert skips it.
+     * Raw's answer is already the file's. */
+    if ((r & (VIMG_BS_DATA | VIMG_BS_ZERO | VIMG_BS_OFFSET_VALID)) ==
+            (VIMG_BS_DATA | VIMG_BS_OFFSET_VALID) &&
+        img->drv->kind == VIMG_DRIVER_FORMAT && img->drv != &vimg_driver_raw &&
+        img->file && file && strcmp(file, img->file->filename) == 0 &&
+        img->file->drv->block_status) {
+        uint64_t fpnum = pnum, fmap = 0;
+        const char *ffile = NULL;
+        bool had_error = vimg_internal_error_set();
+        LOCK(img->file);
+        int fr = img->file->drv->block_status(img->file, map, pnum, &fpnum,
+                                              &fmap, &ffile);
+        UNLOCK(img->file);
+        /* Errors only lose this extra fact, as in QEMU. */
+        if (fr >= 0 && fpnum > 0 && fpnum <= pnum) {
+            pnum = fpnum;
+            r |= fr & VIMG_BS_ZERO;
+        } else if (fr < 0 && !had_error) {
+            vimg_internal_error_clear();
+        }
+    }
     e->offset = offset;
     e->length = pnum;
     e->flags = (unsigned)r;
