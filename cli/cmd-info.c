@@ -74,7 +74,7 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
+    enum output_format out = cli_default_output();
     const char *format = NULL;
     bool chain = false;
     unsigned flags = VIMG_OPEN_NO_BACKING | VIMG_OPEN_NO_IO;

@@ -88,6 +88,11 @@ FIXTURES = [
 ]
 
 R = Row
+# -p prints "    (NN.NN/100%)\r" lines; vimg's percentages count every
+# byte of the disk where qemu-img's count allocated data, so the lines are
+# compared as one token (their format, where they start and end).
+PROGRESS = [(r"(    \(\d{1,3}\.\d\d/100%\)\r)+", "[progress]\r")]
+TIME = [(r"in \d+\.\d{3} seconds", "in T seconds")]
 ROWS = [
     # ---- create ------------------------------------------------------
     R("create-raw", "create -f raw out.img 1M", files={"out.img": "bytes"}),
@@ -146,6 +151,26 @@ ROWS = [
     R("create-unsafe-missing-backing",
       "create -u -f qcow2 -b missing.qcow2 -F qcow2 out.qcow2 1M",
       files={"out.qcow2": "bytes"}),
+    R("create-unsafe-no-fmt",
+      "create -u -f qcow2 -b base.qcow2 out.qcow2 1M",
+      inputs=["base.qcow2"], files={"out.qcow2": "exists"}),
+    R("create-unsafe-no-size", "create -u -f qcow2 -b base.qcow2 -F qcow2 "
+      "out.qcow2", inputs=["base.qcow2"], files={"out.qcow2": "exists"}),
+    R("create-unsafe-existing", "create -u -f qcow2 -b base.qcow2 -F qcow2 "
+      "out.qcow2 8M", inputs=["base.qcow2"], files={"out.qcow2": "bytes"}),
+    R("create-size-twice", "create -f qcow2 -o size=1M out.qcow2 2M",
+      files={"out.qcow2": "exists"}),
+    R("create-backing-comma", "create -f qcow2 -u -b 'a,b.qcow2' -F qcow2 "
+      "out.qcow2 1M", files={"out.qcow2": "bytes"}),
+    R("create-bare-bool", "create -f qcow2 -o lazy_refcounts out.qcow2 1M",
+      files={"out.qcow2": "bytes"}),
+    R("create-bool-words",
+      "create -f qcow2 -o lazy_refcounts=yes,extended_l2=false out.qcow2 1M",
+      files={"out.qcow2": "bytes"}),
+    R("create-size-suffixes", "create -f qcow2 -o cluster_size=2k out.qcow2 "
+      "1.5M", files={"out.qcow2": "bytes"}),
+    R("create-o-trailing-comma", "create -f qcow2 -o cluster_size=4k, "
+      "out.qcow2 1M", files={"out.qcow2": "exists"}),
     R("create-no-size", "create -f qcow2 out.qcow2",
       files={"out.qcow2": "exists"}),
     R("create-bad-size", "create -f raw out.img 12Q",
@@ -246,6 +271,8 @@ ROWS = [
     R("check-q", "check -q leak.qcow2", inputs=["leak.qcow2"]),
     R("check-compressed", "check comp.qcow2", inputs=["comp.qcow2"]),
     R("check-no-args", "check"),
+    R("check-empty", "check empty.qcow2", inputs=["empty.qcow2"]),
+    R("check-q-raw", "check -q data.raw", inputs=["data.raw"]),
 
     # ---- measure -----------------------------------------------------
     R("measure-size-qcow2", "measure -O qcow2 --size 1G"),
@@ -295,6 +322,9 @@ ROWS = [
     R("resize-probed-raw", "resize data.raw 9M", inputs=["data.raw"],
       files={"data.raw": "bytes"}),
     R("resize-no-size", "resize data.raw", inputs=["data.raw"]),
+    R("resize-no-args", "resize"),
+    R("resize-options-after", "resize data.qcow2 --shrink -q 2M",
+      inputs=["data.qcow2"], files={"data.qcow2": "bytes"}),
 
     # ---- compare -----------------------------------------------------
     R("compare-same", "compare data.raw data.qcow2",
@@ -316,7 +346,13 @@ ROWS = [
     R("compare-overlay", "compare overlay.qcow2 base.qcow2",
       inputs=["overlay.qcow2", "base.qcow2"]),
     R("compare-progress", "compare -p data.raw data.qcow2",
+      inputs=["data.raw", "data.qcow2"], norm=PROGRESS),
+    R("compare-progress-differ", "compare -p data.raw small.raw",
+      inputs=["data.raw", "small.raw"], norm=PROGRESS),
+    R("compare-progress-q", "compare -q -p data.raw data.qcow2",
       inputs=["data.raw", "data.qcow2"]),
+    R("compare-bad-option", "compare -x data.raw data.raw",
+      inputs=["data.raw"]),
     R("compare-read-error", "compare bad.qcow2 pat.raw",
       inputs=["bad.qcow2", "pat.raw"]),
     R("compare-missing", "compare data.raw nosuch.raw",
@@ -370,6 +406,10 @@ ROWS = [
     R("convert-q", "convert -q -O raw data.qcow2 out.raw",
       inputs=["data.qcow2"], files={"out.raw": "bytes"}),
     R("convert-p", "convert -p -O raw data.qcow2 out.raw",
+      inputs=["data.qcow2"], files={"out.raw": "bytes"}, norm=PROGRESS),
+    R("convert-p-qcow2", "convert -p -O qcow2 data.raw out.qcow2",
+      inputs=["data.raw"], files={"out.qcow2": "bytes"}, norm=PROGRESS),
+    R("convert-p-q", "convert -q -p -O raw data.qcow2 out.raw",
       inputs=["data.qcow2"], files={"out.raw": "bytes"}),
     R("convert-n", "convert -n -O raw data.qcow2 big.raw",
       inputs=["data.qcow2", "big.raw"], files={"big.raw": "bytes"}),
@@ -479,23 +519,23 @@ ROWS = [
 
     # ---- bench -------------------------------------------------------
     R("bench-read", "bench -c 1000 data.qcow2", inputs=["data.qcow2"],
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-write", "bench -w -c 500 -d 8 -s 8k -o 64k -S 12k "
       "--pattern=0x5a data.qcow2", inputs=["data.qcow2"],
       files={"data.qcow2": "guest:qcow2 check:qcow2"},
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-write-flush", "bench -w -c 100 -d 4 --flush-interval=8 "
       "-f raw data.raw", inputs=["data.raw"], files={"data.raw": "bytes"},
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-write-no-drain", "bench -w -c 100 -d 4 --flush-interval=4 "
       "--no-drain -t none -n data.qcow2", inputs=["data.qcow2"],
       files={"data.qcow2": "guest:qcow2"},
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-wrap", "bench -c 300 -s 64k -S 128k big.raw",
       inputs=["big.raw"],
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-q-U", "bench -q -U -c 10 data.qcow2", inputs=["data.qcow2"],
-      norm=[(r"in \d+\.\d{3} seconds", "in T seconds")]),
+      norm=TIME),
     R("bench-past-end", "bench -c 1 -o 100M data.qcow2",
       inputs=["data.qcow2"]),
     R("bench-flush-read", "bench -c 10 --flush-interval=64 data.qcow2",
@@ -513,6 +553,10 @@ ROWS = [
     R("no-command", ""),
     R("unknown-command", "frobnicate"),
     R("version", "--version", out="ignore"),
+    R("info-output-after-file", "info data.qcow2 --output=json",
+      inputs=["data.qcow2"], out="json"),
+    R("map-output-after-file", "map data.qcow2 --output json",
+      inputs=["data.qcow2"], out="json"),
 ]
 
 
