@@ -18,8 +18,8 @@ struct command {
 };
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
-    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve,
-    cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend;
+    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_dd, cmd_bench, cmd_iso,
+    cmd_serve, cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */
@@ -82,6 +82,11 @@ void format_size(uint64_t bytes, char *buf, size_t len);
 void print_human_value(FILE *f, const struct vimg_value *v, int indent);
 /* JSON to stdout followed by a newline. */
 int print_json(const struct vimg_value *v);
+
+/* Refuse (print, return 1) a TARGET that is SRC or a file of its backing
+ * chain, naming it: its open would otherwise fail on our own lock, blamed
+ * on "another process", or replace the file being read. */
+int check_not_source(struct vimg_image *src, const char *target);
 
 /* The global open policy (--refs/--untrusted). */
 enum vimg_ref_policy cli_ref_policy(void);

@@ -10,10 +10,7 @@
 #include "../common/cleanup.h"
 #include "cli.h"
 
-/* Refuse a TARGET that is SOURCE or a file of its backing chain, naming
- * it: its open would otherwise fail on our own lock, blamed on "another
- * process", or replace the file being read. */
-static int check_not_source(struct vimg_image *src, const char *target)
+int check_not_source(struct vimg_image *src, const char *target)
 {
     struct stat t, st;
 

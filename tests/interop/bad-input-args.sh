@@ -29,7 +29,8 @@ expect_status 1 "$VIMG" convert -m 65 -f raw "$img" "$T/y.img"
 
 # Exit 1 for usage errors, compare included (qemu-img's error_exit); a
 # wrong number of arguments prints the problem, then the whole usage.
-for cmd in create info convert compare map resize check measure bitmap amend; do
+for cmd in create info convert compare map resize check measure bitmap amend \
+           dd bench; do
     expect_status 1 "$VIMG" $cmd --no-such-option "$img"
     [ "$(wc -l < "$T/err")" = 1 ] || fail "$cmd: $(cat "$T/err")"
     grep -q "^vimg: $cmd: unrecognized option '--no-such-option'$" "$T/err" ||
