@@ -189,11 +189,14 @@ static int run(int argc, char **argv)
 const struct command cmd_check = {
     "check", run, "check an image for consistency, and repair it",
     "Usage: vimg check [-q] [-f FMT] [--output=human|json] [-r leaks|all] "
-    "[-U] FILENAME\n"
+    "[-T CACHE] [-U]\n"
+    "         FILENAME\n"
     "Check the image's metadata (refcounts, tables) for corruption and "
     "leaks.\n"
     "  -r leaks   repair leaked clusters; -r all repairs corruptions too\n"
     "  --output=json  qemu-img's field names\n"
+    "  -T CACHE   cache mode (writeback, none, ...); -f FMT format; -q quiet\n"
+    "  -U         read even if another process has the image open\n"
     "Exit status: 0 no errors, 1 the check could not complete, 2 corruptions,\n"
     "3 leaks only, 63 the format has nothing to check.\n",
 };

@@ -78,14 +78,18 @@ static int run(int argc, char **argv)
 
 const struct command cmd_create = {
     "create", run, "create a new image",
-    "Usage: vimg create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] "
-    "[-o OPTIONS] FILENAME [SIZE]\n"
-    "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E).\n"
+    "Usage: vimg create [-q] [-u] [-f FMT] [-b BACKING [-F BACKING_FMT]] "
+    "[-o OPTIONS]\n"
+    "         FILENAME [SIZE]\n"
+    "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E), and\n"
+    "print qemu-img's \"Formatting 'FILENAME', fmt=...\" line.\n"
     "  -f FMT          format (default raw); see 'vimg --help'\n"
     "  -b BACKING      copy-on-write backing file (size defaults to its size)\n"
     "  -F BACKING_FMT  format of the backing file (required with -b)\n"
-    "  -o OPTIONS      comma-separated format options; -o help lists them\n"
-    "                  (raw: preallocation=off|falloc|full)\n"
+    "  -u              unsafe: never open the backing file (give SIZE and -F)\n"
+    "  -o OPTIONS      comma-separated format options (several -o add up);\n"
+    "                  -o help lists them (raw: preallocation=off|falloc|\n"
+    "                  full)\n"
     "  -q              quiet\n"
     "An existing FILENAME is refused while another process holds it, and is\n"
     "replaced (owner and mode kept) only once the new image is complete, so\n"
