@@ -231,6 +231,10 @@ struct vimg_image {
                                      and writes in order even with -W */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
+    _Atomic int sparse_file;      /* block status: 0 not known yet, 1 the
+                                     file holds its clusters, 2 they are
+                                     mostly holes (metadata preallocation;
+                                     lib/io.c) */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
 };
 
