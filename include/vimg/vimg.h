@@ -630,6 +630,14 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
 
+/* Copy the regular file PATH to the new host file TARGET (its folder must
+ * exist; an existing TARGET is not replaced: EEXIST), with its Rock Ridge
+ * mode and times, as cp and xorriso -extract copy one file to a new
+ * name. EINVAL when PATH is not a regular file. On failure nothing is
+ * left at TARGET. */
+int vimg_iso_extract_file(struct vimg_iso *iso, const char *path,
+                          const char *target);
+
 /* ---- Helpers shared with the CLI ------------------------------------- */
 
 /* Parse a size as qemu-img does: a decimal or 0x-hexadecimal number (a

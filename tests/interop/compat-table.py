@@ -85,6 +85,8 @@ FIXTURES = [
     "cp data.qcow2 leak.qcow2 && "
     "python3 \"$HERE/compat-damage.py\" leak leak.qcow2",
     "head -c 4096 /dev/zero > notanimage.txt && echo hello >> notanimage.txt",
+    "mkdir iso && echo hello > iso/hello.txt && "
+    "xorriso -as mkisofs -quiet -R -V VOL -o vol.iso iso 2>/dev/null",
 ]
 
 R = Row
@@ -228,6 +230,9 @@ ROWS = [
     R("info-two-args", "info data.raw data.raw", inputs=["data.raw"]),
     R("info-odd-raw", "info odd.raw", inputs=["odd.raw"]),
     R("info-text-file", "info notanimage.txt", inputs=["notanimage.txt"]),
+    R("info-iso", "info vol.iso", inputs=["vol.iso"]),
+    R("info-iso-json", "info --output=json vol.iso", inputs=["vol.iso"],
+      out="json"),
 
     # ---- map ---------------------------------------------------------
     R("map-raw", "map data.raw", inputs=["data.raw"]),

@@ -4,5 +4,5 @@
 # must agree, except for the deliberate differences that
 # compat-allowlist.txt lists with their reasons (see compat-table.py).
 . "$(dirname "$0")/functions.sh"
-requires qemu-img qemu-io python3
+requires qemu-img qemu-io python3 xorriso
 python3 "$(dirname "$0")/compat-table.py" "$VIMG"
