@@ -554,6 +554,39 @@ ROWS = [
       inputs=["data.qcow2"]),
     R("bench-no-args", "bench"),
 
+    # ---- --image-opts, --target-image-opts, --object ----------------
+    R("image-opts-info", "info --image-opts driver=qcow2,file.filename="
+      "data.qcow2", inputs=["data.qcow2"]),
+    R("image-opts-info-probe", "info --image-opts file.filename=data.qcow2",
+      inputs=["data.qcow2"]),
+    R("image-opts-unknown-key", "info --image-opts driver=qcow2,"
+      "file.filename=data.qcow2,bogus=1", inputs=["data.qcow2"]),
+    R("image-opts-map", "map --output=json --image-opts driver=qcow2,"
+      "file.driver=file,file.filename=data.qcow2", inputs=["data.qcow2"],
+      out="json"),
+    R("image-opts-runtime", "map --image-opts driver=qcow2,file.filename="
+      "data.qcow2,l2-cache-size=65536", inputs=["data.qcow2"]),
+    R("image-opts-check", "check --image-opts driver=qcow2,file.filename="
+      "leak.qcow2", inputs=["leak.qcow2"]),
+    R("image-opts-compare", "compare --image-opts driver=raw,file.filename="
+      "data.raw driver=qcow2,file.filename=data.qcow2",
+      inputs=["data.raw", "data.qcow2"]),
+    R("image-opts-convert", "convert --image-opts -O qcow2 driver=raw,"
+      "file.filename=data.raw out.qcow2", inputs=["data.raw"],
+      files={"out.qcow2": "bytes"}),
+    R("image-opts-dd", "dd --image-opts if=driver=qcow2,file.filename="
+      "data.qcow2 of=out.raw bs=1M count=4", inputs=["data.qcow2"],
+      files={"out.raw": "guest:raw size"}),
+    R("image-opts-bench", "bench -c 10 --image-opts driver=qcow2,"
+      "file.filename=data.qcow2", inputs=["data.qcow2"], norm=TIME),
+    R("target-image-opts", "convert -n --target-image-opts "
+      "data.raw driver=qcow2,file.filename=empty8.qcow2",
+      inputs=["data.raw", "empty8.qcow2"],
+      files={"empty8.qcow2": "guest:qcow2"}),
+    R("create-luks-qcow2", "create -f qcow2 --object secret,id=s0,data=abc "
+      "-o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=100 "
+      "out.qcow2 1M", files={"out.qcow2": "exists"}),
+
     # ---- global options and arguments -------------------------------
     R("no-command", ""),
     R("unknown-command", "frobnicate"),
