@@ -14,8 +14,9 @@ vimg, man_path, readme_path = sys.argv[1:4]
 OPT = re.compile(r'(?<![\w-])(--[a-z][a-z0-9-]*|-[A-Za-z](?![\w]))')
 GLOBAL = {"--untrusted", "--refs", "--output", "--object", "--image-opts",
           "--help", "--version"}
-# Other programs' options that the man page mentions in passing.
-MENTIONS = {"mount": {"-P"}}
+# Other programs' options that the help or the man page mention in
+# passing (fusermount3 -u, losetup -P).
+MENTIONS = {"mount": {"-P"}, "fuse": {"-u"}}
 # Commands described in another command's section.
 SECTION = {"umount": "mount"}
 
@@ -37,12 +38,16 @@ page = open(man_path).read()
 sections = dict(re.findall(r'^\.SS "?([^"\n]+)"?\n(.*?)(?=^\.S[SH] )', page,
                            re.M | re.S))
 def man_opts(text):
-    # Bold text only: option names are set in bold, prose in roman.
+    # Bold text only: option names are set in bold, prose in roman. Bold
+    # text that starts with a word other than vimg ("check \-r all",
+    # "losetup \-P") quotes another program's invocation.
     bold = []
     for line in text.splitlines():
-        if re.match(r"\.(B|BI|BR|RB|TP)\b", line):
-            bold.append(line)
-        bold += re.findall(r"\\fB(.*?)\\f[RP]", line)
+        m = re.match(r"\.(?:B|BI|BR|RB|TP)\b\s*(.*)", line)
+        spans = [m.group(1)] if m else []
+        spans += re.findall(r"\\fB(.*?)\\f[RP]", line)
+        bold += [t for t in spans
+                 if not re.match(r'"?(?!vimg\s)[a-z][a-z0-9-]*\s', t + " ")]
     return opts("\n".join(bold).replace("\\-", "-"))
 
 bad = []
@@ -50,7 +55,7 @@ for c in commands:
     text = help_of(c) + "".join(help_of(c, s) for s in
                                 subcommands.get(c, []))
     sec = SECTION.get(c, c)
-    h = opts(text) - GLOBAL
+    h = opts(text) - GLOBAL - MENTIONS.get(c, set())
     m = man_opts(sections.get(sec, "")) - GLOBAL - MENTIONS.get(c, set())
     if sec in SECTION.values():
         m &= h  # a shared section also documents the other command
