@@ -55,6 +55,9 @@ int fail_lib(void);
  * wrong number of arguments, an error line and the whole usage on stderr
  * (returns 1). */
 int usage(const struct command *c, bool error);
+/* "vimg: PROBLEM" and the whole usage on stderr (a wrong number of
+ * arguments that qemu-img words its own way); returns 1. */
+int usage_error(const struct command *c, const char *problem);
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 int parse_output(const char *arg, enum output_format *out);

@@ -106,14 +106,19 @@ int fail_lib(void)
 int usage(const struct command *c, bool error)
 {
     if (error) {
-        /* The problem, then the whole usage: every argument and option
-         * the command takes, SOURCE and TARGET included. */
-        fail("wrong number of arguments");
-        fputs(c->usage, stderr);
-        return 1;
+        return usage_error(c, "wrong number of arguments");
     }
     fputs(c->usage, stdout);
     return 0;
+}
+
+int usage_error(const struct command *c, const char *problem)
+{
+    /* The problem, then the whole usage: every argument and option the
+     * command takes, SOURCE and TARGET included. */
+    fail("%s", problem);
+    fputs(c->usage, stderr);
+    return 1;
 }
 
 int parse_output(const char *arg, enum output_format *out)
