@@ -2,6 +2,7 @@
  *              [--size N | [-f FMT] [-U] FILENAME] */
 #include <getopt.h>
 
+#include "../common/cleanup.h"
 #include "cli.h"
 
 static int run(int argc, char **argv)
@@ -12,8 +13,9 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
-    const char *format = NULL, *out_fmt = "raw", *options = NULL;
+    enum output_format out = cli_default_output();
+    const char *format = NULL, *out_fmt = "raw";
+    CLEANUP_FREE char *options = NULL;
     uint64_t size = 0;
     bool have_size = false;
     unsigned flags = 0;
@@ -43,7 +45,10 @@ static int run(int argc, char **argv)
         default: return 1; /* getopt named the problem */
         }
     }
-    if (have_size == (argc - optind == 1) || argc - optind > 1) {
+    if ((!have_size && argc - optind == 0) || argc - optind > 1) {
+        return usage(&cmd_measure, true);
+    }
+    if (have_size == (argc - optind == 1)) {
         return fail("measure needs either --size N or one image file");
     }
     struct vimg_image *src = NULL;

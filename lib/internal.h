@@ -87,6 +87,13 @@ typedef int (*vimg_internal_range_fn)(void *opaque, uint64_t offset,
 int vimg_internal_bitmaps_copy(struct vimg_image *src, struct vimg_image *dst,
                                bool skip_broken, bool check_only);
 
+struct vimg_driver;
+/* The options of a new image as qemu-img create's "Formatting" line lists
+ * them ("fmt=... size=..."; lib/create-line.c). Caller frees; NULL with
+ * ENOMEM. */
+char *vimg_internal_create_line(const struct vimg_driver *drv,
+                                const struct vimg_create_ctx *ctx);
+
 /* ---- The driver ------------------------------------------------------ */
 
 struct vimg_driver {
@@ -224,6 +231,10 @@ struct vimg_image {
                                      and writes in order even with -W */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
+    _Atomic int sparse_file;      /* block status: 0 not known yet, 1 the
+                                     file holds its clusters, 2 they are
+                                     mostly holes (metadata preallocation;
+                                     lib/io.c) */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
 };
 
@@ -351,6 +362,15 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
 /* Open a file protocol image on a duplicate of FD, named NAME in
  * messages (lib/protocols/file.c; IMG comes from the core, empty). */
 int vimg_internal_file_adopt(struct vimg_image *img, int fd);
+
+/* Copy COUNT bytes between two file protocol images in the kernel
+ * (copy_file_range), from SRC at SRC_OFFSET to DST at DST_OFFSET.
+ * -ENOTSUP without a message when the kernel or file system cannot (or an
+ * image is not a file), -ENODATA when SRC ends first: the caller then
+ * copies through memory. */
+int vimg_internal_file_copy_range(struct vimg_image *src, uint64_t src_offset,
+                                  struct vimg_image *dst, uint64_t dst_offset,
+                                  uint64_t count);
 
 /* Targets (lib/target.c). The name the caller gave, for messages. */
 const char *vimg_internal_target_name(const struct vimg_target *t);

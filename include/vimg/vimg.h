@@ -221,11 +221,23 @@ struct vimg_create_params {
     const struct vimg_secret *secrets; /* what key-secret options name
                                     (encrypt.format=luks) */
     size_t n_secrets;
+    bool unsafe;                 /* -u: never open the backing file (its
+                                    format and the size must be given) */
 };
 
 /* Create FILENAME through a target (below): vimg_target_begin,
  * vimg_target_create, vimg_target_commit. */
 int vimg_create(const char *filename, const struct vimg_create_params *p);
+
+/* What qemu-img create prints after "Formatting 'FILENAME', " for P:
+ * "fmt=qcow2 cluster_size=65536 extended_l2=off ... size=N ...", the
+ * format's options in qemu-img's order with its defaults, sizes and
+ * numbers in bytes, commas in strings doubled. Checks P as vimg_create
+ * does before it writes anything (format, options, backing file, size;
+ * FILENAME resolves a relative backing file), and writes nothing. The
+ * caller frees the string; NULL on error. */
+char *vimg_create_describe(const char *filename,
+                           const struct vimg_create_params *p);
 
 /* ---- Targets: files a command writes --------------------------------- */
 /* A target is the new contents of a file, made safely:
@@ -405,11 +417,39 @@ struct vimg_convert_params {
                                   than fail */
     vimg_progress_fn progress; /* may be NULL */
     void *opaque;
+    bool target_is_zero;       /* --target-is-zero: DST reads as zeros
+                                  already, so zero runs are not written
+                                  (refused when DST has a backing file) */
+    /* --salvage: a read that fails is retried 512 bytes at a time; what
+       still cannot be read is written as zeros and reported to
+       read_error (may be NULL) with the source's index, the offset in
+       that source and the errno, and the copy goes on. */
+    bool salvage;
+    void (*read_error)(void *opaque, size_t source, uint64_t offset,
+                       int err);
+    bool copy_offload;         /* -C: copy data ranges that a file holds
+                                  as they are into a raw file target with
+                                  copy_file_range (no zero detection);
+                                  other ranges are copied as usual.
+                                  Refused with compress. */
+    uint64_t rate_limit;       /* -r: bytes of data per second; 0 for no
+                                  limit (zero runs are not counted) */
+    /* A window of the source (dd skip= and count=): copy LENGTH bytes
+       from SRC_OFFSET of the (concatenated) source to offset 0 of DST.
+       LENGTH 0 copies up to the source's end. */
+    uint64_t src_offset;
+    uint64_t length;
 };
 /* Copy the guest-visible contents of SRC (through its backing chain) into
  * DST, which must be writable and at least as large. */
 int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                  const struct vimg_convert_params *p);
+/* The same for N sources (N >= 1) copied one after the other, as one
+ * disk of their sizes added (qemu-img convert with several sources).
+ * bitmaps needs one source and no window (EINVAL). */
+int vimg_convert_sources(struct vimg_image *const *srcs, size_t n,
+                         struct vimg_image *dst,
+                         const struct vimg_convert_params *p);
 
 /* Compare guest-visible contents. Returns 0 when identical, 1 when they
  * differ (FIRST_DIFF set to the first differing 512-byte sector, or to the
@@ -589,6 +629,14 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * what stays in DEST. Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
+
+/* Copy the regular file PATH to the new host file TARGET (its folder must
+ * exist; an existing TARGET is not replaced: EEXIST), with its Rock Ridge
+ * mode and times, as cp and xorriso -extract copy one file to a new
+ * name. EINVAL when PATH is not a regular file. On failure nothing is
+ * left at TARGET. */
+int vimg_iso_extract_file(struct vimg_iso *iso, const char *path,
+                          const char *target);
 
 /* ---- Helpers shared with the CLI ------------------------------------- */
 
