@@ -1,5 +1,5 @@
-/* vimg convert [-p] [-q] [-n] [-c] [-W] [-U] [-f FMT] [-O FMT] [-o OPTIONS]
- *   [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] [-T CACHE]
+/* vimg convert [-p] [-q] [-n] [-c] [-W] [-U] [-f FMT] [-l SNAPSHOT] [-O FMT]
+ *   [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] [-T CACHE]
  *   [--progress=json] SOURCE TARGET */
 #include <getopt.h>
 #include <stdlib.h>
@@ -67,6 +67,7 @@ static int run(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *src_fmt = NULL, *out_fmt = "raw", *options = NULL;
+    const char *snapshot = NULL;
     struct vimg_create_params cp = { .refs = cli_ref_policy() };
     struct vimg_convert_params p = { .min_sparse = 4096 };
     struct progress prog;
@@ -79,9 +80,13 @@ static int run(int argc, char **argv)
     uint64_t n;
     int c;
 
-    while ((c = getopt_long(argc, argv, "pqncWUf:O:o:B:F:S:m:t:T:",
+    while ((c = getopt_long(argc, argv, "pqncWUf:O:o:B:F:S:m:t:T:l:s:",
                             longopts, NULL)) != -1) {
         switch (c) {
+        case 'l': /* snapshot.id=ID,snapshot.name=NAME or ID_OR_NAME */
+        case 's': /* the old spelling of -l ID_OR_NAME */
+            snapshot = optarg;
+            break;
         case 'p': pmode = PROGRESS_BAR; break;
         case 'q': pmode = PROGRESS_NONE; break;
         case 'n': no_create = true; break;
@@ -154,7 +159,8 @@ static int run(int argc, char **argv)
     }
     no_create |= url;
 
-    struct vimg_image *src = open_image(source, src_fmt, src_flags);
+    struct vimg_image *src = open_snapshot_spec(source, src_fmt, src_flags,
+                                                snapshot);
     if (!src) {
         return 1;
     }
@@ -250,8 +256,7 @@ out:
 const struct command cmd_convert = {
     "convert", run, "copy an image into another format",
     "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-c] [-W] [-U] "
-    "[-f FMT] "
-    "[-O FMT]\n"
+    "[-f FMT] [-l SNAPSHOT] [-O FMT]\n"
     "         [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] "
     "[-T CACHE]\n"
     "         SOURCE TARGET\n"
@@ -274,6 +279,9 @@ const struct command cmd_convert = {
     "  -W                 allow out-of-order writes\n"
     "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"
     "                     target's default: no flush), none (O_DIRECT), ...\n"
+    "  -l SNAPSHOT        convert SOURCE's internal snapshot: snapshot.id=ID,\n"
+    "                     snapshot.name=NAME, or an ID or a name (-s NAME\n"
+    "                     is the old spelling)\n"
     "  -U                 read SOURCE even if another process has it open\n"
     "  -p                 progress bar on a terminal\n"
     "  --progress=json    one JSON line per update on stdout\n"

@@ -87,6 +87,13 @@ struct vimg_open_params {
                                     encrypt.key-secret=ID), or NULL */
     const struct vimg_secret *secrets; /* what key-secret options name */
     size_t n_secrets;
+    /* Read an internal snapshot instead of the current disk (qcow2;
+     * read-only opens only): the image then has the snapshot's size and
+     * contents. Named by SNAPSHOT_ID and SNAPSHOT_NAME as in
+     * vimg_snapshot_apply; both NULL: the current disk. ENOENT when no
+     * snapshot matches (qemu-img convert -l). */
+    const char *snapshot_id;
+    const char *snapshot_name;
 };
 
 /* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
@@ -362,6 +369,54 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
 int vimg_compare(struct vimg_image *a, struct vimg_image *b, bool strict,
                  uint64_t *first_diff, vimg_progress_fn progress,
                  void *opaque);
+
+/* ---- Internal snapshots ---------------------------------------------- */
+/* Snapshots stored inside an image (qcow2), as qemu-img snapshot and
+ * QEMU's savevm make them. Each change is written so that a crash leaves
+ * the image as it was before or after it, never between. */
+
+#define VIMG_SNAPSHOT_NO_ICOUNT UINT64_MAX
+
+struct vimg_snapshot {
+    char *id;               /* unique: "1", "2", ... */
+    char *name;             /* the tag; names may repeat */
+    uint64_t vm_state_size; /* bytes of VM state QEMU's savevm stored with
+                               it (past the end of the disk); 0: disk only */
+    uint64_t disk_size;     /* the virtual size it restores */
+    uint32_t date_sec, date_nsec; /* when it was taken (seconds since
+                               1970, UTC) */
+    uint64_t vm_clock_nsec; /* the guest's clock then */
+    uint64_t icount;        /* instructions executed, or
+                               VIMG_SNAPSHOT_NO_ICOUNT when not recorded */
+};
+
+/* IMG's internal snapshots in the order the image lists them: *LIST (free
+ * with vimg_snapshot_list_free) and their count *N; formats without
+ * internal snapshots have none (*LIST NULL, *N 0). */
+int vimg_snapshot_list(struct vimg_image *img, struct vimg_snapshot **list,
+                       size_t *n);
+/* Free a list from vimg_snapshot_list (NULL is a no-op). */
+void vimg_snapshot_list_free(struct vimg_snapshot *list, size_t n);
+/* Save IMG's current disk as a new snapshot NAME (IMG opened read-write),
+ * as qemu-img snapshot -c does: the next free numeric ID, dated now, no VM
+ * state, VM clock and instruction count 0. The snapshot and the current
+ * disk then share every cluster until one of them is written. ENOTSUP for
+ * formats without internal snapshots and for qcow2 images with an
+ * external data file; ERANGE when the image's refcount width cannot count
+ * one more reference (refcount_bits=1). */
+int vimg_snapshot_create(struct vimg_image *img, const char *name);
+/* Make IMG's current disk the snapshot named by ID and NAME again (its
+ * contents and virtual size); the snapshot stays. With both, the first
+ * snapshot matching both is meant; with one of them NULL, the first
+ * matching the other (qemu-img snapshot -a tries the ID, then the name;
+ * -d the name, then the ID: do that with vimg_snapshot_list). ENOENT when
+ * none matches. IMG must be writable. */
+int vimg_snapshot_apply(struct vimg_image *img, const char *id,
+                        const char *name);
+/* Delete that snapshot; the clusters only it held are freed (VM state
+ * included), everything else stays. */
+int vimg_snapshot_delete(struct vimg_image *img, const char *id,
+                         const char *name);
 
 /* ---- Values (info trees) --------------------------------------------- */
 

@@ -83,7 +83,13 @@ struct qcow2_snapshot {
     uint64_t vm_clock_nsec;
     uint64_t icount;
     bool has_icount;
+    uint64_t disk_size;        /* the image's size at open when the entry
+                                  does not record it (v2), as in QEMU */
     char *id, *name;
+    /* Extra data past the fields known here, kept for rewriting the
+     * table (QEMU keeps it too). */
+    uint8_t *extra_unknown;
+    uint32_t extra_unknown_len;
 };
 
 struct qcow2_state {
@@ -343,6 +349,22 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
                 void *opaque);
 /* Rebuild refcounts after an unclean shutdown with lazy refcounts. */
 int qcow2_repair_dirty(struct vimg_image *img);
+
+/* ---- qcow2-snapshot.c ------------------------------------------------- */
+/* Driver members (lock held, no I/O in flight: see qcow2.c). */
+int qcow2_snapshot_list(struct vimg_image *img, struct vimg_snapshot **list,
+                        size_t *n);
+int qcow2_snapshot_create(struct vimg_image *img,
+                          const struct vimg_snapshot *sn);
+int qcow2_snapshot_apply(struct vimg_image *img, const char *id,
+                         const char *name);
+int qcow2_snapshot_delete(struct vimg_image *img, const char *id,
+                          const char *name);
+int qcow2_snapshot_load(struct vimg_image *img, const char *id,
+                        const char *name);
+int qcow2_make_empty(struct vimg_image *img);
+/* Free what struct qcow2_snapshot entries own. */
+void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 
 /* ---- qcow2-measure.c -------------------------------------------------- */
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
