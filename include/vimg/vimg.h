@@ -418,6 +418,37 @@ int vimg_snapshot_apply(struct vimg_image *img, const char *id,
 int vimg_snapshot_delete(struct vimg_image *img, const char *id,
                          const char *name);
 
+/* ---- Committing and rebasing overlays ------------------------------- */
+
+struct vimg_commit_params {
+    /* -b: the image of TOP's backing chain to commit into, named as
+     * qemu-img takes it (the name an image's header gives for it, or a
+     * path that leads to the same file, relative names resolved against
+     * the folder of the image naming it); NULL: TOP's backing file. */
+    const char *base;
+    /* -d (qemu-img commit -b implies it): leave TOP as it is. Otherwise
+     * TOP is emptied afterwards, so that it reads its data from the base
+     * (formats that cannot be emptied are left as they are, as qemu-img
+     * leaves them). */
+    bool drop;
+    /* Extra open flags for the base, reopened read-write for the commit
+     * (VIMG_OPEN_NOCACHE, VIMG_OPEN_NO_FLUSH: qemu-img commit -t). */
+    unsigned base_flags;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* Copy into the base (any writable format, raw included) everything that
+ * TOP and the images between TOP and the base hold themselves, found by
+ * block status: data is copied, zero ranges become zero writes that may
+ * unmap, and ranges no layer above the base holds are not touched. The
+ * base grows to TOP's size if it is smaller, and is flushed before TOP is
+ * emptied. TOP must be opened with its backing chain, read-write unless
+ * DROP; the base's handle in that chain is replaced by a read-write one
+ * (closed with TOP). A base whose format was only guessed to be raw is
+ * refused (EPERM). EINVAL when TOP has no backing file or BASE is not in
+ * its chain, with qemu-img's message. */
+int vimg_commit(struct vimg_image *top, const struct vimg_commit_params *p);
+
 /* ---- Values (info trees) --------------------------------------------- */
 
 enum vimg_value_type {

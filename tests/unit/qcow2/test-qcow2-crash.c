@@ -3,9 +3,10 @@
  * until the workload completes. After each crash the image as it was left
  * must check without corruption (leaks are allowed) and read back
  * everything written before the last successful flush. Workloads with
- * internal snapshots create, apply and delete them between writes: each
- * of those is durable once it returns, and a crash inside an apply leaves
- * the disk as it was or as the snapshot has it.
+ * internal snapshots create, apply and delete them between writes, and
+ * empty the image as commit does: each of those is durable once it
+ * returns, and a crash inside an apply (or emptying) leaves the disk as it
+ * was or as the snapshot has it (or empty).
  *
  * With VIMG_CRASH_DUMP_DIR set, a sample of the crashed images is also
  * written there (tests/interop/qcow2-crash.sh runs qemu-img check on
@@ -23,7 +24,7 @@
 
 /* OP_SNAP_*: OFFSET is the snapshot's number (named "sN"). */
 enum op_kind { OP_WRITE, OP_ZERO, OP_DISCARD, OP_FLUSH, OP_SNAP_CREATE,
-               OP_SNAP_APPLY, OP_SNAP_DELETE };
+               OP_SNAP_APPLY, OP_SNAP_DELETE, OP_EMPTY };
 
 struct op {
     enum op_kind kind;
@@ -92,6 +93,10 @@ static const struct op ops_snapshots[] = {
     { OP_SNAP_APPLY, 1, 0 },
     { OP_SNAP_DELETE, 1, 0 },
     { OP_WRITE, 0, 4096 },
+    { OP_SNAP_CREATE, 2, 0 },
+    { OP_EMPTY, 0, 0 },
+    { OP_WRITE, 2u << 20, 8192 },
+    { OP_SNAP_APPLY, 2, 0 },
     { OP_FLUSH, 0, 0 },
 };
 
@@ -156,6 +161,10 @@ static int run_op(struct vimg_image *img, size_t i, const struct op *op,
         return vimg_discard(img, op->offset, op->length);
     case OP_FLUSH:
         return vimg_flush(img);
+    case OP_EMPTY: {
+        int r = img->drv->make_empty(img);
+        return r < 0 ? r : vimg_flush(img);
+    }
     case OP_SNAP_CREATE:
     case OP_SNAP_APPLY:
     case OP_SNAP_DELETE: {
@@ -285,6 +294,8 @@ static void run_config(const struct config *cfg)
     uint8_t *unknown = calloc(1, nsect);
     uint8_t *scratch = malloc(cfg->size);
     struct saved saved[MAX_SNAPSHOTS] = { 0 };
+    /* An empty disk: what emptying leaves (no backing file here). */
+    struct saved empty = { calloc(1, cfg->size), calloc(1, nsect) };
     const struct saved *applying;
     uint64_t n, crashes = 0;
     bool completed = false;
@@ -318,12 +329,13 @@ static void run_config(const struct config *cfg)
             }
             if (op->kind == OP_SNAP_APPLY) {
                 applying = &saved[op->offset];
+            } else if (op->kind == OP_EMPTY) {
+                applying = &empty;
             }
             if (run_op(img, i, op, scratch) < 0) {
                 crashed = true;
                 break;
             }
-            applying = NULL;
             apply_to_model(model, unknown, i, op);
             if (op->kind == OP_SNAP_CREATE) {
                 struct saved *sv = &saved[op->offset];
@@ -333,10 +345,11 @@ static void run_config(const struct config *cfg)
                 }
                 memcpy(sv->model, model, cfg->size);
                 memcpy(sv->unknown, unknown, nsect);
-            } else if (op->kind == OP_SNAP_APPLY) {
-                memcpy(model, saved[op->offset].model, cfg->size);
-                memcpy(unknown, saved[op->offset].unknown, nsect);
+            } else if (op->kind == OP_SNAP_APPLY || op->kind == OP_EMPTY) {
+                memcpy(model, applying->model, cfg->size);
+                memcpy(unknown, applying->unknown, nsect);
             }
+            applying = NULL;
             /* A snapshot change is durable with all before it. */
             if (op->kind != OP_WRITE && op->kind != OP_ZERO &&
                 op->kind != OP_DISCARD) {
@@ -386,6 +399,8 @@ out:
         free(saved[i].model);
         free(saved[i].unknown);
     }
+    free(empty.model);
+    free(empty.unknown);
     free(base);
     free(model);
     free(committed);
