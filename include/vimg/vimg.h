@@ -449,6 +449,38 @@ struct vimg_commit_params {
  * its chain, with qemu-img's message. */
 int vimg_commit(struct vimg_image *top, const struct vimg_commit_params *p);
 
+struct vimg_rebase_params {
+    /* -b: the new backing file as the header will record it; a relative
+     * name is opened relative to IMG's folder, as QEMU opens it. NULL or
+     * "": none (IMG takes in everything it read from its old chain). */
+    const char *backing_file;
+    /* -F: its format; required with a backing file (EINVAL), as
+     * qemu-img 7.2 requires it. */
+    const char *backing_format;
+    /* -u: only rewrite the backing file fields; IMG may then have been
+     * opened with VIMG_OPEN_NO_BACKING, and its contents change if the
+     * new backing file differs from the old. */
+    bool unsafe;
+    /* -U: open the new backing file even if another process has it. */
+    bool force_share;
+    /* Extra open flags for the new backing file (VIMG_OPEN_NOCACHE:
+     * qemu-img rebase -T none). */
+    unsigned backing_flags;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* Give IMG (opened read-write) a new backing file without changing what
+ * it reads: unless UNSAFE, every range where IMG has no data of its own
+ * and the old and new backing chains read differently (compared only
+ * where either chain has data; when the new file lies in the old chain,
+ * only where the images above it hold data) is first copied from the
+ * old chain into IMG (zeros as zero writes), then flushed, and only then
+ * does the header change, in one write. Afterwards IMG's backing image
+ * is the new one (opened read-only under IMG's open policy), or none
+ * after an unsafe rebase, whose new file is not opened. ENOTSUP for
+ * formats that cannot record a backing file (qcow2 can). */
+int vimg_rebase(struct vimg_image *img, const struct vimg_rebase_params *p);
+
 /* ---- Values (info trees) --------------------------------------------- */
 
 enum vimg_value_type {

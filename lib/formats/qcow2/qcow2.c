@@ -1267,6 +1267,16 @@ static int locked_make_empty(struct vimg_image *img)
     return r;
 }
 
+static int locked_change_backing(struct vimg_image *img, const char *name,
+                                 const char *format)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_change_backing(img, name, format);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 const struct vimg_driver vimg_driver_qcow2 = {
     .name = "qcow2",
     .kind = VIMG_DRIVER_FORMAT,
@@ -1297,4 +1307,5 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .snapshot_delete = locked_snapshot_delete,
     .snapshot_load = locked_snapshot_load,
     .make_empty = locked_make_empty,
+    .change_backing = locked_change_backing,
 };

@@ -366,6 +366,11 @@ int qcow2_make_empty(struct vimg_image *img);
 /* Free what struct qcow2_snapshot entries own. */
 void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 
+/* ---- qcow2-header.c --------------------------------------------------- */
+/* The change_backing driver member (lock held). */
+int qcow2_change_backing(struct vimg_image *img, const char *name,
+                         const char *format);
+
 /* ---- qcow2-measure.c -------------------------------------------------- */
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
                   struct vimg_image *src, struct vimg_measure *out);
