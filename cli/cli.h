@@ -19,7 +19,8 @@ struct command {
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
     cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve,
-    cmd_fuse, cmd_mount, cmd_umount, cmd_snapshot, cmd_commit, cmd_rebase;
+    cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend, cmd_snapshot,
+    cmd_commit, cmd_rebase;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */

@@ -64,6 +64,8 @@ static int run(int argc, char **argv)
         { "progress", required_argument, NULL, 'P' },
         { "force-share", no_argument, NULL, 'U' },
         { "target-image-opts", no_argument, NULL, 'I' },
+        { "bitmaps", no_argument, NULL, 'b' },
+        { "skip-broken-bitmaps", no_argument, NULL, 'k' },
         { NULL, 0, NULL, 0 },
     };
     const char *src_fmt = NULL, *out_fmt = "raw", *options = NULL;
@@ -92,6 +94,8 @@ static int run(int argc, char **argv)
         case 'n': no_create = true; break;
         case 'c': p.compress = true; break;
         case 'W': p.out_of_order = true; break;
+        case 'b': p.bitmaps = true; break;
+        case 'k': p.skip_broken_bitmaps = true; break;
         case 'I': target_opts = true; break;
         case 'U': src_flags |= VIMG_OPEN_FORCE_SHARE; break;
         case 'f': src_fmt = optarg; break;
@@ -146,6 +150,9 @@ static int run(int argc, char **argv)
     }
     if (target_opts && !no_create) {
         return fail("--target-image-opts needs -n");
+    }
+    if (p.skip_broken_bitmaps && !p.bitmaps) {
+        return fail("Use of --skip-broken-bitmaps requires --bitmaps");
     }
     if (no_create && cp.backing_file) {
         return fail("-B cannot be used with -n");
@@ -257,6 +264,7 @@ const struct command cmd_convert = {
     "convert", run, "copy an image into another format",
     "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-c] [-W] [-U] "
     "[-f FMT] [-l SNAPSHOT] [-O FMT]\n"
+    "         [--bitmaps [--skip-broken-bitmaps]]\n"
     "         [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-t CACHE] "
     "[-T CACHE]\n"
     "         SOURCE TARGET\n"
@@ -277,6 +285,9 @@ const struct command cmd_convert = {
     "                     zlib|zstd); blocks that do not shrink stay plain\n"
     "  -m N               parallel workers (default 8)\n"
     "  -W                 allow out-of-order writes\n"
+    "  --bitmaps          copy SOURCE's persistent bitmaps (qcow2 to qcow2)\n"
+    "  --skip-broken-bitmaps  (with --bitmaps) leave inconsistent bitmaps\n"
+    "                     out instead of failing\n"
     "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"
     "                     target's default: no flush), none (O_DIRECT), ...\n"
     "  -l SNAPSHOT        convert SOURCE's internal snapshot: snapshot.id=ID,\n"

@@ -339,8 +339,12 @@ static int run(int argc, char **argv)
                           : "Failed to load snapshot: No such file or "
                             "directory");
         } else if (vimg_snapshot_apply(img, sn->id, sn->name) < 0) {
-            rc = fail("Could not apply snapshot '%s': Failed to load "
-                      "snapshot: %s", arg, vimg_get_error());
+            /* qemu-img checks for bitmaps before it tries. */
+            rc = vimg_get_errno() == EBUSY
+                     ? fail("Could not apply snapshot '%s': Device has "
+                            "active dirty bitmaps", arg)
+                     : fail("Could not apply snapshot '%s': Failed to load "
+                            "snapshot: %s", arg, vimg_get_error());
         }
         break;
     case 'd':

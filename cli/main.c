@@ -13,7 +13,8 @@
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
     &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve, &cmd_fuse,
-    &cmd_mount, &cmd_umount, &cmd_snapshot, &cmd_commit, &cmd_rebase,
+    &cmd_mount, &cmd_umount, &cmd_bitmap, &cmd_amend, &cmd_snapshot,
+    &cmd_commit, &cmd_rebase,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

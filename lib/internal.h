@@ -68,6 +68,25 @@ struct vimg_create_ctx {
     size_t n_secrets;
 };
 
+/* ---- Persistent bitmaps ---------------------------------------------- */
+
+/* One bitmap as a driver lists it. */
+struct vimg_internal_bitmap {
+    char *name;
+    uint64_t granularity;      /* bytes per bit */
+    bool enabled;              /* records writes */
+    bool inconsistent;         /* left in use: its contents are unknown */
+};
+void vimg_internal_bitmaps_free(struct vimg_internal_bitmap *v, size_t n);
+/* Called for each run of dirty guest bytes, in order; non-zero stops. */
+typedef int (*vimg_internal_range_fn)(void *opaque, uint64_t offset,
+                                      uint64_t len);
+/* Copy SRC's persistent bitmaps into DST after a convert (qemu-img
+ * convert --bitmaps): CHECK_ONLY refuses, before anything is copied,
+ * what the copy would refuse. */
+int vimg_internal_bitmaps_copy(struct vimg_image *src, struct vimg_image *dst,
+                               bool skip_broken, bool check_only);
+
 /* ---- The driver ------------------------------------------------------ */
 
 struct vimg_driver {
@@ -83,6 +102,7 @@ struct vimg_driver {
     bool has_zero_init;
     const struct vimg_opt_desc *create_opts; /* NULL: no -o options */
     const struct vimg_opt_desc *runtime_opts; /* NULL: none */
+    const struct vimg_opt_desc *amend_opts; /* NULL: no amend */
 
     /* Score 0..100 for the first LEN bytes (LEN may be short). Formats only;
      * NULL never matches. */
@@ -185,11 +205,30 @@ struct vimg_driver {
      * which commit ignores as qemu-img does. */
     int (*make_empty)(struct vimg_image *img);
     /* Record NAME (NULL: none) as the backing file and FORMAT (NULL:
-     * none) as its format in the image's metadata, durably, in one
-     * step that a crash cannot leave half done; the core then updates
-     * img->backing_name/backing_format. NULL: -ENOTSUP. */
+     * none) as its format in the image's metadata and in
+     * img->backing_name/backing_format, after making everything else
+     * durable, in one write. NULL: -ENOTSUP. */
     int (*change_backing)(struct vimg_image *img, const char *name,
                           const char *format);
+
+    /* Change format options in place (OPTS validated against amend_opts;
+     * IMG writable). Checks every option before changing anything. */
+    int (*amend)(struct vimg_image *img, const struct vimg_opts *opts,
+                 vimg_progress_fn progress, void *opaque);
+
+    /* Persistent bitmaps; all three NULL for formats without them. */
+    /* The bitmaps in the image's order (free with
+     * vimg_internal_bitmaps_free). */
+    int (*bitmap_list)(struct vimg_image *img,
+                       struct vimg_internal_bitmap **v, size_t *n);
+    /* FN for each run of guest bytes bitmap NAME marks dirty (-ENOENT when
+     * there is none, -EBUSY when it is inconsistent). */
+    int (*bitmap_dirty)(struct vimg_image *img, const char *name,
+                        vimg_internal_range_fn fn, void *opaque);
+    /* Apply P (IMG writable) and write the result before returning. A
+     * MERGE from another image reads it through its bitmap_dirty. */
+    int (*bitmap)(struct vimg_image *img,
+                  const struct vimg_bitmap_params *p);
 };
 
 /* ---- The image handle ------------------------------------------------ */

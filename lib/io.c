@@ -21,7 +21,9 @@
 
 int64_t vimg_internal_get_size(struct vimg_image *img)
 {
-    return (int64_t)img->size;
+    /* A protocol's size grows under concurrent appends (file.c stores it
+     * atomically): read it the same way. */
+    return (int64_t)__atomic_load_n(&img->size, __ATOMIC_RELAXED);
 }
 
 /* Formats: the range must lie inside the virtual size. Protocols grow, so

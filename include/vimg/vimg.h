@@ -341,6 +341,59 @@ int vimg_check(struct vimg_image *img, unsigned fix,
 typedef void (*vimg_progress_fn)(void *opaque, uint64_t done,
                                  uint64_t total);
 
+/* ---- Persistent dirty bitmaps ----------------------------------------- */
+/* A qcow2 v3 image may hold named dirty bitmaps (QEMU's persistent
+ * bitmaps): each records, one bit per GRANULARITY bytes of the guest disk,
+ * what was written while it was enabled. vimg sets the bits of every
+ * range it writes into each enabled bitmap, and keeps a bitmap marked in
+ * use on disk while the image it opened read-write has changed, so that a
+ * crash leaves it marked inconsistent rather than wrong. `vimg_get_info`
+ * lists them (format-specific data, "bitmaps"). */
+enum vimg_bitmap_op {
+    VIMG_BITMAP_ADD,      /* a new, empty bitmap */
+    VIMG_BITMAP_REMOVE,   /* inconsistent bitmaps too */
+    VIMG_BITMAP_CLEAR,    /* every bit to 0 */
+    VIMG_BITMAP_ENABLE,   /* record writes from now on */
+    VIMG_BITMAP_DISABLE,  /* stop recording writes */
+    VIMG_BITMAP_MERGE,    /* set the bits SOURCE has set */
+};
+struct vimg_bitmap_params {
+    enum vimg_bitmap_op op;
+    const char *name;          /* the bitmap changed */
+    uint64_t granularity;      /* ADD: bytes, a power of two from 512 to
+                                  2 GiB; 0 takes the cluster size within
+                                  4..64 KiB, as qemu-img does */
+    bool disabled;             /* ADD: create it disabled */
+    const char *source;        /* MERGE: the bitmap merged in */
+    struct vimg_image *source_image; /* MERGE: the image holding SOURCE
+                                  (of the same virtual size), NULL for
+                                  IMG itself */
+};
+/* Apply P to IMG (writable), writing the change to the image before
+ * returning. Failures as qemu-img's: ENOENT for a bitmap that does not
+ * exist ("Dirty bitmap 'NAME' not found"), EEXIST when adding one that
+ * does, EBUSY for an inconsistent bitmap (only removing it works),
+ * EINVAL for bad names or granularities or bitmaps of different sizes,
+ * ENOTSUP for formats (or qcow2 v2 images) that cannot hold them. With
+ * MERGE, IMG is locked before SOURCE_IMAGE. */
+int vimg_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p);
+
+/* ---- Changing format options ------------------------------------------ */
+
+/* Change IMG's format options in place, as qemu-img amend -o OPTIONS does
+ * ("compat=0.10,refcount_bits=8", ...; vimg_amend_options_help lists
+ * them). IMG must be writable; a downgrade that turns zero clusters into
+ * data needs to know whether IMG has a backing file, not to open it.
+ * Every option is checked before anything changes; a change the format
+ * cannot make safely is refused with a message (ENOTSUP). PROGRESS may be
+ * NULL. */
+int vimg_amend(struct vimg_image *img, const char *options,
+               vimg_progress_fn progress, void *opaque);
+/* Names and help of a format's amend options, as
+ * vimg_create_options_help gives them; NULL for a format that has none
+ * (the caller frees the string). */
+char *vimg_amend_options_help(const char *format);
+
 struct vimg_convert_params {
     uint64_t min_sparse;       /* -S: zero runs this long stay unallocated;
                                   0 writes everything */
@@ -352,6 +405,11 @@ struct vimg_convert_params {
     /* -B: the target's backing image; only what differs from it is
        written. NULL copies everything. */
     struct vimg_image *target_backing;
+    bool bitmaps;              /* --bitmaps: copy SRC's persistent bitmaps
+                                  into DST (qcow2 to qcow2), after the
+                                  data */
+    bool skip_broken_bitmaps;  /* leave inconsistent bitmaps out rather
+                                  than fail */
     vimg_progress_fn progress; /* may be NULL */
     void *opaque;
 };

@@ -431,6 +431,12 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     if (lock_source(src) < 0) {
         return -1;
     }
+    /* What the bitmap copy would refuse is refused before any data. */
+    if (j.p->bitmaps &&
+        vimg_internal_bitmaps_copy(src, dst, j.p->skip_broken_bitmaps,
+                                   true) < 0) {
+        return -1;
+    }
     /* A stream format stores every block compressed: the workers compress
      * in parallel whether or not -c was given. */
     if (j.p->compress || dst->ordered_compressed) {
@@ -480,6 +486,12 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
         return -1;
     }
     if (vimg_internal_flush(dst) < 0) {
+        return -1;
+    }
+    if (j.p->bitmaps &&
+        (vimg_internal_bitmaps_copy(src, dst, j.p->skip_broken_bitmaps,
+                                    false) < 0 ||
+         vimg_internal_flush(dst) < 0)) {
         return -1;
     }
     if (j.size == 0 && j.p->progress) {

@@ -236,15 +236,10 @@ static int rebase(struct vimg_image *img, const struct vimg_rebase_params *p)
         goto fail;
     }
 
-    /* The handle follows its header: the new chain (the part of the old
-     * one it keeps, or the image opened above), or none. */
-    char *bname = name ? strdup(name) : NULL;
-    char *bfmt = fmt ? strdup(fmt) : NULL;
-    free(img->backing_name);
-    free(img->backing_format);
+    /* The handle follows its header (the driver set the names): the new
+     * chain (the part of the old one it keeps, or the image opened
+     * above), or none. */
     free(img->backing_path);
-    img->backing_name = bname;
-    img->backing_format = bfmt;
     img->backing_path = path;
     path = NULL;
     if (prefix) {
@@ -254,9 +249,6 @@ static int rebase(struct vimg_image *img, const struct vimg_rebase_params *p)
     img->backing = new;
     if (new) {
         new->parent = img;
-    }
-    if ((name && !bname) || (fmt && !bfmt)) {
-        return vimg_internal_error(ENOMEM, "out of memory");
     }
     return 0;
 

@@ -27,7 +27,7 @@ expect_status 1 "$VIMG" convert -m 0 -f raw "$img" "$T/y.img"
 expect_status 1 "$VIMG" convert -m 65 -f raw "$img" "$T/y.img"
 [ ! -e "$T/y.img" ] || fail "bad convert options made a file"
 
-for cmd in create info convert compare map resize check measure; do
+for cmd in create info convert compare map resize check measure bitmap amend; do
     want=1; [ $cmd = compare ] && want=2
     expect_status $want "$VIMG" $cmd --no-such-option "$img"
     [ "$(wc -l < "$T/err")" = 1 ] || fail "$cmd: $(cat "$T/err")"

@@ -92,6 +92,19 @@ qemu_clean "$T/rc1.qcow2"
 [ -z "$(qemu-img snapshot -l "$T/rc1.qcow2")" ] || fail "rc1 snapshot made"
 expect_status 1 qemu-img snapshot -c s "$T/rc1.qcow2"
 
+# Persistent bitmaps would not know what an apply changes: refused, as
+# qemu-img refuses it (even with the bitmap disabled); create and delete
+# work.
+qemu-img bitmap --add "$T/base.qcow2" b1
+same -a dup
+same -c withbitmap
+! qemu-img info --output=json "$T/v.qcow2" | grep -q in-use ||
+    fail "the bitmap was left in use"
+qemu-img bitmap --disable "$T/base.qcow2" b1
+same -a 1
+qemu-img snapshot -c gone "$T/base.qcow2"
+same -d gone
+
 # Formats without internal snapshots.
 qemu-img create -q -f raw "$T/r.img" 1M
 expect_status 1 "$VIMG" snapshot --image-opts -c s \

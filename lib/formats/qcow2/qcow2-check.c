@@ -320,45 +320,43 @@ static void check_l1(struct check *c, uint64_t l1_offset, uint64_t l1_size,
     free(raw);
 }
 
+/* The directory, tables and data clusters of the bitmaps as the image
+ * holds them (validated at open; the table entries here, as QEMU's check
+ * does: a malformed one is a corruption). */
 static void check_bitmaps(struct check *c)
 {
     struct qcow2_state *s = c->s;
-    uint8_t *dir;
-    uint64_t off = 0;
 
-    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) ||
-        !s->bitmap_dir_size) {
+    if (!s->bm_loaded || !s->bitmap_dir_size) {
         return;
     }
     inc_refs(c, s->bitmap_dir_offset, s->bitmap_dir_size);
-    if (!(dir = malloc(s->bitmap_dir_size)) ||
-        read_at(c, dir, s->bitmap_dir_size, s->bitmap_dir_offset) < 0) {
-        free(dir);
-        return;
-    }
-    for (uint32_t i = 0; i < s->nb_bitmaps &&
-                         off + QCOW2_BMDIR_FIXED_SIZE <= s->bitmap_dir_size;
-         i++) {
-        const uint8_t *e = dir + off;
-        uint64_t table = load_be64(e + QCOW2_BMDIR_TABLE_OFFSET);
-        uint32_t n = load_be32(e + QCOW2_BMDIR_TABLE_SIZE);
-        uint64_t bytes = (uint64_t)n * 8;
-        inc_refs(c, table, bytes);
-        uint8_t *t = bytes && bytes <= (64u << 20) ? malloc(bytes) : NULL;
-        if (t && read_at(c, t, bytes, table) == 0) {
-            for (uint32_t j = 0; j < n; j++) {
-                uint64_t b = load_be64(t + j * 8) & QCOW2_BMT_OFFSET_MASK;
-                if (b) {
-                    inc_refs(c, b, s->cluster_size);
+    for (uint32_t i = 0; i < s->bm_count && !c->err; i++) {
+        const struct qcow2_bitmap *b = &s->bm[i];
+        uint64_t bytes = (uint64_t)b->table_size * 8;
+        uint8_t *t;
+        if (!b->table_offset) {
+            continue;
+        }
+        inc_refs(c, b->table_offset, bytes);
+        if (!(t = malloc(bytes))) {
+            c->res->check_errors++;
+            continue;
+        }
+        if (read_at(c, t, bytes, b->table_offset) == 0) {
+            for (uint32_t j = 0; j < b->table_size; j++) {
+                uint64_t e = load_be64(t + j * 8);
+                if (!qcow2_bitmap_entry_valid(s, e)) {
+                    say(c, "ERROR bitmap '%s' table entry %" PRIu32 " is "
+                        "invalid: %" PRIx64, b->name, j, e);
+                    c->res->corruptions++;
+                } else if (e & QCOW2_BMT_OFFSET_MASK) {
+                    inc_refs(c, e & QCOW2_BMT_OFFSET_MASK, s->cluster_size);
                 }
             }
         }
         free(t);
-        off += ROUND_UP(QCOW2_BMDIR_FIXED_SIZE +
-                        (uint64_t)load_be32(e + QCOW2_BMDIR_EXTRA_DATA_SIZE) +
-                        load_be16(e + QCOW2_BMDIR_NAME_SIZE), 8);
     }
-    free(dir);
 }
 
 static void check_refblocks(struct check *c)
@@ -546,22 +544,25 @@ static int compare(struct check *c, unsigned fix, uint64_t *highest)
     return 0;
 }
 
-/* Write a new refcount table and blocks after everything in use, from the
- * counted references; the old structure becomes leaked clusters. Only the
- * blocks that describe some cluster in use are written (a table entry of
- * 0 stands for a block of zeros), so a sparse image costs no more than
- * what it holds. */
-static int rebuild(struct check *c)
+/* Write a new refcount table and blocks of ORDER (the refcount width
+ * the image will have) after everything in use, from the counted
+ * references; the old structure becomes leaked clusters. Only the blocks
+ * that describe some cluster in use are written (a table entry of 0 stands
+ * for a block of zeros), so a sparse image costs no more than what it
+ * holds. The header switches to the new structure, and width, in one
+ * write of its first sector. */
+static int rebuild(struct check *c, uint32_t order)
 {
     struct qcow2_state *s = c->s;
-    uint64_t cs = s->cluster_size, per_block = (uint64_t)1 << s->rb_bits;
+    uint32_t rb_bits = s->cluster_bits + 3 - order;
+    uint64_t cs = s->cluster_size, per_block = (uint64_t)1 << rb_bits;
     uint64_t first = 0, used = 0, m = 0, k = 1, end;
     int r = 0;
 
     /* FIRST: after the last cluster in use; USED: blocks below it. */
     for (uint64_t i = refs_next(c, 0, c->nb); i < c->nb;
          i = refs_next(c, i + 1, c->nb)) {
-        if (!first || (i >> s->rb_bits) != ((first - 1) >> s->rb_bits)) {
+        if (!first || (i >> rb_bits) != ((first - 1) >> rb_bits)) {
             used++;
         }
         first = i + 1;
@@ -573,8 +574,8 @@ static int rebuild(struct check *c)
         if (end > MAX_CHECK_CLUSTERS) {
             break;
         }
-        uint64_t m2 = used + ((end - 1) >> s->rb_bits) -
-                      (first >> s->rb_bits) + !(first & (per_block - 1));
+        uint64_t m2 = used + ((end - 1) >> rb_bits) -
+                      (first >> rb_bits) + !(first & (per_block - 1));
         uint64_t k2 = DIV_ROUND_UP(DIV_ROUND_UP(end, per_block) * 8, cs);
         if (m2 == m && k2 == k) {
             break;
@@ -601,10 +602,10 @@ static int rebuild(struct check *c)
     uint64_t next = first;
     for (uint64_t i = refs_next(c, 0, end); i < end && r == 0;
          i = refs_next(c, (i | (per_block - 1)) + 1, end)) {
-        uint64_t t = i >> s->rb_bits, base = t << s->rb_bits;
+        uint64_t t = i >> rb_bits, base = t << rb_bits;
         memset(buf, 0, cs);
         for (uint64_t j = 0; j < per_block && base + j < end; j++) {
-            qcow2_refcount_store(buf, s->refcount_order, j,
+            qcow2_refcount_store(buf, order, j,
                                  refs_get(c, base + j));
         }
         rt[t] = next++ * cs;
@@ -633,9 +634,20 @@ static int rebuild(struct check *c)
     s->rt_offset = (first + m) * cs;
     s->rt_clusters = (uint32_t)k;
     s->free_hint = 1;
+    unsigned len = 12;
+    if (order != s->refcount_order) {
+        /* Table, snapshot fields and features up to the order: all in
+         * the first sector, written at once. */
+        s->refcount_order = order;
+        s->rb_bits = rb_bits;
+        store_be32(s->hdr + QCOW2_HDR_NB_SNAPSHOTS, s->nb_snapshots);
+        store_be64(s->hdr + QCOW2_HDR_SNAPSHOTS_OFFSET, s->snapshots_offset);
+        store_be32(s->hdr + QCOW2_HDR_REFCOUNT_ORDER, order);
+        len = QCOW2_HDR_REFCOUNT_ORDER + 4 - QCOW2_HDR_REFCOUNT_TABLE_OFFSET;
+    }
     if ((r = qcow2_update_header_fields(c->img,
                                         QCOW2_HDR_REFCOUNT_TABLE_OFFSET,
-                                        12)) < 0) {
+                                        len)) < 0) {
         return r;
     }
     return vimg_internal_flush(c->img->file);
@@ -750,7 +762,7 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
     if (c.rebuild && (fix & VIMG_CHECK_FIX_ERRORS)) {
         struct vimg_check_result old = *res;
         say(&c, "Rebuilding refcount structure");
-        if ((r = rebuild(&c)) < 0) {
+        if ((r = rebuild(&c, s->refcount_order)) < 0) {
             res->check_errors++;
             goto out;
         }
@@ -833,5 +845,89 @@ int qcow2_repair_dirty(struct vimg_image *img)
         return vimg_internal_img_error(img, EIO, "could not repair the "
                                        "refcounts of a dirty image");
     }
+    return r;
+}
+
+int qcow2_change_refcount_order(struct vimg_image *img, uint32_t order)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct vimg_check_result res = { 0 };
+    struct check c = { .img = img, .s = s, .res = &res };
+    uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
+    uint64_t max = order == 6 ? UINT64_MAX
+                              : ((uint64_t)1 << (1u << order)) - 1;
+    uint64_t highest;
+    int r;
+
+    if ((r = qcow2_flush_metadata(img)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        return r;
+    }
+    c.nb = DIV_ROUND_UP(file_size, s->cluster_size);
+    if (c.nb > MAX_CHECK_CLUSTERS) {
+        return vimg_internal_img_error(img, EFBIG, "image file too large "
+                                       "to rebuild its refcounts");
+    }
+    c.max_nb = MIN(MAX_CHECK_CLUSTERS, c.nb + ((uint64_t)1 << 20));
+    c.refcount_max = s->refcount_order == 6
+                         ? UINT64_MAX
+                         : ((uint64_t)1 << (1u << s->refcount_order)) - 1;
+    uint64_t nb = c.nb;
+    c.nb = 0;
+    c.buf = malloc(s->cluster_size);
+    if (!c.buf || grow_refs(&c, nb) < 0 || (r = calculate(&c)) < 0) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    /* The refcounts are rebuilt from the references: that is only right
+     * when they agree (leaks aside, which the rebuild drops). */
+    compare(&c, 0, &highest);
+    if (res.corruptions || res.check_errors || c.rebuild) {
+        r = vimg_internal_img_error(img, EIO, "the image has errors (run "
+                                    "'vimg check -r all' first); its "
+                                    "refcounts are left as they are");
+        goto out;
+    }
+    for (uint64_t k = refs_next(&c, 0, c.nb); k < c.nb;
+         k = refs_next(&c, k + 1, c.nb)) {
+        if (refs_get(&c, k) > max) {
+            r = vimg_internal_img_error(img, ENOTSUP, "Cannot decrease "
+                                        "refcount entry width to %u bits: "
+                                        "Cluster at offset 0x%llx has a "
+                                        "refcount of %llu", 1u << order,
+                                        (unsigned long long)(k *
+                                                             s->cluster_size),
+                                        (unsigned long long)refs_get(&c, k));
+            goto out;
+        }
+    }
+    if ((r = rebuild(&c, order)) < 0) {
+        goto out;
+    }
+    /* The old table and blocks are leaked clusters now: give them back. */
+    nb = DIV_ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
+                      s->cluster_size);
+    c.nb = 0;
+    c.max_nb = MAX(c.max_nb, nb);
+    c.refcount_max = max;
+    memset(&res, 0, sizeof res);
+    if ((r = grow_refs(&c, nb)) < 0 || (r = calculate(&c)) < 0) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    compare(&c, VIMG_CHECK_FIX_LEAKS, &highest);
+    if (res.corruptions || res.check_errors) {
+        r = vimg_internal_img_error(img, EIO, "the refcounts rebuilt at %u "
+                                    "bits do not check clean",
+                                    1u << order);
+        goto out;
+    }
+    if ((r = qcow2_flush_metadata(img)) == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+out:
+    refs_clear(&c);
+    free(c.pages);
+    free(c.buf);
     return r;
 }

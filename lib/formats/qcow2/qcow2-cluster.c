@@ -670,8 +670,11 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     uint64_t old[MAX_RUN];
     int r = 0;
 
+    /* The bitmaps record a write from its start: a bit set for a write
+     * that then fails costs a copy, a bit missed would lose one. */
     if ((r = qcow2_crypto_ready(img)) < 0 ||
-        (r = qcow2_begin_write(img)) < 0) {
+        (r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     while (count && r == 0) {
@@ -935,7 +938,8 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
          * the guest disk itself). */
         return -ENOTSUP;
     }
-    if ((r = qcow2_begin_write(img)) < 0) {
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     if (start >= end) {
@@ -976,7 +980,9 @@ int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count)
          * leaving the data is a valid discard. */
         return 0;
     }
-    if ((r = qcow2_begin_write(img)) < 0) {
+    /* As QEMU's block layer: the whole range counts as written. */
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
     if (start >= end) {
@@ -1331,6 +1337,9 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
     }
     wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
     if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_bitmaps_mark(img, offset,
+                                MIN(s->cluster_size,
+                                    img->size - offset))) < 0 ||
         (r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;
     }
@@ -1344,16 +1353,6 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
         (r = write_data(img, cbuf, len, host)) < 0) {
         return r;
     }
-    /* Keep the file whole sectors long, as qemu-img's compressed output
-     * ends (readers fetch compressed data by the sector). */
-    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
-    if (end % QCOW2_COMPRESSED_SECTOR_SIZE &&
-        (r = vimg_internal_truncate(img->file,
-                                    ROUND_UP(end,
-                                             QCOW2_COMPRESSED_SECTOR_SIZE),
-                                    0, VIMG_PREALLOC_OFF)) < 0) {
-        return r;
-    }
     if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
         return r;
     }
@@ -1362,6 +1361,29 @@ int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                      host / QCOW2_COMPRESSED_SECTOR_SIZE;
     store_be64(table + idx * 8,
                QCOW2_L2E_COMPRESSED | (extra << x) | host);
+    s->compressed_written = true;
     qcow2_cache_mark_dirty(&s->l2_cache, table);
     return 0;
+}
+
+/* Compressed pieces can leave the file ending inside a sector; readers
+ * fetch compressed data by the sector, and qemu-img's compressed output
+ * ends on a whole sector: pad once, at flush and close, not per piece
+ * (a truncate per cluster costs more than the write). */
+int qcow2_pad_to_sector(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
+    /* Only after compressed writes, as QEMU: other images may end
+     * mid-sector (a 512-byte-cluster image's L1 table) and stay so. */
+    if (!s->compressed_written) {
+        return 0;
+    }
+    s->compressed_written = false;
+    if (!(end % QCOW2_COMPRESSED_SECTOR_SIZE)) {
+        return 0;
+    }
+    return vimg_internal_truncate(img->file,
+                                  ROUND_UP(end, QCOW2_COMPRESSED_SECTOR_SIZE),
+                                  0, VIMG_PREALLOC_OFF);
 }

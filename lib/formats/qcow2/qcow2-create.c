@@ -63,6 +63,31 @@ static const struct {
     { QCOW2_FEAT_TYPE_AUTOCLEAR, 1, "raw external data" },
 };
 #define N_FEATURES (sizeof feature_names / sizeof feature_names[0])
+_Static_assert(N_FEATURES * QCOW2_FEAT_ENTRY_SIZE == QCOW2_FEATURE_TABLE_SIZE,
+               "feature table size");
+
+bool qcow2_has_feature_table(uint64_t cluster_size)
+{
+    /* qemu-img writes the feature name table only into header clusters
+     * of 8 KiB and more; doing the same keeps new images byte-identical. */
+    return cluster_size >= 8192;
+}
+
+uint64_t qcow2_put_feature_table(uint8_t *h)
+{
+    store_be32(h + QCOW2_EXT_TYPE, QCOW2_EXT_FEATURE_TABLE);
+    store_be32(h + QCOW2_EXT_LENGTH, QCOW2_FEATURE_TABLE_SIZE);
+    uint8_t *e = h + QCOW2_EXT_DATA;
+    memset(e, 0, QCOW2_FEATURE_TABLE_SIZE);
+    for (size_t i = 0; i < N_FEATURES; i++) {
+        e[QCOW2_FEAT_TYPE] = feature_names[i].type;
+        e[QCOW2_FEAT_BIT] = feature_names[i].bit;
+        memcpy(e + QCOW2_FEAT_NAME, feature_names[i].name,
+               strlen(feature_names[i].name));
+        e += QCOW2_FEAT_ENTRY_SIZE;
+    }
+    return QCOW2_EXT_DATA + QCOW2_FEATURE_TABLE_SIZE;
+}
 
 struct create_params {
     uint32_t version, cluster_bits, refcount_order;
@@ -194,22 +219,9 @@ static int build_header(const struct vimg_create_ctx *c,
         memcpy(h + off + QCOW2_EXT_DATA, c->backing_format, n);
         off += QCOW2_EXT_DATA + ROUND_UP(n, 8);
     }
-    /* qemu-img writes the feature name table only into header clusters
-     * of 8 KiB and more; doing the same keeps new images byte-identical. */
-    if (p->version == 3 && cs >= 8192 &&
-        off + 8 + N_FEATURES * QCOW2_FEAT_ENTRY_SIZE + 8 <= cs) {
-        store_be32(h + off + QCOW2_EXT_TYPE, QCOW2_EXT_FEATURE_TABLE);
-        store_be32(h + off + QCOW2_EXT_LENGTH,
-                   N_FEATURES * QCOW2_FEAT_ENTRY_SIZE);
-        uint8_t *e = h + off + QCOW2_EXT_DATA;
-        for (size_t i = 0; i < N_FEATURES; i++) {
-            e[QCOW2_FEAT_TYPE] = feature_names[i].type;
-            e[QCOW2_FEAT_BIT] = feature_names[i].bit;
-            memcpy(e + QCOW2_FEAT_NAME, feature_names[i].name,
-                   strlen(feature_names[i].name));
-            e += QCOW2_FEAT_ENTRY_SIZE;
-        }
-        off += QCOW2_EXT_DATA + N_FEATURES * QCOW2_FEAT_ENTRY_SIZE;
+    if (p->version == 3 && qcow2_has_feature_table(cs) &&
+        off + 8 + QCOW2_FEATURE_TABLE_SIZE + 8 <= cs) {
+        off += qcow2_put_feature_table(h + off);
     }
     off += 8; /* end-of-extensions marker, already zero */
     if (c->backing_file) {

@@ -182,48 +182,19 @@ static int source_bitmaps(struct vimg_image *src, uint64_t cs, bool *has,
     }
     s = qcow2_state(src);
     *has = s->version >= 3;
-    if (!*has || !s->has_bitmaps_ext || !s->nb_bitmaps ||
-        !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
-        return 0;
-    }
-    uint8_t *dir = malloc(s->bitmap_dir_size ? s->bitmap_dir_size : 1);
-    if (!dir) {
-        return vimg_internal_img_error(src, ENOMEM, "out of memory");
-    }
-    int r = vimg_internal_pread(src->file, dir, s->bitmap_dir_size,
-                                s->bitmap_dir_offset);
-    uint64_t pos = 0;
-    for (uint32_t i = 0; r == 0 && i < s->nb_bitmaps; i++) {
-        uint64_t len;
-        if (range_outside(pos, QCOW2_BMDIR_FIXED_SIZE, s->bitmap_dir_size)) {
-            r = vimg_internal_img_error(src, EINVAL, "bitmap directory "
-                                        "entry %u lies outside the "
-                                        "directory", i);
-            break;
-        }
-        const uint8_t *e = dir + pos;
-        unsigned gbits = e[QCOW2_BMDIR_GRANULARITY];
-        len = QCOW2_BMDIR_FIXED_SIZE +
-              (uint64_t)load_be32(e + QCOW2_BMDIR_EXTRA_DATA_SIZE) +
-              load_be16(e + QCOW2_BMDIR_NAME_SIZE);
-        if (gbits < 9 || gbits > 31 ||
-            range_outside(pos, len, s->bitmap_dir_size)) {
-            r = vimg_internal_img_error(src, EINVAL, "bitmap directory "
-                                        "entry %u is invalid", i);
-            break;
-        }
-        uint64_t bits = DIV_ROUND_UP(vsize, UINT64_C(1) << gbits);
+    /* Every bitmap the source holds, inconsistent ones too, as QEMU
+     * counts them. */
+    for (uint32_t i = 0; *has && i < s->bm_count; i++) {
+        const struct qcow2_bitmap *b = &s->bm[i];
+        uint64_t bits = DIV_ROUND_UP(vsize, UINT64_C(1) << b->gran_bits);
         uint64_t clusters = DIV_ROUND_UP(DIV_ROUND_UP(bits, 8), cs);
         total += clusters * cs + ROUND_UP(clusters * 8, cs);
         /* The new directory has no extra data. */
         dir_total += ROUND_UP(QCOW2_BMDIR_FIXED_SIZE +
-                              (uint64_t)load_be16(e + QCOW2_BMDIR_NAME_SIZE),
-                              8);
-        pos += ROUND_UP(len, 8);
+                              (uint64_t)strlen(b->name), 8);
     }
-    free(dir);
     *size = total + ROUND_UP(dir_total, cs);
-    return r;
+    return 0;
 }
 
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,

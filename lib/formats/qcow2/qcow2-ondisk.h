@@ -152,10 +152,15 @@ _Static_assert(QCOW2_BMDIR_EXTRA_DATA_SIZE + 4 == QCOW2_BMDIR_FIXED_SIZE,
                "layout");
 #define QCOW2_BMDIR_FLAG_IN_USE (1u << 0)
 #define QCOW2_BMDIR_FLAG_AUTO   (1u << 1)
+#define QCOW2_BMDIR_FLAGS_RESERVED 0xfffffffcu
+#define QCOW2_BMDIR_TYPE_DIRTY  1 /* the only type: dirty tracking */
 /* Bitmap table entry: bits 9-55 cluster offset; bit 0 "all ones" when the
- * offset is 0. */
+ * offset is 0; bits 1-8 and 56-63 reserved. A data cluster holds bit K of
+ * its part of the bitmap in byte K / 8, bit K % 8 (QEMU serialises
+ * little-endian words). */
 #define QCOW2_BMT_OFFSET_MASK 0x00fffffffffffe00ull
 #define QCOW2_BMT_ALL_ONES    1ull
+#define QCOW2_BMT_RESERVED    0xff000000000001feull
 
 /* ---- L1, L2 and refcount table entries ------------------------------- */
 

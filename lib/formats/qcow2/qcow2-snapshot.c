@@ -998,6 +998,12 @@ int qcow2_snapshot_apply(struct vimg_image *img, const char *id,
     if (i < 0) {
         return not_found(img, id, name);
     }
+    /* The bitmaps would not know what changed (QEMU refuses too, even
+     * with every bitmap disabled). */
+    if (s->bm_count) {
+        return vimg_internal_img_error(img, EBUSY, "Device has active dirty "
+                                       "bitmaps");
+    }
     const struct qcow2_snapshot *sn = &s->snapshots[i];
     uint64_t need = DIV_ROUND_UP(sn->disk_size,
                                  s->cluster_size << s->l2_bits);
@@ -1101,6 +1107,11 @@ int qcow2_make_empty(struct vimg_image *img)
     }
     if ((r = add_tree(&t, s->l1, s->l1_size, -1, buf)) < 0 ||
         (r = txn_add_range(&t, s->l1_offset, s->l1_size * 8ull, -1)) < 0) {
+        goto out;
+    }
+    /* Every cluster of the layer is discarded: the bitmaps hear of it, as
+     * QEMU's discards tell them. */
+    if ((r = qcow2_bitmaps_mark(img, 0, img->size)) < 0) {
         goto out;
     }
     r = txn_commit(&t, &res);

@@ -303,14 +303,8 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
                             file_size)) < 0) {
         return r;
     }
-    if (s->has_bitmaps_ext && (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) &&
-        (s->nb_bitmaps > 65535 ||
-         (r = validate_table(img, "bitmap directory", s->bitmap_dir_offset,
-                             s->bitmap_dir_size, 1, 64u << 20,
-                             s->cluster_size, file_size)) < 0)) {
-        return r < 0 ? r : vimg_internal_img_error(img, EFBIG, "too many "
-                                                   "bitmaps");
-    }
+    /* The bitmaps extension is checked with the directory, by
+     * qcow2_bitmaps_open. */
     s->rt_entries = (uint64_t)s->rt_clusters * s->cluster_size / 8;
     /* QEMU sees whole 512-byte sectors only. */
     img->size = ROUND_DOWN(size, 512);
@@ -524,6 +518,8 @@ int qcow2_metadata_at(struct vimg_image *img, unsigned ignore,
     } else if (s->crypto_length &&
                overlaps(offset, len, s->crypto_offset, s->crypto_length)) {
         *what = "encryption header";
+    } else if (!(ignore & QCOW2_ROLE_BITMAPS)) {
+        *what = qcow2_bitmaps_metadata_at(s, offset, len);
     }
     if (ix) {
         if (!*what && !(ignore & QCOW2_ROLE_RB) &&
@@ -625,16 +621,23 @@ int qcow2_update_header_fields(struct vimg_image *img, unsigned pos,
 int qcow2_begin_write(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);
-    /* Autoclear bits name features this writer does not maintain
-     * (bitmaps); the spec says to clear them when modifying the image. */
-    uint64_t keep = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    /* Autoclear bits name features a writer must maintain or drop: the
+     * spec says to clear the bits of those it does not know when
+     * modifying the image. Bitmaps are maintained (once loaded). */
+    uint64_t keep = s->autoclear & (QCOW2_AUTOCLEAR_DATA_FILE_RAW |
+                                    (s->bm_loaded ? QCOW2_AUTOCLEAR_BITMAPS
+                                                  : 0));
+    int r;
 
     if (s->corrupt) {
         return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
                                        "writes are refused");
     }
-    if (s->autoclear == keep || (img->params.flags & VIMG_OPEN_CHECK)) {
+    if (img->params.flags & VIMG_OPEN_CHECK) {
         return 0;
+    }
+    if ((r = qcow2_bitmaps_begin_write(img)) < 0 || s->autoclear == keep) {
+        return r;
     }
     s->autoclear = keep;
     return qcow2_update_header_fields(img, QCOW2_HDR_AUTOCLEAR_FEATURES, 8);
@@ -841,6 +844,7 @@ static void free_state(struct qcow2_state *s)
     free(s->rt);
     qcow2_snapshots_free(s->snapshots, s->nb_snapshots);
     free(s->inactive_l2);
+    qcow2_bitmaps_free(s);
     free(s->backing_name);
     free(s->backing_format);
     free(s->data_file_name);
@@ -923,6 +927,7 @@ static int qcow2_open(struct vimg_image *img, const struct vimg_opts *opts)
     if ((r = read_table(img, s->l1_offset, s->l1_size, &s->l1)) < 0 ||
         (r = read_table(img, s->rt_offset, s->rt_entries, &s->rt)) < 0 ||
         (r = read_snapshots(img, file_size)) < 0 ||
+        (r = qcow2_bitmaps_open(img)) < 0 ||
         (r = open_caches(img, opts)) < 0 ||
         (r = qcow2_crypto_open(img, opts)) < 0) {
         goto fail;
@@ -993,7 +998,14 @@ static int qcow2_close(struct vimg_image *img)
         return 0;
     }
     if (img->writable && !s->corrupt) {
-        r = qcow2_flush_metadata(img);
+        /* The bitmaps last: a clean close clears their in-use flags. */
+        r = qcow2_bitmaps_store(img, true);
+        if (r == 0) {
+            r = qcow2_flush_metadata(img);
+        }
+        if (r == 0) {
+            r = qcow2_pad_to_sector(img);
+        }
         if (r == 0 && s->lazy && s->dirty_set) {
             if ((r = vimg_internal_flush(img->file)) == 0) {
                 s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
@@ -1074,6 +1086,7 @@ static int qcow2_get_info(struct vimg_image *img, struct vimg_value *info)
         (v3 && (r = vimg_internal_value_set_bool(
                     data, "lazy-refcounts",
                     s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) < 0) ||
+        (v3 && (r = qcow2_bitmaps_info(img, data)) < 0) ||
         (r = vimg_internal_value_set_int(data, "refcount-bits",
                                          1 << s->refcount_order)) < 0 ||
         /* qemu-img shows the encryption between these. */
@@ -1144,7 +1157,27 @@ static int locked_flush(struct vimg_image *img)
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     int r = qcow2_flush_metadata(img);
+    if (r == 0) {
+        r = qcow2_bitmaps_store(img, false);
+    }
+    if (r == 0 && !s->corrupt) {
+        r = qcow2_pad_to_sector(img);
+    }
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_resize(struct vimg_image *img, uint64_t size, unsigned flags,
+                 enum vimg_prealloc prealloc)
+{
+    uint64_t old = img->size;
+    int r = qcow2_bitmaps_resize_begin(img, size);
+
+    if (r == 0) {
+        r = qcow2_truncate(img, size, flags, prealloc);
+        int r2 = qcow2_bitmaps_resize_end(img, img->size != old);
+        r = r < 0 ? r : r2;
+    }
     return r;
 }
 
@@ -1154,7 +1187,7 @@ static int locked_truncate(struct vimg_image *img, uint64_t size,
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     qcow2_wait_all_idle(img);
-    int r = qcow2_truncate(img, size, flags, prealloc);
+    int r = qcow2_resize(img, size, flags, prealloc);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1197,6 +1230,50 @@ static int locked_check(struct vimg_image *img, unsigned fix,
     pthread_mutex_lock(&s->lock);
     qcow2_wait_all_idle(img);
     int r = qcow2_check(img, fix, res, report, opaque);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_amend(struct vimg_image *img, const struct vimg_opts *opts,
+                        vimg_progress_fn progress, void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_amend(img, opts, progress, opaque);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_bitmap_list(struct vimg_image *img,
+                              struct vimg_internal_bitmap **v, size_t *n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_bitmap_list(img, v, n);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_bitmap_dirty(struct vimg_image *img, const char *name,
+                               vimg_internal_range_fn fn, void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_bitmap_dirty(img, name, fn, opaque);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* A merge from another image reads it with this lock held: the
+ * destination is locked before the source, never the other way. */
+static int locked_bitmap(struct vimg_image *img,
+                         const struct vimg_bitmap_params *p)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_bitmap(img, p);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1301,6 +1378,11 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .get_info = locked_get_info,
     .measure = qcow2_measure,
     .check = locked_check,
+    .amend_opts = qcow2_amend_opts,
+    .amend = locked_amend,
+    .bitmap_list = locked_bitmap_list,
+    .bitmap_dirty = locked_bitmap_dirty,
+    .bitmap = locked_bitmap,
     .snapshot_list = locked_snapshot_list,
     .snapshot_create = locked_snapshot_create,
     .snapshot_apply = locked_snapshot_apply,

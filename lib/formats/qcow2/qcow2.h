@@ -30,6 +30,17 @@
 #define QCOW2_DEFAULT_L2_CACHE (1u << 20)
 #define QCOW2_DEFAULT_RC_CACHE (256u << 10)
 #define QCOW2_MIN_CACHE_TABLES 2
+/* Persistent bitmaps, QEMU's limits: 65535 bitmaps, a directory of at
+ * most 1 KiB per bitmap; a bitmap's data at most 512 MiB (QEMU holds it
+ * whole in memory) in a table of at most 0x8000000 entries; names of at
+ * most 1023 bytes; granularities 512 B..2 GiB. */
+#define QCOW2_MAX_BITMAPS 65535u
+#define QCOW2_MAX_BITMAP_DIR (1024u * QCOW2_MAX_BITMAPS)
+#define QCOW2_MAX_BITMAP_BYTES (512u << 20)
+#define QCOW2_MAX_BITMAP_TABLE 0x8000000u
+#define QCOW2_MAX_BITMAP_NAME 1023u
+#define QCOW2_MIN_BITMAP_GRAN_BITS 9
+#define QCOW2_MAX_BITMAP_GRAN_BITS 31
 
 /* Roles of metadata, for the overlap check before every metadata write. */
 enum qcow2_role {
@@ -42,6 +53,7 @@ enum qcow2_role {
     QCOW2_ROLE_SNAPSHOT_L1 = 1u << 6,
     QCOW2_ROLE_INACTIVE_L2 = 1u << 7, /* never written: snapshots are
                                          read-only here */
+    QCOW2_ROLE_BITMAPS = 1u << 8,     /* bitmap directory and tables */
     QCOW2_ROLE_DATA = 0, /* guest data: may not overlap anything */
 };
 
@@ -90,6 +102,27 @@ struct qcow2_snapshot {
      * table (QEMU keeps it too). */
     uint8_t *extra_unknown;
     uint32_t extra_unknown_len;
+};
+
+/* A persistent dirty bitmap. What the image holds is the directory entry
+ * and table on disk, with CLEARED (the data counts as zeros) and PAGES
+ * (bits set since, one cluster-sized page per data cluster) on top, until
+ * qcow2_bitmaps_store writes them back. */
+struct qcow2_bitmap {
+    char *name;
+    uint32_t flags;            /* QCOW2_BMDIR_FLAG_AUTO as it should be on
+                                  disk; IN_USE is derived when writing */
+    uint8_t gran_bits;
+    uint64_t table_offset;     /* 0: none on disk yet */
+    uint32_t table_size;       /* entries */
+    uint64_t *table;           /* host order, read on first use */
+    bool inconsistent;         /* in use when opened: its data is stale,
+                                  kept as it is until removed */
+    bool cleared;
+    bool changed;              /* must be stored */
+    bool resized;              /* the disk size changed since stored */
+    uint8_t **pages;
+    uint64_t nb_pages;
 };
 
 struct qcow2_state {
@@ -146,10 +179,19 @@ struct qcow2_state {
     uint64_t free_hint;        /* no free cluster below this index */
     uint64_t free_byte_offset; /* where the next compressed piece may go
                                   (0: start a fresh cluster) */
+    bool compressed_written;   /* since the last flush (see
+                                  qcow2_pad_to_sector) */
     bool l1_dirty;
     bool corrupt;              /* refuse every further write */
     bool dirty_set;            /* the header's dirty bit is set by us */
     bool lazy;                 /* lazy refcounts in effect */
+    struct qcow2_bitmap *bm;   /* the persistent bitmaps, directory order */
+    uint32_t bm_count;
+    bool bm_loaded;            /* the bitmaps extension is maintained */
+    bool bm_in_use;            /* the enabled bitmaps are marked in use on
+                                  disk (the guest disk has changed) */
+    bool bm_resizing;          /* every consistent bitmap is marked in use
+                                  while its size changes */
 
     /* Concurrency (the driver is thread-safe): LOCK guards everything
      * above and the caches. Guest-data I/O and decompression run without
@@ -216,9 +258,19 @@ int qcow2_mark_dirty(struct vimg_image *img);
 /* Write back everything in crash-safe order: refcount blocks, L2 tables,
  * L1. */
 int qcow2_flush_metadata(struct vimg_image *img);
+/* Change the virtual size with the persistent bitmaps (lock held, nothing
+ * in flight). */
+int qcow2_resize(struct vimg_image *img, uint64_t size, unsigned flags,
+                 enum vimg_prealloc prealloc);
 
 /* ---- qcow2-create.c --------------------------------------------------- */
 extern const struct vimg_opt_desc qcow2_create_opts[];
+/* The feature name table QEMU writes (8 names), as one header extension
+ * at H; returns its length. Only into clusters where
+ * qcow2_has_feature_table says qemu-img puts one. */
+#define QCOW2_FEATURE_TABLE_SIZE (8 * QCOW2_FEAT_ENTRY_SIZE)
+bool qcow2_has_feature_table(uint64_t cluster_size);
+uint64_t qcow2_put_feature_table(uint8_t *h);
 int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c);
 int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                    enum vimg_prealloc prealloc);
@@ -300,6 +352,8 @@ long qcow2_compress(struct vimg_image *img, const void *in, void *out,
                     uint64_t cap);
 int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
                            const void *cbuf, uint64_t len);
+/* Extend the file to a whole number of sectors (after compressed writes). */
+int qcow2_pad_to_sector(struct vimg_image *img);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        const char **file);
@@ -349,6 +403,63 @@ int qcow2_check(struct vimg_image *img, unsigned fix,
                 void *opaque);
 /* Rebuild refcounts after an unclean shutdown with lazy refcounts. */
 int qcow2_repair_dirty(struct vimg_image *img);
+/* Rebuild the refcount structure at 2^ORDER bits from the references
+ * (amend -o refcount_bits): refused when the image has errors or a
+ * refcount does not fit the new width; leaks are dropped. */
+int qcow2_change_refcount_order(struct vimg_image *img, uint32_t order);
+
+/* ---- qcow2-bitmap.c --------------------------------------------------- */
+/* Read and validate the bitmap directory (the one place it is checked)
+ * when the bitmaps extension is valid; the tables are read on first
+ * use. */
+int qcow2_bitmaps_open(struct vimg_image *img);
+void qcow2_bitmaps_free(struct qcow2_state *s);
+/* A bitmap table entry is well formed (check counts the others). */
+bool qcow2_bitmap_entry_valid(const struct qcow2_state *s, uint64_t e);
+/* "bitmap directory" or "bitmap table" when [OFFSET, OFFSET+LEN) of the
+ * file overlaps one, else NULL. */
+const char *qcow2_bitmaps_metadata_at(const struct qcow2_state *s,
+                                      uint64_t offset, uint64_t len);
+/* Before the first change of the guest disk: mark the enabled bitmaps in
+ * use on disk. */
+int qcow2_bitmaps_begin_write(struct vimg_image *img);
+/* Record a write (or zero write, discard) of guest bytes [OFFSET,
+ * OFFSET+LEN) in every enabled bitmap, in memory. */
+int qcow2_bitmaps_mark(struct vimg_image *img, uint64_t offset,
+                       uint64_t len);
+/* Write changed bitmaps back (crash-safely); CLOSING also clears their
+ * in-use flags. */
+int qcow2_bitmaps_store(struct vimg_image *img, bool closing);
+/* Around a change of the virtual size to SIZE: refuse inconsistent
+ * bitmaps and mark all in use before, resize and write them after
+ * (RESIZED: the size did change). */
+int qcow2_bitmaps_resize_begin(struct vimg_image *img, uint64_t size);
+int qcow2_bitmaps_resize_end(struct vimg_image *img, bool resized);
+/* The "bitmaps" member of info's format-specific data, as qemu-img's. */
+int qcow2_bitmaps_info(struct vimg_image *img, struct vimg_value *data);
+/* Driver members (lock held). */
+int qcow2_bitmap_list(struct vimg_image *img, struct vimg_internal_bitmap **v,
+                      size_t *n);
+int qcow2_bitmap_dirty(struct vimg_image *img, const char *name,
+                       vimg_internal_range_fn fn, void *opaque);
+int qcow2_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p);
+
+/* ---- qcow2-amend.c ---------------------------------------------------- */
+/* The offset in the header cluster of the first extension of TYPE, or 0
+ * when there is none. */
+uint64_t qcow2_header_ext_offset(const struct qcow2_state *s, uint32_t type);
+/* Write the whole header cluster from the in-memory state, as QEMU lays it
+ * out: fields, extensions (backing format, data file, encryption header,
+ * feature names, bitmaps, then unknown ones as they were), end marker,
+ * backing file name. */
+int qcow2_rewrite_header(struct vimg_image *img);
+/* The change_backing driver member (lock held): the backing fields of
+ * the state, img's and the header, after flushing everything else. */
+int qcow2_change_backing(struct vimg_image *img, const char *name,
+                         const char *format);
+extern const struct vimg_opt_desc qcow2_amend_opts[];
+int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
+                vimg_progress_fn progress, void *opaque);
 
 /* ---- qcow2-snapshot.c ------------------------------------------------- */
 /* Driver members (lock held, no I/O in flight: see qcow2.c). */
@@ -365,11 +476,6 @@ int qcow2_snapshot_load(struct vimg_image *img, const char *id,
 int qcow2_make_empty(struct vimg_image *img);
 /* Free what struct qcow2_snapshot entries own. */
 void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
-
-/* ---- qcow2-header.c --------------------------------------------------- */
-/* The change_backing driver member (lock held). */
-int qcow2_change_backing(struct vimg_image *img, const char *name,
-                         const char *format);
 
 /* ---- qcow2-measure.c -------------------------------------------------- */
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,

@@ -110,7 +110,8 @@ static void test_errors(void)
     uint8_t *before = malloc(512);
     memcpy(before, d, 512);
     CHECK_EQ(vimg_rebase(img, &p), -1);
-    CHECK_ERROR(ENOSPC, "r.qcow2: No space left in the file header");
+    CHECK_ERROR(ENOSPC, "r.qcow2: the backing file name does not fit in "
+                "the header cluster");
     d = vimg_internal_memory_data(img->file, &len1);
     CHECK(!memcmp(before, d, 512));
     free(before);
