@@ -19,7 +19,8 @@ struct command {
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
     cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_dd, cmd_bench, cmd_iso,
-    cmd_serve, cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend;
+    cmd_serve, cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend,
+    cmd_snapshot, cmd_commit, cmd_rebase;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */
@@ -90,6 +91,11 @@ int print_json(const struct vimg_value *v);
  * chain, naming it: its open would otherwise fail on our own lock, blamed
  * on "another process", or replace the file being read. */
 int check_not_source(struct vimg_image *src, const char *target);
+/* qemu-img's snapshot table (cli/cmd-snapshot.c): the column header,
+ * then one line per snapshot of V[0..N), dates in local time. */
+void print_snapshot_table(FILE *f, const struct vimg_snapshot *v, size_t n);
+/* The same for info's "snapshots" array LIST. */
+void print_snapshot_values(FILE *f, const struct vimg_value *list);
 
 /* The global open policy (--refs/--untrusted). */
 enum vimg_ref_policy cli_ref_policy(void);
@@ -98,6 +104,17 @@ enum output_format cli_default_output(void);
 /* Open FILE for a command; prints the error and returns NULL on failure. */
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags);
+/* The same, reading the internal snapshot SN_ID/SN_NAME (see
+ * vimg_open_params). */
+struct vimg_image *open_image_snapshot(const char *file, const char *format,
+                                       unsigned flags, const char *sn_id,
+                                       const char *sn_name);
+/* Open FILE read-only at the snapshot SPEC names as qemu-img's -l takes
+ * it: "snapshot.id=ID,snapshot.name=NAME" (either may be left out), or an
+ * ID or name (the ID first); NULL SPEC opens the current disk. Prints
+ * the error and returns NULL on failure (cli/cmd-snapshot.c). */
+struct vimg_image *open_snapshot_spec(const char *file, const char *format,
+                                      unsigned flags, const char *spec);
 
 /* cli/secrets.c: --object secret,... and --image-opts, taken out of ARGV
  * wherever they are (before "--") for every command. Returns the new argc,

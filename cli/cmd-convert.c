@@ -1,5 +1,5 @@
-/* vimg convert [-p] [-q] [-n] [-c] [-C] [-W] [-U] [-f FMT] [-O FMT]
- *   [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-r RATE]
+/* vimg convert [-p] [-q] [-n] [-c] [-C] [-W] [-U] [-f FMT] [-l SNAPSHOT]
+ *   [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] [-r RATE]
  *   [-t CACHE] [-T CACHE] [--salvage] [--target-is-zero]
  *   [--progress=json] SOURCE... TARGET */
 #include <getopt.h>
@@ -117,6 +117,7 @@ static int run(int argc, char **argv)
     };
     const char *src_fmt = NULL, *out_fmt = "raw";
     CLEANUP_FREE char *options = NULL;
+    const char *snapshot = NULL;
     struct vimg_create_params cp = { .refs = cli_ref_policy() };
     struct vimg_convert_params p = { .min_sparse = 4096 };
     struct convert_cli cli = { .quiet = false };
@@ -129,9 +130,13 @@ static int run(int argc, char **argv)
     uint64_t n;
     int c;
 
-    while ((c = getopt_long(argc, argv, "pqncCWUf:O:o:B:F:S:m:t:T:r:",
+    while ((c = getopt_long(argc, argv, "pqncCWUf:O:o:B:F:S:m:t:T:r:l:s:",
                             longopts, NULL)) != -1) {
         switch (c) {
+        case 'l': /* snapshot.id=ID,snapshot.name=NAME or ID_OR_NAME */
+        case 's': /* the old spelling of -l ID_OR_NAME */
+            snapshot = optarg;
+            break;
         case 'p': pmode = PROGRESS_BAR; break;
         case 'q': cli.quiet = true; break;
         case 'n': no_create = true; break;
@@ -246,6 +251,9 @@ static int run(int argc, char **argv)
     }
     no_create |= url;
 
+    if (snapshot && n_src != 1) {
+        return fail("-l needs exactly one source image");
+    }
     struct vimg_image **src = calloc(n_src, sizeof *src);
     if (!src) {
         return fail("out of memory");
@@ -257,7 +265,10 @@ static int run(int argc, char **argv)
     int rc = 1;
 
     for (size_t i = 0; i < n_src; i++) {
-        if (!(src[i] = open_image(sources[i], src_fmt, src_flags)) ||
+        if (!(src[i] = snapshot ? open_snapshot_spec(sources[i], src_fmt,
+                                                     src_flags, snapshot)
+                                : open_image(sources[i], src_fmt,
+                                             src_flags)) ||
             check_not_source(src[i], target)) {
             goto out;
         }
@@ -354,9 +365,9 @@ const struct command cmd_convert = {
     "convert", run, "copy an image into another format",
     "Usage: vimg convert [-p|--progress=json] [-q] [-n] [-c] [-C] [-W] [-U] "
     "[-f FMT]\n"
-    "         [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] [-S SIZE] [-m N] "
-    "[-r RATE]\n"
-    "         [-t CACHE] [-T CACHE] [--salvage] [--target-is-zero]\n"
+    "         [-l SNAPSHOT] [-O FMT] [-o OPTIONS] [-B BACKING [-F FMT]] "
+    "[-S SIZE] [-m N]\n"
+    "         [-r RATE] [-t CACHE] [-T CACHE] [--salvage] [--target-is-zero]\n"
     "         [--bitmaps [--skip-broken-bitmaps]]\n"
     "         SOURCE [SOURCE2 ...] TARGET\n"
     "Copy the guest-visible contents of SOURCE (through its backing chain)\n"
@@ -390,6 +401,9 @@ const struct command cmd_convert = {
     "                     out instead of failing\n"
     "  -t/-T CACHE        target/source cache mode: writeback, unsafe (the\n"
     "                     target's default: no flush), none (O_DIRECT), ...\n"
+    "  -l SNAPSHOT        convert SOURCE's internal snapshot: snapshot.id=ID,\n"
+    "                     snapshot.name=NAME, or an ID or a name (-s NAME\n"
+    "                     is the old spelling)\n"
     "  -U, --force-share  read SOURCE even if another process has it open\n"
     "  -p                 progress: a bar while stdout is a terminal, else\n"
     "                     qemu-img's '    (NN.NN/100%)' lines on stdout\n"

@@ -52,7 +52,7 @@ static void print_human(const struct vimg_value *info)
     }
     if ((v = vimg_value_get(info, "snapshots")) && vimg_value_count(v)) {
         printf("Snapshot list:\n");
-        print_human_value(stdout, v, 4);
+        print_snapshot_values(stdout, v);
     }
     if ((v = vimg_value_get(info, "format-specific"))) {
         /* A raw image holding an ISO 9660 volume says so: its facts are

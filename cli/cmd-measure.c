@@ -1,5 +1,5 @@
 /* vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]
- *              [--size N | [-f FMT] [-U] FILENAME] */
+ *              [--size N | [-f FMT] [-U] [-l SNAPSHOT] FILENAME] */
 #include <getopt.h>
 
 #include "../common/cleanup.h"
@@ -16,13 +16,16 @@ static int run(int argc, char **argv)
     enum output_format out = cli_default_output();
     const char *format = NULL, *out_fmt = "raw";
     CLEANUP_FREE char *options = NULL;
+    const char *snapshot = NULL;
     uint64_t size = 0;
     bool have_size = false;
     unsigned flags = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, "f:O:o:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:O:o:Ul:", longopts, NULL)) !=
+           -1) {
         switch (c) {
+        case 'l': snapshot = optarg; break;
         case 'f': format = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
@@ -52,7 +55,11 @@ static int run(int argc, char **argv)
         return fail("measure needs either --size N or one image file");
     }
     struct vimg_image *src = NULL;
-    if (!have_size && !(src = open_image(argv[optind], format, flags))) {
+    if (have_size && snapshot) {
+        return fail("--image-opts, -f, and -l require a filename argument.");
+    }
+    if (!have_size && !(src = open_snapshot_spec(argv[optind], format, flags,
+                                                 snapshot))) {
         return 1;
     }
     struct vimg_measure m;
@@ -82,8 +89,9 @@ static int run(int argc, char **argv)
 const struct command cmd_measure = {
     "measure", run, "compute the file size an image needs",
     "Usage: vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]\n"
-    "                    [--size N | [-f FMT] [-U] FILENAME]\n"
+    "                    [--size N | [-f FMT] [-U] [-l SNAPSHOT] FILENAME]\n"
     "Print the file size a new image of format FMT (default raw) needs for\n"
     "the contents of FILENAME, or for an empty image of N bytes, and its\n"
-    "size when fully allocated.\n",
+    "size when fully allocated. -l SNAPSHOT measures an internal snapshot\n"
+    "(snapshot.id=ID,snapshot.name=NAME, or an ID or a name).\n",
 };

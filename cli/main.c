@@ -14,6 +14,7 @@ static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
     &cmd_resize, &cmd_check, &cmd_measure, &cmd_dd, &cmd_bench, &cmd_iso,
     &cmd_serve, &cmd_fuse, &cmd_mount, &cmd_umount, &cmd_bitmap, &cmd_amend,
+    &cmd_snapshot, &cmd_commit, &cmd_rebase,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -60,8 +61,17 @@ static void help(FILE *f)
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags)
 {
+    return open_image_snapshot(file, format, flags, NULL, NULL);
+}
+
+struct vimg_image *open_image_snapshot(const char *file, const char *format,
+                                       unsigned flags, const char *sn_id,
+                                       const char *sn_name)
+{
     struct vimg_open_params p = { .format = format, .flags = flags,
-                                  .refs = ref_policy };
+                                  .refs = ref_policy,
+                                  .snapshot_id = sn_id,
+                                  .snapshot_name = sn_name };
     char *name = NULL, *fmt = NULL, *opts = NULL;
     struct vimg_image *img = NULL;
 

@@ -41,6 +41,8 @@ static struct vimg_image *image_new(const struct vimg_driver *drv,
     img->params.options = NULL;
     img->params.secrets = NULL;
     img->params.n_secrets = 0;
+    img->params.snapshot_id = NULL;
+    img->params.snapshot_name = NULL;
     img->writable = p->flags & VIMG_OPEN_RDWR;
     img->request_alignment = 1;
     vimg_internal_mutex_init(&img->lock);
@@ -171,6 +173,23 @@ static int probe_footer(struct vimg_image *file,
     return 0;
 }
 
+/* Make IMG, just opened, read the internal snapshot P names (the open
+ * params of the image itself, never passed down its chain). */
+static int load_snapshot(struct vimg_image *img,
+                         const struct vimg_open_params *p)
+{
+    if (img->writable) {
+        return vimg_internal_img_error(img, EINVAL, "an internal snapshot "
+                                       "can only be opened read-only");
+    }
+    if (!img->drv->snapshot_load) {
+        return vimg_internal_img_error(img, ENOTSUP, "the %s format does "
+                                       "not support internal snapshots",
+                                       img->drv->name);
+    }
+    return img->drv->snapshot_load(img, p->snapshot_id, p->snapshot_name);
+}
+
 /* Open the format on FILE. PARENT is the image whose backing file this is
  * (NULL at the top), linked before the backing chain is followed so loop
  * detection sees the whole chain. */
@@ -238,6 +257,11 @@ static struct vimg_image *open_format(struct vimg_image *file,
                                     drv->name);
         }
         image_free(img, false);
+        return NULL;
+    }
+    if (!parent && (p->snapshot_id || p->snapshot_name) &&
+        load_snapshot(img, p) < 0) {
+        image_free(img, true);
         return NULL;
     }
     if (img->backing_name && open_backing(img, depth) < 0) {

@@ -186,6 +186,38 @@ struct vimg_driver {
     int (*check)(struct vimg_image *img, unsigned fix,
                  struct vimg_check_result *res, vimg_report_fn report,
                  void *opaque);
+
+    /* Internal snapshots; all NULL for formats without them (the list is
+     * then empty, the rest ENOTSUP). SNAPSHOT_LIST fills *LIST (*N
+     * entries, freed by the core with vimg_snapshot_list_free). The
+     * others name a snapshot by ID and NAME: both given, the first
+     * matching both; one NULL, the first matching the other; -ENOENT
+     * when none does. CREATE, APPLY and DELETE run on a writable image
+     * with no other call in flight on it (the core holds img->lock; a
+     * thread-safe driver waits for its own I/O). SNAPSHOT_LOAD makes a
+     * read-only image, just opened, read the snapshot instead of the
+     * current disk (its size too), for good. */
+    int (*snapshot_list)(struct vimg_image *img, struct vimg_snapshot **list,
+                         size_t *n);
+    int (*snapshot_create)(struct vimg_image *img,
+                           const struct vimg_snapshot *sn);
+    int (*snapshot_apply)(struct vimg_image *img, const char *id,
+                          const char *name);
+    int (*snapshot_delete)(struct vimg_image *img, const char *id,
+                           const char *name);
+    int (*snapshot_load)(struct vimg_image *img, const char *id,
+                         const char *name);
+    /* Deallocate every cluster of the image's own layer, so that it reads
+     * as its backing file (qemu-img commit's last step). NULL: -ENOTSUP,
+     * which commit ignores as qemu-img does. */
+    int (*make_empty)(struct vimg_image *img);
+    /* Record NAME (NULL: none) as the backing file and FORMAT (NULL:
+     * none) as its format in the image's metadata and in
+     * img->backing_name/backing_format, after making everything else
+     * durable, in one write. NULL: -ENOTSUP. */
+    int (*change_backing)(struct vimg_image *img, const char *name,
+                          const char *format);
+
     /* Change format options in place (OPTS validated against amend_opts;
      * IMG writable). Checks every option before changing anything. */
     int (*amend)(struct vimg_image *img, const struct vimg_opts *opts,
