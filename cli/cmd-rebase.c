@@ -82,7 +82,7 @@ const struct command cmd_rebase = {
     "              (to mend a renamed or moved backing file)\n"
     "  -f FMT      FILENAME's format (default: probe)\n"
     "  -t CACHE    FILENAME's cache mode; -T CACHE the backing files'\n"
-    "  -U          open BACKING even if another process has it\n"
+    "  -U, --force-share  open BACKING even if another process has it\n"
     "  -p          progress bar on a terminal\n"
     "  -q          quiet\n"
     "A relative BACKING is taken relative to FILENAME's folder.\n",
