@@ -20,9 +20,16 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	libnbd-dev nbdkit libfuse3-dev fuse3 libgnutls28-dev openssl \
 	libvhdi-utils python3-libvhdi cryptsetup-bin \
 	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow \
+	man-db strace \
 	librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 
-.PHONY: all deps build check demo bench fuzz clean
+.PHONY: all deps build check demo bench fuzz clean install
+
+# `make install`: the binary, libvimg (shared and static), its header and
+# pkg-config file, the man page and the bash completion, under PREFIX;
+# DESTDIR stages the whole tree elsewhere (packaging).
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -88,6 +95,10 @@ bench: deps build
 fuzz:
 	CC=clang meson setup build-fuzz -Dfuzzing=true -Db_lundef=false 2>/dev/null || true
 	ninja -C build-fuzz
+
+install: $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX))
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) build-fuzz

@@ -18,8 +18,9 @@ struct command {
 };
 
 extern const struct command cmd_create, cmd_info, cmd_convert, cmd_compare,
-    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_iso, cmd_serve,
-    cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend;
+    cmd_map, cmd_resize, cmd_check, cmd_measure, cmd_dd, cmd_bench, cmd_iso,
+    cmd_serve, cmd_fuse, cmd_mount, cmd_umount, cmd_bitmap, cmd_amend,
+    cmd_snapshot, cmd_commit, cmd_rebase;
 
 /* `vimg iso create` and `vimg iso cidata` (cli/cmd-iso-create.c); ARGV[0]
  * is the subcommand name. */
@@ -51,9 +52,13 @@ int print_json_string(FILE *f, const char *s);
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error as a one-line message; returns 1. */
 int fail_lib(void);
-/* Print a command's usage for --help (stdout), or one error line for a
- * call with the wrong number of arguments (returns 1). */
+/* Print a command's usage for --help (stdout), or, for a call with the
+ * wrong number of arguments, an error line and the whole usage on stderr
+ * (returns 1). */
 int usage(const struct command *c, bool error);
+/* "vimg: PROBLEM" and the whole usage on stderr (a wrong number of
+ * arguments that qemu-img words its own way); returns 1. */
+int usage_error(const struct command *c, const char *problem);
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 int parse_output(const char *arg, enum output_format *out);
@@ -61,8 +66,18 @@ int parse_output(const char *arg, enum output_format *out);
  * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
-/* An -o argument: refuses an empty one (returns 1), else sets *OUT. */
-int parse_option_list(const char *arg, const char **out);
+/* An -o argument: refuses an empty or malformed one (returns 1); several
+ * -o join into one list in *ACC (malloc'd; the caller frees it), as
+ * qemu-img joins them. */
+int parse_option_list(const char *arg, char **acc);
+/* Whether the -o list OPTS (NULL for none) has an item KEY or KEY=...;
+ * has_help_option: whether it asks for help ("help" or "?"). */
+bool has_option_key(const char *opts, const char *key);
+bool has_help_option(const char *opts);
+/* qemu-img's -o help for FORMAT: "Supported FORMAT options:" with a note
+ * on protocol options, or "Supported options:" when the command names a
+ * FILENAME. Returns the exit code. */
+int print_options_help(const char *format, const char *filename);
 
 /* qemu-img's human sizes: "1 MiB", "1.5 GiB", "196 KiB". */
 void format_size(uint64_t bytes, char *buf, size_t len);
@@ -72,11 +87,34 @@ void print_human_value(FILE *f, const struct vimg_value *v, int indent);
 /* JSON to stdout followed by a newline. */
 int print_json(const struct vimg_value *v);
 
+/* Refuse (print, return 1) a TARGET that is SRC or a file of its backing
+ * chain, naming it: its open would otherwise fail on our own lock, blamed
+ * on "another process", or replace the file being read. */
+int check_not_source(struct vimg_image *src, const char *target);
+/* qemu-img's snapshot table (cli/cmd-snapshot.c): the column header,
+ * then one line per snapshot of V[0..N), dates in local time. */
+void print_snapshot_table(FILE *f, const struct vimg_snapshot *v, size_t n);
+/* The same for info's "snapshots" array LIST. */
+void print_snapshot_values(FILE *f, const struct vimg_value *list);
+
 /* The global open policy (--refs/--untrusted). */
 enum vimg_ref_policy cli_ref_policy(void);
+/* The global --output given before the command (OUTPUT_HUMAN if none). */
+enum output_format cli_default_output(void);
 /* Open FILE for a command; prints the error and returns NULL on failure. */
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags);
+/* The same, reading the internal snapshot SN_ID/SN_NAME (see
+ * vimg_open_params). */
+struct vimg_image *open_image_snapshot(const char *file, const char *format,
+                                       unsigned flags, const char *sn_id,
+                                       const char *sn_name);
+/* Open FILE read-only at the snapshot SPEC names as qemu-img's -l takes
+ * it: "snapshot.id=ID,snapshot.name=NAME" (either may be left out), or an
+ * ID or name (the ID first); NULL SPEC opens the current disk. Prints
+ * the error and returns NULL on failure (cli/cmd-snapshot.c). */
+struct vimg_image *open_snapshot_spec(const char *file, const char *format,
+                                      unsigned flags, const char *spec);
 
 /* cli/secrets.c: --object secret,... and --image-opts, taken out of ARGV
  * wherever they are (before "--") for every command. Returns the new argc,
@@ -97,11 +135,15 @@ int cli_parse_image_opts(const char *text, char **filename, char **format,
 struct vimg_image *cli_open_prompting(const char *file,
                                       struct vimg_open_params *p);
 
-/* Progress: a bar on a terminal (-p) or one JSON line per update. */
-enum progress_mode { PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON };
+/* Progress (-p): a bar on stderr while stdout is a terminal, else
+ * qemu-img's "    (NN.NN/100%)\r" lines on stdout; --progress=json: one
+ * JSON line per update. progress_finish ends the text lines with qemu-img's
+ * newline: call it once the command's own output is printed. */
+enum progress_mode { PROGRESS_NONE, PROGRESS_BAR, PROGRESS_TEXT,
+                     PROGRESS_JSON };
 struct progress {
     enum progress_mode mode;
-    double start, last;
+    double start, last, last_percent;
     int last_permille;
 };
 void progress_init(struct progress *p, enum progress_mode mode);

@@ -101,6 +101,10 @@ static int run(int argc, char **argv)
             return 1; /* getopt named the problem */
         }
     }
+    if (argc - optind == 0) {
+        free(options);
+        return usage(&cmd_amend, true); /* the whole usage, as every command */
+    }
     if (!options) {
         return fail("Must specify options (-o)");
     }
@@ -111,7 +115,7 @@ static int run(int argc, char **argv)
     }
     if (argc - optind != 1) {
         free(options);
-        return fail("Expecting one image file name");
+        return usage_error(&cmd_amend, "Expecting one image file name");
     }
     if (quiet) {
         pmode = PROGRESS_NONE;

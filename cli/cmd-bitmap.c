@@ -98,7 +98,9 @@ static int run(int argc, char **argv)
         acts = p;
         acts[n++] = a;
     }
-    if (n == 0) {
+    if (argc - optind == 0) {
+        usage(&cmd_bitmap, true); /* the whole usage, as every command */
+    } else if (n == 0) {
         fail("Need at least one of --add, --remove, --clear, --enable, "
              "--disable, or --merge");
     } else if (granularity && !add) {
@@ -108,7 +110,7 @@ static int run(int argc, char **argv)
     } else if (src_file && !merge) {
         fail("Merge bitmap source file only supported with --merge");
     } else if (argc - optind != 2) {
-        fail("Expecting filename and bitmap name");
+        usage_error(&cmd_bitmap, "Expecting filename and bitmap name");
     } else {
         rc = 0;
     }

@@ -7,13 +7,12 @@
 
 #include "cli.h"
 
+/* Each problem found, on stderr, -q or not (as qemu-img). */
 static void report(void *opaque, const char *msg)
 {
-    bool quiet = *(bool *)opaque;
-    if (!quiet) {
-        print_untrusted(stderr, msg);
-        fputc('\n', stderr);
-    }
+    (void)opaque;
+    print_untrusted(stderr, msg);
+    fputc('\n', stderr);
 }
 
 static void print_human(const struct vimg_check_result *r,
@@ -44,14 +43,16 @@ static void print_human(const struct vimg_check_result *r,
                    (long long)r->check_errors);
         }
     }
-    if (r->has_cluster_stats && r->total_clusters) {
-        double t = (double)r->total_clusters;
+    if (r->has_cluster_stats && r->total_clusters && r->allocated_clusters) {
+        /* qemu-img gives the fragmented and compressed shares of the
+         * allocated clusters, and no line when none are. */
+        double a = (double)r->allocated_clusters;
         printf("%lld/%lld = %0.2f%% allocated, %0.2f%% fragmented, "
                "%0.2f%% compressed clusters\n",
                (long long)r->allocated_clusters, (long long)r->total_clusters,
-               r->allocated_clusters * 100.0 / t,
-               r->fragmented_clusters * 100.0 / t,
-               r->compressed_clusters * 100.0 / t);
+               a * 100.0 / (double)r->total_clusters,
+               (double)r->fragmented_clusters * 100.0 / a,
+               (double)r->compressed_clusters * 100.0 / a);
     }
     if (r->image_end_offset > 0) {
         printf("Image end offset: %lld\n", (long long)r->image_end_offset);
@@ -98,7 +99,7 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
+    enum output_format out = cli_default_output();
     const char *format = NULL;
     unsigned fix = 0, flags = VIMG_OPEN_NO_IO;
     bool quiet = false;
@@ -146,10 +147,10 @@ static int run(int argc, char **argv)
     }
     struct vimg_check_result first, res;
     bool repaired = false;
-    int r = vimg_check(img, fix, &first, report, &quiet);
+    int r = vimg_check(img, fix, &first, report, NULL);
     if (r == 0 && fix) {
         repaired = true;
-        r = vimg_check(img, 0, &res, report, &quiet);
+        r = vimg_check(img, 0, &res, report, NULL);
         res.corruptions_fixed = first.corruptions_fixed;
         res.leaks_fixed = first.leaks_fixed;
     } else {
@@ -158,9 +159,7 @@ static int run(int argc, char **argv)
     if (r < 0) {
         int e = vimg_get_errno();
         if (e == ENOTSUP) {
-            if (!quiet) {
-                fail("%s: This image format does not support checks", file);
-            }
+            fail("%s: This image format does not support checks", file);
             vimg_close(img);
             return 63;
         }
@@ -190,11 +189,14 @@ static int run(int argc, char **argv)
 const struct command cmd_check = {
     "check", run, "check an image for consistency, and repair it",
     "Usage: vimg check [-q] [-f FMT] [--output=human|json] [-r leaks|all] "
-    "[-U] FILENAME\n"
+    "[-T CACHE] [-U]\n"
+    "         FILENAME\n"
     "Check the image's metadata (refcounts, tables) for corruption and "
     "leaks.\n"
     "  -r leaks   repair leaked clusters; -r all repairs corruptions too\n"
     "  --output=json  qemu-img's field names\n"
+    "  -T CACHE   cache mode (writeback, none, ...); -f FMT format; -q quiet\n"
+    "  -U         read even if another process has the image open\n"
     "Exit status: 0 no errors, 1 the check could not complete, 2 corruptions,\n"
     "3 leaks only, 63 the format has nothing to check.\n",
 };

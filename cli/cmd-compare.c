@@ -29,12 +29,14 @@ static int run(int argc, char **argv)
         case 'q': quiet = true; break;
         case 's': strict = true; break;
         case 'U': flags |= VIMG_OPEN_FORCE_SHARE; break;
-        default: return 2; /* getopt named the problem */
+        default: return 1; /* getopt named the problem (1, as qemu-img) */
         }
     }
     if (argc - optind != 2) {
-        usage(&cmd_compare, true);
-        return 2;
+        return usage(&cmd_compare, true); /* 1, as qemu-img */
+    }
+    if (quiet) {
+        pmode = PROGRESS_NONE; /* -q wins over -p, as in qemu-img */
     }
     struct vimg_image *a = open_image(argv[optind], fmt_a, flags);
     /* -f names IMAGE1 only; IMAGE2 is probed unless -F names it, as
@@ -46,14 +48,23 @@ static int run(int argc, char **argv)
         return 2;
     }
     uint64_t diff = 0;
-    bool size_mismatch = vimg_get_size(a) != vimg_get_size(b);
-    if (size_mismatch && !quiet) {
-        printf("%s: Image size mismatch!\n", strict ? "Strict mode"
-                                                    : "Warning");
+    uint64_t size_a = (uint64_t)vimg_get_size(a);
+    uint64_t size_b = (uint64_t)vimg_get_size(b);
+    bool size_mismatch = size_a != size_b;
+    if (size_mismatch && strict && !quiet) {
+        printf("Strict mode: Image size mismatch!\n");
     }
     progress_init(&prog, pmode);
     int r = vimg_compare(a, b, strict, &diff, progress_update, &prog);
-    progress_finish(&prog);
+    if (prog.mode == PROGRESS_BAR) {
+        progress_finish(&prog); /* the bar's line ends before the verdict */
+    }
+    /* qemu-img compares the common part first and warns about the sizes
+     * only once that part matched, before looking at the longer tail. */
+    if (r >= 0 && size_mismatch && !strict && !quiet &&
+        (r == 0 || diff >= (size_a < size_b ? size_a : size_b))) {
+        printf("Warning: Image size mismatch!\n");
+    }
     int rc;
     if (r < 0) {
         fail_lib();
@@ -75,6 +86,9 @@ static int run(int argc, char **argv)
                    (unsigned long long)diff);
         }
         rc = 1;
+    }
+    if (prog.mode != PROGRESS_BAR) {
+        progress_finish(&prog);
     }
     vimg_close(a);
     vimg_close(b);

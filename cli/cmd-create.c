@@ -1,44 +1,40 @@
-/* vimg create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-o OPTIONS]
- *             FILENAME [SIZE] */
+/* vimg create [-q] [-u] [-f FMT] [-b BACKING [-F BACKING_FMT]]
+ *             [-o OPTIONS] FILENAME [SIZE] */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/cleanup.h"
 #include "cli.h"
 
 static int run(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
-    };
+    static const struct option longopts[] = { { NULL, 0, NULL, 0 } };
     struct vimg_create_params p = { .format = "raw",
                                     .refs = cli_ref_policy() };
+    CLEANUP_FREE char *options = NULL;
     bool quiet = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "qf:b:F:o:u", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qf:b:F:o:u", longopts, NULL)) !=
+           -1) {
         switch (c) {
         case 'q': quiet = true; break;
         case 'f': p.format = optarg; break;
         case 'b': p.backing_file = optarg; break;
         case 'F': p.backing_format = optarg; break;
         case 'o':
-            if (optarg && strcmp(optarg, "help") == 0) {
-                char *h = vimg_create_options_help(p.format);
-                if (!h) {
-                    return fail_lib();
-                }
-                printf("Supported options for %s:\n%s", p.format, h);
-                free(h);
-                return 0;
-            }
-            if (parse_option_list(optarg, &p.options)) {
+            if (parse_option_list(optarg, &options)) {
                 return 1;
             }
             break;
-        case 'u': break; /* unsafe: accepted for qemu-img compatibility */
+        case 'u': p.unsafe = true; break;
         default: return 1; /* getopt named the problem */
         }
+    }
+    if (options && has_help_option(options)) {
+        return print_options_help(p.format,
+                                  optind < argc ? argv[optind] : NULL);
     }
     if (argc - optind < 1 || argc - optind > 2) {
         return usage(&cmd_create, true);
@@ -48,44 +44,52 @@ static int run(int argc, char **argv)
         if (parse_size_arg("image size", argv[optind + 1], &p.size)) {
             return 1;
         }
+        if (has_option_key(options, "size")) {
+            return fail("%s: The image size must be specified only once",
+                        filename);
+        }
         p.size_given = true;
     }
-    if (p.backing_format && !p.backing_file) {
+    if (p.backing_format && !p.backing_file &&
+        !has_option_key(options, "backing_file")) {
         return fail("-F needs a backing file (-b)");
     }
     p.secrets = cli_secrets(&p.n_secrets);
+    p.options = options;
+    /* As qemu-img: the line comes once the options, the backing file and
+     * the size are known to be right, before the format lays out the
+     * file (whose own refusals come after it). */
+    if (!quiet) {
+        char *line = vimg_create_describe(filename, &p);
+        if (!line) {
+            return fail_lib();
+        }
+        printf("Formatting '");
+        print_untrusted(stdout, filename);
+        printf("', %s\n", line);
+        fflush(stdout);
+        free(line);
+    }
     if (vimg_create(filename, &p) < 0) {
         return fail_lib();
-    }
-    if (!quiet) {
-        printf("Formatting '%s', fmt=%s", filename, p.format);
-        if (p.backing_file) {
-            printf(" backing_file=%s", p.backing_file);
-        }
-        if (p.backing_format) {
-            printf(" backing_fmt=%s", p.backing_format);
-        }
-        if (p.options) {
-            printf(" %s", p.options);
-        }
-        if (p.size_given) {
-            printf(" size=%llu", (unsigned long long)p.size);
-        }
-        printf("\n");
     }
     return 0;
 }
 
 const struct command cmd_create = {
     "create", run, "create a new image",
-    "Usage: vimg create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] "
-    "[-o OPTIONS] FILENAME [SIZE]\n"
-    "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E).\n"
+    "Usage: vimg create [-q] [-u] [-f FMT] [-b BACKING [-F BACKING_FMT]] "
+    "[-o OPTIONS]\n"
+    "         FILENAME [SIZE]\n"
+    "Create FILENAME, a new image of SIZE bytes (suffixes k M G T P E), and\n"
+    "print qemu-img's \"Formatting 'FILENAME', fmt=...\" line.\n"
     "  -f FMT          format (default raw); see 'vimg --help'\n"
     "  -b BACKING      copy-on-write backing file (size defaults to its size)\n"
     "  -F BACKING_FMT  format of the backing file (required with -b)\n"
-    "  -o OPTIONS      comma-separated format options; -o help lists them\n"
-    "                  (raw: preallocation=off|falloc|full)\n"
+    "  -u              unsafe: never open the backing file (give SIZE and -F)\n"
+    "  -o OPTIONS      comma-separated format options (several -o add up);\n"
+    "                  -o help lists them (raw: preallocation=off|falloc|\n"
+    "                  full)\n"
     "  -q              quiet\n"
     "An existing FILENAME is refused while another process holds it, and is\n"
     "replaced (owner and mode kept) only once the new image is complete, so\n"

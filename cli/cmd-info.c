@@ -52,16 +52,22 @@ static void print_human(const struct vimg_value *info)
     }
     if ((v = vimg_value_get(info, "snapshots")) && vimg_value_count(v)) {
         printf("Snapshot list:\n");
-        print_human_value(stdout, v, 4);
+        print_snapshot_values(stdout, v);
     }
     if ((v = vimg_value_get(info, "format-specific"))) {
-        printf("Format specific information:\n");
+        /* A raw image holding an ISO 9660 volume says so: its facts are
+         * the volume's (qemu-img has nothing to print for raw). */
+        const struct vimg_value *type = vimg_value_get(v, "type");
+        bool iso = type && vimg_value_type(type) == VIMG_VALUE_STRING &&
+                   strcmp(vimg_value_string(type), "iso9660") == 0;
+        printf("%s:\n", iso ? "ISO 9660 volume" : "Format specific "
+                                                   "information");
         const struct vimg_value *data = vimg_value_get(v, "data");
         print_human_value(stdout, data ? data : v, 4);
     }
     /* An ISO 9660 volume inside a format that has facts of its own. */
     if ((v = vimg_value_get(info, "iso9660"))) {
-        printf("ISO 9660 information:\n");
+        printf("ISO 9660 volume:\n");
         print_human_value(stdout, v, 4);
     }
 }
@@ -74,7 +80,7 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
+    enum output_format out = cli_default_output();
     const char *format = NULL;
     bool chain = false;
     unsigned flags = VIMG_OPEN_NO_BACKING | VIMG_OPEN_NO_IO;

@@ -25,9 +25,10 @@ static const struct command iso_ls_cmd = {
 static const struct command iso_extract_cmd = {
     "extract", NULL, "copy files out",
     "Usage: vimg iso extract [-f FMT] IMAGE [PATH...] DEST\n"
-    "Copy PATHs (default: the whole volume) into the existing folder DEST,\n"
-    "keeping Rock Ridge modes, times and symlinks. Entries that would land\n"
-    "outside DEST are refused.\n"
+    "Copy PATHs (default: the whole volume) into the folder DEST (made if\n"
+    "missing), keeping Rock Ridge modes, times and symlinks. Entries that\n"
+    "would land outside DEST are refused. One regular file and a DEST that\n"
+    "does not exist: the file is written as DEST, as cp does.\n"
     "  -f FMT        format of IMAGE (default: probe)\n",
 };
 static const struct command iso_cat_cmd = {
@@ -241,11 +242,26 @@ static int iso_extract(int argc, char **argv)
         return usage(&iso_extract_cmd, true);
     }
     const char *dest = argv[argc - 1];
-    if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
-        return fail("%s: %s", dest, strerror(errno));
-    }
     if (open_iso(argv[optind], format, &o)) {
         return 1;
+    }
+    /* One file to a DEST that is not a folder: the file is written at
+     * DEST, as cp and xorriso -extract do. */
+    struct stat dst;
+    struct vimg_iso_stat ist;
+    if (argc - optind == 3 && stat(dest, &dst) < 0 && errno == ENOENT &&
+        vimg_iso_stat(o.iso, argv[optind + 1], &ist) == 0 &&
+        ist.type == VIMG_ISO_FILE) {
+        rc = vimg_iso_extract_file(o.iso, argv[optind + 1], dest) < 0;
+        if (rc) {
+            fail_lib();
+        }
+        close_iso(&o);
+        return rc;
+    }
+    if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
+        close_iso(&o);
+        return fail("%s: %s", dest, strerror(errno));
     }
     if (argc - optind == 2) {
         rc = vimg_iso_extract(o.iso, "/", dest) < 0;

@@ -41,7 +41,8 @@ static int print_entry(const char *name, const struct entry *e,
         printf("}");
         return 0;
     }
-    if (!(e->flags & VIMG_BS_DATA)) {
+    /* qemu-img's human map lists data that does not read as zeros. */
+    if ((e->flags & (VIMG_BS_DATA | VIMG_BS_ZERO)) != VIMG_BS_DATA) {
         return 0;
     }
     /* As qemu-img: data without a place in a file it can name (compressed,
@@ -74,7 +75,7 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
+    enum output_format out = cli_default_output();
     const char *format = NULL;
     /* Block status needs no key, so an encrypted image maps without. */
     unsigned flags = VIMG_OPEN_NO_IO;

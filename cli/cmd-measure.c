@@ -1,7 +1,8 @@
 /* vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]
- *              [--size N | [-f FMT] [-U] FILENAME] */
+ *              [--size N | [-f FMT] [-U] [-l SNAPSHOT] FILENAME] */
 #include <getopt.h>
 
+#include "../common/cleanup.h"
 #include "cli.h"
 
 static int run(int argc, char **argv)
@@ -12,15 +13,19 @@ static int run(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    enum output_format out = OUTPUT_HUMAN;
-    const char *format = NULL, *out_fmt = "raw", *options = NULL;
+    enum output_format out = cli_default_output();
+    const char *format = NULL, *out_fmt = "raw";
+    CLEANUP_FREE char *options = NULL;
+    const char *snapshot = NULL;
     uint64_t size = 0;
     bool have_size = false;
     unsigned flags = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, "f:O:o:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:O:o:Ul:", longopts, NULL)) !=
+           -1) {
         switch (c) {
+        case 'l': snapshot = optarg; break;
         case 'f': format = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
@@ -43,11 +48,18 @@ static int run(int argc, char **argv)
         default: return 1; /* getopt named the problem */
         }
     }
-    if (have_size == (argc - optind == 1) || argc - optind > 1) {
+    if ((!have_size && argc - optind == 0) || argc - optind > 1) {
+        return usage(&cmd_measure, true);
+    }
+    if (have_size == (argc - optind == 1)) {
         return fail("measure needs either --size N or one image file");
     }
     struct vimg_image *src = NULL;
-    if (!have_size && !(src = open_image(argv[optind], format, flags))) {
+    if (have_size && snapshot) {
+        return fail("--image-opts, -f, and -l require a filename argument.");
+    }
+    if (!have_size && !(src = open_snapshot_spec(argv[optind], format, flags,
+                                                 snapshot))) {
         return 1;
     }
     struct vimg_measure m;
@@ -77,8 +89,9 @@ static int run(int argc, char **argv)
 const struct command cmd_measure = {
     "measure", run, "compute the file size an image needs",
     "Usage: vimg measure [--output=human|json] [-O FMT] [-o OPTIONS]\n"
-    "                    [--size N | [-f FMT] [-U] FILENAME]\n"
+    "                    [--size N | [-f FMT] [-U] [-l SNAPSHOT] FILENAME]\n"
     "Print the file size a new image of format FMT (default raw) needs for\n"
     "the contents of FILENAME, or for an empty image of N bytes, and its\n"
-    "size when fully allocated.\n",
+    "size when fully allocated. -l SNAPSHOT measures an internal snapshot\n"
+    "(snapshot.id=ID,snapshot.name=NAME, or an ID or a name).\n",
 };

@@ -20,6 +20,12 @@ static int run(int argc, char **argv)
     unsigned flags = 0;
     int c;
 
+    /* The size is the last argument, taken before getopt sees it, so that
+     * "-32M" needs no "--" (qemu-img does the same). */
+    if (argc < 3) {
+        return usage(&cmd_resize, true);
+    }
+    const char *arg = argv[--argc];
     while ((c = getopt_long(argc, argv, "f:q", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
@@ -39,11 +45,9 @@ static int run(int argc, char **argv)
         default: return 1; /* getopt named the problem */
         }
     }
-    /* "-1G" looks like an option to getopt; qemu-img takes it after "--". */
-    if (argc - optind != 2) {
+    if (argc - optind != 1) {
         return usage(&cmd_resize, true);
     }
-    const char *arg = argv[optind + 1];
     int sign = 0;
     if (arg[0] == '+' || arg[0] == '-') {
         sign = arg[0] == '+' ? 1 : -1;
@@ -90,7 +94,8 @@ const struct command cmd_resize = {
     "Usage: vimg resize [-f FMT] [--preallocation=MODE] [-q] [--shrink] "
     "FILENAME [+|-]SIZE\n"
     "Set the virtual size to SIZE, or grow/shrink it by +SIZE/-SIZE\n"
-    "(write 'vimg resize --shrink -- disk.img -1G' for a relative shrink).\n"
+    "(SIZE is always the last argument: 'vimg resize --shrink disk.img "
+    "-1G').\n"
     "  --shrink              allow a smaller size (data past it is lost)\n"
     "  --preallocation=MODE  off, metadata, falloc or full for the new part\n"
     "  -f FMT                format (required for raw images, which are\n"

@@ -405,6 +405,7 @@ static int run(int argc, char **argv)
         { "shared", required_argument, NULL, 'e' },
         { "read-only", no_argument, NULL, 'r' },
         { "snapshot", no_argument, NULL, 's' },
+        { "load-snapshot", required_argument, NULL, 'l' },
         { "export-name", required_argument, NULL, 'x' },
         { "description", required_argument, NULL, 'D' },
         { "persistent", no_argument, NULL, 't' },
@@ -423,7 +424,7 @@ static int run(int argc, char **argv)
     };
     const char *sock = NULL, *port = NULL, *addr = "127.0.0.1";
     const char *format = NULL, *pid_file = NULL, *tls_creds = NULL;
-    const char *tls_psk = NULL;
+    const char *tls_psk = NULL, *load = NULL;
     struct nbd_export exp = { .name = "" };
     struct tls_object obj = { .id = "" };
     bool snapshot = false, do_fork = false, force_share = false;
@@ -434,7 +435,7 @@ static int run(int argc, char **argv)
                                  .workers = WORKERS_PER_CLIENT } };
     int c;
 
-    while ((c = getopt_long(argc, argv, "k:p:b:e:rsx:D:tf:AU", longopts,
+    while ((c = getopt_long(argc, argv, "k:p:b:e:rsl:x:D:tf:AU", longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'k': sock = optarg; break;
@@ -449,6 +450,10 @@ static int run(int argc, char **argv)
             break;
         case 'r': exp.readonly = true; break;
         case 's': snapshot = true; break;
+        case 'l': /* an internal snapshot, read-only (as qemu-nbd -l) */
+            load = optarg;
+            exp.readonly = true;
+            break;
         case 'x': exp.name = optarg; break;
         case 'D': exp.description = optarg; break;
         case 't': s.persistent = true; break;
@@ -498,6 +503,9 @@ static int run(int argc, char **argv)
     if (strlen(exp.name) > 4096) {
         return fail("the export name is longer than 4096 bytes");
     }
+    if (snapshot && load) {
+        return fail("-s and -l cannot be used together");
+    }
     if (force_share && !exp.readonly) {
         return fail("-U (force share) needs -r");
     }
@@ -533,6 +541,8 @@ static int run(int argc, char **argv)
     if (snapshot) {
         exp.img = open_snapshot(image, format,
                                 flags & ~(unsigned)VIMG_OPEN_FORCE_SHARE);
+    } else if (load) {
+        exp.img = open_snapshot_spec(image, format, flags, load);
     } else {
         exp.img = open_image(image, format, flags);
     }
@@ -582,6 +592,7 @@ out:
 const struct command cmd_serve = {
     "serve", run, "export an image over NBD (like qemu-nbd)",
     "Usage: vimg serve [-k SOCKET | -p PORT [-b ADDR]] [-e N] [-t] [-r] [-s]\n"
+    "         [-l SNAPSHOT]\n"
     "         [-x NAME] [-D DESC] [-f FMT] [-A] [-U] [--discard=ignore|unmap]\n"
     "         [--cache=MODE] [--fork] [--pid-file=FILE]\n"
     "         [--tls-creds=DIR|ID | --tls-psk=FILE] [--object OBJ]\n"
@@ -596,6 +607,9 @@ const struct command cmd_serve = {
     "  -t                 keep serving after the last client leaves\n"
     "  -r                 read-only export\n"
     "  -s                 writes go to a temporary overlay, deleted at exit\n"
+    "  -l SNAPSHOT        serve an internal snapshot of IMAGE, read-only:\n"
+    "                     snapshot.id=ID,snapshot.name=NAME, or an ID or a\n"
+    "                     name (qemu-nbd's -l, --load-snapshot)\n"
     "  -x NAME            export name (default \"\")\n"
     "  -D DESC            export description\n"
     "  -f FMT             image format (default: probe; writes to a raw\n"

@@ -12,8 +12,9 @@
 
 static const struct command *const commands[] = {
     &cmd_create, &cmd_info, &cmd_convert, &cmd_compare, &cmd_map,
-    &cmd_resize, &cmd_check, &cmd_measure, &cmd_iso, &cmd_serve, &cmd_fuse,
-    &cmd_mount, &cmd_umount, &cmd_bitmap, &cmd_amend,
+    &cmd_resize, &cmd_check, &cmd_measure, &cmd_dd, &cmd_bench, &cmd_iso,
+    &cmd_serve, &cmd_fuse, &cmd_mount, &cmd_umount, &cmd_bitmap, &cmd_amend,
+    &cmd_snapshot, &cmd_commit, &cmd_rebase,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -22,8 +23,8 @@ static enum vimg_ref_policy ref_policy = VIMG_REFS_FOLLOW;
 
 static void help(FILE *f)
 {
-    fprintf(f, "Usage: vimg [--untrusted | --refs=POLICY] COMMAND [OPTIONS] "
-               "...\n"
+    fprintf(f, "Usage: vimg [--untrusted | --refs=POLICY] [--output=FMT] "
+               "COMMAND [OPTIONS] ...\n"
                "vimg: create, inspect, convert and check virtual-machine disk "
                "images.\n\nCommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
@@ -50,6 +51,9 @@ static void help(FILE *f)
                "command, repeatable\n"
                "  --image-opts   image arguments are driver=FMT,"
                "file.filename=PATH,...\n"
+               "  --output=FMT   human or json: the default --output of info,\n"
+               "                 map, check and measure\n"
+               "These options may also come after COMMAND.\n"
                "\n'vimg COMMAND --help' describes a command; 'man vimg' "
                "has everything.\n");
 }
@@ -57,8 +61,17 @@ static void help(FILE *f)
 struct vimg_image *open_image(const char *file, const char *format,
                               unsigned flags)
 {
+    return open_image_snapshot(file, format, flags, NULL, NULL);
+}
+
+struct vimg_image *open_image_snapshot(const char *file, const char *format,
+                                       unsigned flags, const char *sn_id,
+                                       const char *sn_name)
+{
     struct vimg_open_params p = { .format = format, .flags = flags,
-                                  .refs = ref_policy };
+                                  .refs = ref_policy,
+                                  .snapshot_id = sn_id,
+                                  .snapshot_name = sn_name };
     char *name = NULL, *fmt = NULL, *opts = NULL;
     struct vimg_image *img = NULL;
 
@@ -86,31 +99,86 @@ enum vimg_ref_policy cli_ref_policy(void)
     return ref_policy;
 }
 
+/* --output before the command: the default of commands that take it. */
+static enum output_format default_output = OUTPUT_HUMAN;
+
+enum output_format cli_default_output(void)
+{
+    return default_output;
+}
+
+/* Whether ARGV[I] is a global option; if so, apply it and return how many
+ * arguments it took (1 or 2), or -1 after printing an error. OUTPUT says
+ * whether --output counts (before the command only: after it, the
+ * commands that take --output parse it themselves). */
+static int global_option(int argc, char **argv, int i, bool output)
+{
+    const char *a = argv[i];
+    if (!strcmp(a, "--untrusted")) {
+        ref_policy = VIMG_REFS_NEVER;
+        return 1;
+    }
+    if (!strncmp(a, "--refs=", 7)) {
+        const char *v = a + 7;
+        if (!strcmp(v, "follow")) {
+            ref_policy = VIMG_REFS_FOLLOW;
+        } else if (!strcmp(v, "same-dir")) {
+            ref_policy = VIMG_REFS_SAME_DIR;
+        } else if (!strcmp(v, "never")) {
+            ref_policy = VIMG_REFS_NEVER;
+        } else {
+            fail("--refs must be follow, same-dir or never, not '%s'", v);
+            return -1;
+        }
+        return 1;
+    }
+    if (output && !strncmp(a, "--output=", 9)) {
+        return parse_output(a + 9, &default_output) ? -1 : 1;
+    }
+    if (output && !strcmp(a, "--output") && i + 1 < argc) {
+        return parse_output(argv[i + 1], &default_output) ? -1 : 2;
+    }
+    return 0;
+}
+
 /* Global options before the command; returns how many were consumed, or
  * -1 after printing an error. */
 static int global_options(int argc, char **argv)
 {
-    int i;
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--untrusted")) {
-            ref_policy = VIMG_REFS_NEVER;
-        } else if (!strncmp(argv[i], "--refs=", 7)) {
-            const char *v = argv[i] + 7;
-            if (!strcmp(v, "follow")) {
-                ref_policy = VIMG_REFS_FOLLOW;
-            } else if (!strcmp(v, "same-dir")) {
-                ref_policy = VIMG_REFS_SAME_DIR;
-            } else if (!strcmp(v, "never")) {
-                ref_policy = VIMG_REFS_NEVER;
-            } else {
-                fail("--refs must be follow, same-dir or never, not '%s'", v);
-                return -1;
-            }
-        } else {
-            break;
+    int i = 1, n;
+    while (i < argc && (n = global_option(argc, argv, i, true)) != 0) {
+        if (n < 0) {
+            return -1;
         }
+        i += n;
     }
     return i - 1;
+}
+
+/* Global options among a command's arguments (up to "--"), taken out of
+ * ARGV (the command's arguments from ARGV[1]) so that its own parsing
+ * never sees them; returns the new ARGC, or -1 after an error. */
+static int command_global_options(int argc, char **argv)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        int n = strcmp(argv[i], "--") ? global_option(argc, argv, i, false)
+                                       : 0;
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0 && !strcmp(argv[i], "--")) {
+            while (i < argc) {
+                argv[out++] = argv[i++];
+            }
+            break;
+        }
+        if (n == 0) {
+            argv[out++] = argv[i];
+        }
+    }
+    argv[out] = NULL;
+    return out;
 }
 
 /* Ctrl-C, kill, a closed terminal: remove the named temporary of a file
@@ -178,12 +246,16 @@ int main(int argc, char **argv)
                     break;
                 }
             }
+            int cargc = command_global_options(argc - 1, argv + 1);
+            if (cargc < 0) {
+                return 1;
+            }
             /* getopt prefixes its messages with argv[0]: make them read
              * "vimg: COMMAND: unrecognized option ...". */
             char name[64];
             snprintf(name, sizeof name, "vimg: %s", commands[i]->name);
             argv[1] = name;
-            return commands[i]->run(argc - 1, argv + 1);
+            return commands[i]->run(cargc, argv + 1);
         }
     }
     fail("unknown command '%s'", argv[1]);

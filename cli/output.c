@@ -1,4 +1,5 @@
 /* Messages, argument parsing helpers and human/JSON output. */
+#define _GNU_SOURCE
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -105,16 +106,19 @@ int fail_lib(void)
 int usage(const struct command *c, bool error)
 {
     if (error) {
-        /* One line: the problem and the synopsis (the usage's first line,
-         * which names the whole command, "vimg iso ls" included). */
-        const char *nl = strchr(c->usage, '\n');
-        fail("wrong number of arguments (%.*s)",
-             (int)(nl ? nl - c->usage : (ptrdiff_t)strlen(c->usage)),
-             c->usage);
-        return 1;
+        return usage_error(c, "wrong number of arguments");
     }
     fputs(c->usage, stdout);
     return 0;
+}
+
+int usage_error(const struct command *c, const char *problem)
+{
+    /* The problem, then the whole usage: every argument and option the
+     * command takes, SOURCE and TARGET included. */
+    fail("%s", problem);
+    fputs(c->usage, stderr);
+    return 1;
 }
 
 int parse_output(const char *arg, enum output_format *out)
@@ -159,15 +163,116 @@ int parse_size_arg(const char *what, const char *arg, uint64_t *out)
     return 0;
 }
 
-int parse_option_list(const char *arg, const char **out)
+int parse_option_list(const char *arg, char **acc)
 {
-    /* The library reads "" as no options; on the command line an empty
-     * -o is a lost value, which qemu-img refuses too. The library checks
-     * the items. */
-    if (!*arg) {
-        return fail("Invalid option list: ");
+    size_t len = strlen(arg), trailing = 0;
+
+    /* qemu-img's rule for each -o: not empty, no leading comma, no
+     * unescaped trailing one (a lost value); ",," escapes a comma. */
+    while (trailing < len && arg[len - 1 - trailing] == ',') {
+        trailing++;
     }
-    *out = arg;
+    if (!*arg || arg[0] == ',' || trailing % 2) {
+        return fail("Invalid option list: %s", arg);
+    }
+    /* Several -o are one list, joined with commas as qemu-img joins them. */
+    char *joined = NULL;
+    if (asprintf(&joined, "%s%s%s", *acc ? *acc : "", *acc ? "," : "",
+                 arg) < 0) {
+        return fail("out of memory");
+    }
+    free(*acc);
+    *acc = joined;
+    return 0;
+}
+
+bool has_option_key(const char *opts, const char *key)
+{
+    const char *p = opts;
+    size_t klen = strlen(key);
+
+    while (p && *p) {
+        size_t n = 0;
+        while (p[n] && p[n] != '=' && (p[n] != ',' || p[n + 1] == ',')) {
+            n += p[n] == ',' ? 2 : 1;
+        }
+        if (n == klen && strncmp(p, key, n) == 0) {
+            return true;
+        }
+        /* On to the next item, past an unescaped comma. */
+        for (p += n; *p; p++) {
+            if (*p == ',' && p[1] == ',') {
+                p++;
+            } else if (*p == ',') {
+                p++;
+                break;
+            }
+        }
+    }
+    return false;
+}
+
+bool has_help_option(const char *opts)
+{
+    return has_option_key(opts, "help") || has_option_key(opts, "?");
+}
+
+static int compare_lines(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int print_options_help(const char *format, const char *filename)
+{
+    static const char *const types[][2] = {
+        { "size", "size" }, { "bool", "bool (on/off)" }, { "str", "str" },
+        { "num", "num" },
+    };
+    char *text = vimg_create_options_help(format);
+    char *lines[64];
+    size_t n = 0;
+
+    if (!text) {
+        return fail_lib();
+    }
+    /* "name\ttype\thelp" lines, shown as qemu-img shows its options. */
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save);
+         l && n < sizeof lines / sizeof lines[0];
+         l = strtok_r(NULL, "\n", &save)) {
+        char *type = strchr(l, '\t'), *help = type ? strchr(type + 1, '\t')
+                                                   : NULL;
+        if (!help) {
+            continue;
+        }
+        *type++ = '\0';
+        *help++ = '\0';
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            if (!strncmp(type, types[i][0], strlen(types[i][0]))) {
+                type = (char *)types[i][1];
+            }
+        }
+        int w = (int)strlen(l) + (int)strlen(type) + 5; /* "  =<>" */
+        if (asprintf(&lines[n], "  %s=<%s>%*s - %s", l, type,
+                     w < 24 ? 24 - w : 0, "", help) < 0) {
+            break;
+        }
+        n++;
+    }
+    free(text);
+    qsort(lines, n, sizeof lines[0], compare_lines);
+    if (filename) {
+        printf("Supported options:\n");
+    } else {
+        printf("Supported %s options:\n", format);
+    }
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\n", lines[i]);
+        free(lines[i]);
+    }
+    if (!filename) {
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+    }
     return 0;
 }
 

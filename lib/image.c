@@ -42,6 +42,8 @@ static struct vimg_image *image_new(const struct vimg_driver *drv,
     img->params.options = NULL;
     img->params.secrets = NULL;
     img->params.n_secrets = 0;
+    img->params.snapshot_id = NULL;
+    img->params.snapshot_name = NULL;
     img->writable = p->flags & VIMG_OPEN_RDWR;
     img->request_alignment = 1;
     vimg_internal_mutex_init(&img->lock);
@@ -176,6 +178,23 @@ static int probe_footer(struct vimg_image *file,
     return 0;
 }
 
+/* Make IMG, just opened, read the internal snapshot P names (the open
+ * params of the image itself, never passed down its chain). */
+static int load_snapshot(struct vimg_image *img,
+                         const struct vimg_open_params *p)
+{
+    if (img->writable) {
+        return vimg_internal_img_error(img, EINVAL, "an internal snapshot "
+                                       "can only be opened read-only");
+    }
+    if (!img->drv->snapshot_load) {
+        return vimg_internal_img_error(img, ENOTSUP, "the %s format does "
+                                       "not support internal snapshots",
+                                       img->drv->name);
+    }
+    return img->drv->snapshot_load(img, p->snapshot_id, p->snapshot_name);
+}
+
 /* Open the format on FILE. PARENT is the image whose backing file this is
  * (NULL at the top), linked before the backing chain is followed so loop
  * detection sees the whole chain. */
@@ -243,6 +262,11 @@ static struct vimg_image *open_format(struct vimg_image *file,
                                     drv->name);
         }
         image_free(img, false);
+        return NULL;
+    }
+    if (!parent && (p->snapshot_id || p->snapshot_name) &&
+        load_snapshot(img, p) < 0) {
+        image_free(img, true);
         return NULL;
     }
     if (img->backing_name && open_backing(img, depth) < 0) {
@@ -655,79 +679,123 @@ static struct vimg_image *open_target_file(struct vimg_target *t, int fd,
     return img;
 }
 
-int vimg_target_create(struct vimg_target *t,
-                       const struct vimg_create_params *p)
+/* Everything vimg_create checks before it writes: the format, the -o
+ * options (parsed into *OPTS, which the caller frees), the backing file
+ * (opened for its size unless P->unsafe) and the size, all into *CTX. */
+static int create_prepare(const char *filename,
+                          const struct vimg_create_params *p,
+                          const struct vimg_driver **drvp,
+                          struct vimg_opts *opts, struct vimg_create_ctx *ctx)
 {
-    const char *filename = t ? vimg_internal_target_name(t) : NULL;
     const struct vimg_driver *drv;
-    struct vimg_opts opts = { 0 };
-    struct vimg_create_ctx ctx = { .filename = filename };
     int r;
 
-    vimg_internal_error_clear();
-    if (!t || !p || !p->format) {
-        vimg_internal_error(EINVAL, "create needs a target and a format");
-        return -1;
+    memset(opts, 0, sizeof *opts);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->filename = filename;
+    if (!p || !p->format) {
+        return vimg_internal_error(EINVAL, "create needs a target and a "
+                                   "format");
     }
     drv = vimg_internal_find_driver(p->format);
     if (!drv || drv->kind != VIMG_DRIVER_FORMAT || !drv->create) {
-        vimg_internal_error(EINVAL, "%s: unknown file format '%s'", filename,
-                            p->format);
-        return -1;
+        return vimg_internal_error(EINVAL, "%s: unknown file format '%s'",
+                                   filename, p->format);
     }
-    const struct vimg_driver *proto = vimg_internal_target_protocol(t);
+    *drvp = drv;
+    /* A protocol that makes its own images (rbd:) adds its -o options. */
+    const struct vimg_driver *proto = vimg_internal_network_protocol(filename);
     if ((r = vimg_internal_opts_parse_with(p->options, drv->create_opts,
                                            proto ? proto->create_opts : NULL,
-                                           filename, &opts)) < 0) {
-        return -1;
+                                           filename, opts)) < 0) {
+        return r;
     }
-    ctx.opts = &opts;
-    ctx.secrets = p->secrets;
-    ctx.n_secrets = p->n_secrets;
-    ctx.backing_file = p->backing_file ? p->backing_file
-                       : vimg_internal_opts_get(&opts, "backing_file", NULL);
-    ctx.backing_format = p->backing_format ? p->backing_format
-                       : vimg_internal_opts_get(&opts, "backing_fmt", NULL);
+    ctx->opts = opts;
+    ctx->secrets = p->secrets;
+    ctx->n_secrets = p->n_secrets;
+    ctx->backing_file = p->backing_file ? p->backing_file
+                        : vimg_internal_opts_get(opts, "backing_file", NULL);
+    ctx->backing_format = p->backing_format ? p->backing_format
+                          : vimg_internal_opts_get(opts, "backing_fmt",
+                                                   NULL);
     if (p->size_given) {
-        ctx.size = p->size;
-    } else if ((r = vimg_internal_opts_get_size(&opts, "size", UINT64_MAX,
-                                                &ctx.size)) < 0) {
-        goto out;
+        ctx->size = p->size;
+    } else if ((r = vimg_internal_opts_get_size(opts, "size", UINT64_MAX,
+                                                &ctx->size)) < 0) {
+        return r;
     }
-    if (ctx.backing_file && !has_backing_files(drv)) {
-        r = vimg_internal_error(ENOTSUP, "%s: Backing file not supported for "
-                                "file format '%s'", filename, drv->name);
-        goto out;
+    if (ctx->backing_file && !has_backing_files(drv)) {
+        return vimg_internal_error(ENOTSUP, "%s: Backing file not supported "
+                                   "for file format '%s'", filename,
+                                   drv->name);
     }
-    if (ctx.backing_file) {
+    if (ctx->backing_file && !p->unsafe) {
         uint64_t backing_size = 0;
         const char *probed = NULL;
-        if ((r = open_backing_for_create(filename, &ctx, p->refs,
+        if ((r = open_backing_for_create(filename, ctx, p->refs,
                                          &backing_size, &probed)) < 0) {
-            goto out;
+            return r;
         }
         /* The image would have its backing file probed at every open,
          * and a guest that writes a header into a raw backing file would
          * then change what the image reads (qemu-img refuses it too). */
-        if (!ctx.backing_format) {
-            r = vimg_internal_error(EINVAL, "%s: Backing file specified "
-                                    "without backing format (%s is "
-                                    "detected as %s)", filename,
-                                    ctx.backing_file, probed);
-            goto out;
+        if (!ctx->backing_format) {
+            return vimg_internal_error(EINVAL, "%s: Backing file specified "
+                                       "without backing format (%s is "
+                                       "detected as %s)", filename,
+                                       ctx->backing_file, probed);
         }
-        if (ctx.size == UINT64_MAX) {
-            ctx.size = backing_size;
+        if (ctx->size == UINT64_MAX) {
+            ctx->size = backing_size;
         }
-    } else if (ctx.size == UINT64_MAX) {
-        r = vimg_internal_error(EINVAL, "%s: image creation needs a size",
-                                filename);
+    } else if (ctx->backing_file && !ctx->backing_format) {
+        return vimg_internal_error(EINVAL, "%s: Backing file specified "
+                                   "without backing format", filename);
+    }
+    if (ctx->size == UINT64_MAX) {
+        return vimg_internal_error(EINVAL, "%s: image creation needs a size",
+                                   filename);
+    }
+    if (ctx->size > INT64_MAX) {
+        return vimg_internal_error(EINVAL, "%s: size too large", filename);
+    }
+    return 0;
+}
+
+char *vimg_create_describe(const char *filename,
+                           const struct vimg_create_params *p)
+{
+    const struct vimg_driver *drv = NULL;
+    struct vimg_opts opts;
+    struct vimg_create_ctx ctx;
+    char *line = NULL;
+
+    vimg_internal_error_clear();
+    if (create_prepare(filename ? filename : "", p, &drv, &opts, &ctx) == 0) {
+        line = vimg_internal_create_line(drv, &ctx);
+    }
+    vimg_internal_opts_free(&opts);
+    return line;
+}
+
+int vimg_target_create(struct vimg_target *t,
+                       const struct vimg_create_params *p)
+{
+    const char *filename = t ? vimg_internal_target_name(t) : NULL;
+    const struct vimg_driver *drv = NULL;
+    struct vimg_opts opts = { 0 };
+    struct vimg_create_ctx ctx;
+    int r;
+
+    vimg_internal_error_clear();
+    if (!t) {
+        vimg_internal_error(EINVAL, "create needs a target and a format");
+        return -1;
+    }
+    if ((r = create_prepare(filename, p, &drv, &opts, &ctx)) < 0) {
         goto out;
     }
-    if (ctx.size > INT64_MAX) {
-        r = vimg_internal_error(EINVAL, "%s: size too large", filename);
-        goto out;
-    }
+    const struct vimg_driver *proto = vimg_internal_target_protocol(t);
 
     /* Only now, with everything checked, is a file written in place
      * emptied (or a protocol's image made). The close syncs the new file

@@ -93,6 +93,13 @@ typedef int (*vimg_internal_range_fn)(void *opaque, uint64_t offset,
 int vimg_internal_bitmaps_copy(struct vimg_image *src, struct vimg_image *dst,
                                bool skip_broken, bool check_only);
 
+struct vimg_driver;
+/* The options of a new image as qemu-img create's "Formatting" line lists
+ * them ("fmt=... size=..."; lib/create-line.c). Caller frees; NULL with
+ * ENOMEM. */
+char *vimg_internal_create_line(const struct vimg_driver *drv,
+                                const struct vimg_create_ctx *ctx);
+
 /* ---- The driver ------------------------------------------------------ */
 
 struct vimg_driver {
@@ -201,6 +208,38 @@ struct vimg_driver {
     int (*check)(struct vimg_image *img, unsigned fix,
                  struct vimg_check_result *res, vimg_report_fn report,
                  void *opaque);
+
+    /* Internal snapshots; all NULL for formats without them (the list is
+     * then empty, the rest ENOTSUP). SNAPSHOT_LIST fills *LIST (*N
+     * entries, freed by the core with vimg_snapshot_list_free). The
+     * others name a snapshot by ID and NAME: both given, the first
+     * matching both; one NULL, the first matching the other; -ENOENT
+     * when none does. CREATE, APPLY and DELETE run on a writable image
+     * with no other call in flight on it (the core holds img->lock; a
+     * thread-safe driver waits for its own I/O). SNAPSHOT_LOAD makes a
+     * read-only image, just opened, read the snapshot instead of the
+     * current disk (its size too), for good. */
+    int (*snapshot_list)(struct vimg_image *img, struct vimg_snapshot **list,
+                         size_t *n);
+    int (*snapshot_create)(struct vimg_image *img,
+                           const struct vimg_snapshot *sn);
+    int (*snapshot_apply)(struct vimg_image *img, const char *id,
+                          const char *name);
+    int (*snapshot_delete)(struct vimg_image *img, const char *id,
+                           const char *name);
+    int (*snapshot_load)(struct vimg_image *img, const char *id,
+                         const char *name);
+    /* Deallocate every cluster of the image's own layer, so that it reads
+     * as its backing file (qemu-img commit's last step). NULL: -ENOTSUP,
+     * which commit ignores as qemu-img does. */
+    int (*make_empty)(struct vimg_image *img);
+    /* Record NAME (NULL: none) as the backing file and FORMAT (NULL:
+     * none) as its format in the image's metadata and in
+     * img->backing_name/backing_format, after making everything else
+     * durable, in one write. NULL: -ENOTSUP. */
+    int (*change_backing)(struct vimg_image *img, const char *name,
+                          const char *format);
+
     /* Change format options in place (OPTS validated against amend_opts;
      * IMG writable). Checks every option before changing anything. */
     int (*amend)(struct vimg_image *img, const struct vimg_opts *opts,
@@ -246,6 +285,10 @@ struct vimg_image {
                                      and writes in order even with -W */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
+    _Atomic int sparse_file;      /* block status: 0 not known yet, 1 the
+                                     file holds its clusters, 2 they are
+                                     mostly holes (metadata preallocation;
+                                     lib/io.c) */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
 };
 
@@ -373,6 +416,15 @@ struct vimg_image *vimg_internal_open_on(struct vimg_image *file,
 /* Open a file protocol image on a duplicate of FD, named NAME in
  * messages (lib/protocols/file.c; IMG comes from the core, empty). */
 int vimg_internal_file_adopt(struct vimg_image *img, int fd);
+
+/* Copy COUNT bytes between two file protocol images in the kernel
+ * (copy_file_range), from SRC at SRC_OFFSET to DST at DST_OFFSET.
+ * -ENOTSUP without a message when the kernel or file system cannot (or an
+ * image is not a file), -ENODATA when SRC ends first: the caller then
+ * copies through memory. */
+int vimg_internal_file_copy_range(struct vimg_image *src, uint64_t src_offset,
+                                  struct vimg_image *dst, uint64_t dst_offset,
+                                  uint64_t count);
 
 /* Targets (lib/target.c). The name the caller gave, for messages. */
 const char *vimg_internal_target_name(const struct vimg_target *t);

@@ -1,6 +1,7 @@
 /* The data path: every bounds, alignment and read-only check happens here,
  * once, before a driver sees the request. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,6 +275,31 @@ int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
     return r;
 }
 
+/* Whether IMG's clusters are mostly holes in its file, as a qcow2 made
+ * with preallocation=metadata is: QEMU then asks the file about each data
+ * extent (qcow2_detect_metadata_preallocation). QEMU counts the clusters
+ * with a refcount; here the file's length stands for them, so the test is
+ * its length against its allocated bytes, with QEMU's threshold (a tenth
+ * more, or two clusters). Decided once per image, as QEMU does. */
+static bool sparse_file(struct vimg_image *img)
+{
+    int v = atomic_load(&img->sparse_file);
+    if (v == 0) {
+        struct vimg_image *f = img->file;
+        uint64_t cluster = img->compress_unit ? img->compress_unit : 65536;
+        int64_t len = vimg_internal_get_size(f);
+        int64_t alloc = f->drv->allocated_size ? f->drv->allocated_size(f)
+                                               : len;
+        uint64_t real = alloc > 0 ? (uint64_t)alloc / cluster : 0;
+        uint64_t threshold = MAX(real * 10 / 9, real + 2);
+        v = len >= 0 && alloc >= 0 &&
+                    ((uint64_t)len + cluster - 1) / cluster > threshold
+                ? 2 : 1;
+        atomic_store(&img->sparse_file, v);
+    }
+    return v == 2;
+}
+
 /* One layer's answer, with the core's defaults filled in. */
 static int layer_status(struct vimg_image *img, uint64_t offset,
                         uint64_t count, struct vimg_extent *e)
@@ -295,6 +321,30 @@ static int layer_status(struct vimg_image *img, uint64_t offset,
             return vimg_internal_img_error(img, EIO, "driver %s returned a "
                                            "bad block status length",
                                            img->drv->name);
+        }
+    }
+    /* qcow2 clusters preallocated with preallocation=metadata read as
+     * zeros where the file has a hole or ends: say so, as QEMU's block
+     * layer asks the protocol below for such images (BDRV_BLOCK_RECURSE),
+     * so that map reports zero and convert skips them. */
+    if ((r & (VIMG_BS_DATA | VIMG_BS_ZERO | VIMG_BS_OFFSET_VALID)) ==
+            (VIMG_BS_DATA | VIMG_BS_OFFSET_VALID) &&
+        img->drv == &vimg_driver_qcow2 && img->file && file &&
+        strcmp(file, img->file->filename) == 0 &&
+        img->file->drv->block_status && sparse_file(img)) {
+        uint64_t fpnum = pnum, fmap = 0;
+        const char *ffile = NULL;
+        bool had_error = vimg_internal_error_set();
+        LOCK(img->file);
+        int fr = img->file->drv->block_status(img->file, map, pnum, &fpnum,
+                                              &fmap, &ffile);
+        UNLOCK(img->file);
+        /* Errors only lose this extra fact, as in QEMU. */
+        if (fr >= 0 && fpnum > 0 && fpnum <= pnum) {
+            pnum = fpnum;
+            r |= fr & VIMG_BS_ZERO;
+        } else if (fr < 0 && !had_error) {
+            vimg_internal_error_clear();
         }
     }
     e->offset = offset;

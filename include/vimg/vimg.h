@@ -87,6 +87,13 @@ struct vimg_open_params {
                                     encrypt.key-secret=ID), or NULL */
     const struct vimg_secret *secrets; /* what key-secret options name */
     size_t n_secrets;
+    /* Read an internal snapshot instead of the current disk (qcow2;
+     * read-only opens only): the image then has the snapshot's size and
+     * contents. Named by SNAPSHOT_ID and SNAPSHOT_NAME as in
+     * vimg_snapshot_apply; both NULL: the current disk. ENOENT when no
+     * snapshot matches (qemu-img convert -l). */
+    const char *snapshot_id;
+    const char *snapshot_name;
 };
 
 /* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
@@ -223,11 +230,23 @@ struct vimg_create_params {
     const struct vimg_secret *secrets; /* what key-secret options name
                                     (encrypt.format=luks) */
     size_t n_secrets;
+    bool unsafe;                 /* -u: never open the backing file (its
+                                    format and the size must be given) */
 };
 
 /* Create FILENAME through a target (below): vimg_target_begin,
  * vimg_target_create, vimg_target_commit. */
 int vimg_create(const char *filename, const struct vimg_create_params *p);
+
+/* What qemu-img create prints after "Formatting 'FILENAME', " for P:
+ * "fmt=qcow2 cluster_size=65536 extended_l2=off ... size=N ...", the
+ * format's options in qemu-img's order with its defaults, sizes and
+ * numbers in bytes, commas in strings doubled. Checks P as vimg_create
+ * does before it writes anything (format, options, backing file, size;
+ * FILENAME resolves a relative backing file), and writes nothing. The
+ * caller frees the string; NULL on error. */
+char *vimg_create_describe(const char *filename,
+                           const struct vimg_create_params *p);
 
 /* ---- Targets: files a command writes --------------------------------- */
 /* A target is the new contents of a file, made safely:
@@ -412,11 +431,39 @@ struct vimg_convert_params {
                                   than fail */
     vimg_progress_fn progress; /* may be NULL */
     void *opaque;
+    bool target_is_zero;       /* --target-is-zero: DST reads as zeros
+                                  already, so zero runs are not written
+                                  (refused when DST has a backing file) */
+    /* --salvage: a read that fails is retried 512 bytes at a time; what
+       still cannot be read is written as zeros and reported to
+       read_error (may be NULL) with the source's index, the offset in
+       that source and the errno, and the copy goes on. */
+    bool salvage;
+    void (*read_error)(void *opaque, size_t source, uint64_t offset,
+                       int err);
+    bool copy_offload;         /* -C: copy data ranges that a file holds
+                                  as they are into a raw file target with
+                                  copy_file_range (no zero detection);
+                                  other ranges are copied as usual.
+                                  Refused with compress. */
+    uint64_t rate_limit;       /* -r: bytes of data per second; 0 for no
+                                  limit (zero runs are not counted) */
+    /* A window of the source (dd skip= and count=): copy LENGTH bytes
+       from SRC_OFFSET of the (concatenated) source to offset 0 of DST.
+       LENGTH 0 copies up to the source's end. */
+    uint64_t src_offset;
+    uint64_t length;
 };
 /* Copy the guest-visible contents of SRC (through its backing chain) into
  * DST, which must be writable and at least as large. */
 int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
                  const struct vimg_convert_params *p);
+/* The same for N sources (N >= 1) copied one after the other, as one
+ * disk of their sizes added (qemu-img convert with several sources).
+ * bitmaps needs one source and no window (EINVAL). */
+int vimg_convert_sources(struct vimg_image *const *srcs, size_t n,
+                         struct vimg_image *dst,
+                         const struct vimg_convert_params *p);
 
 /* Compare guest-visible contents. Returns 0 when identical, 1 when they
  * differ (FIRST_DIFF set to the first differing 512-byte sector, or to the
@@ -427,6 +474,117 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
 int vimg_compare(struct vimg_image *a, struct vimg_image *b, bool strict,
                  uint64_t *first_diff, vimg_progress_fn progress,
                  void *opaque);
+
+/* ---- Internal snapshots ---------------------------------------------- */
+/* Snapshots stored inside an image (qcow2), as qemu-img snapshot and
+ * QEMU's savevm make them. Each change is written so that a crash leaves
+ * the image as it was before or after it, never between. */
+
+#define VIMG_SNAPSHOT_NO_ICOUNT UINT64_MAX
+
+struct vimg_snapshot {
+    char *id;               /* unique: "1", "2", ... */
+    char *name;             /* the tag; names may repeat */
+    uint64_t vm_state_size; /* bytes of VM state QEMU's savevm stored with
+                               it (past the end of the disk); 0: disk only */
+    uint64_t disk_size;     /* the virtual size it restores */
+    uint32_t date_sec, date_nsec; /* when it was taken (seconds since
+                               1970, UTC) */
+    uint64_t vm_clock_nsec; /* the guest's clock then */
+    uint64_t icount;        /* instructions executed, or
+                               VIMG_SNAPSHOT_NO_ICOUNT when not recorded */
+};
+
+/* IMG's internal snapshots in the order the image lists them: *LIST (free
+ * with vimg_snapshot_list_free) and their count *N; formats without
+ * internal snapshots have none (*LIST NULL, *N 0). */
+int vimg_snapshot_list(struct vimg_image *img, struct vimg_snapshot **list,
+                       size_t *n);
+/* Free a list from vimg_snapshot_list (NULL is a no-op). */
+void vimg_snapshot_list_free(struct vimg_snapshot *list, size_t n);
+/* Save IMG's current disk as a new snapshot NAME (IMG opened read-write),
+ * as qemu-img snapshot -c does: the next free numeric ID, dated now, no VM
+ * state, VM clock and instruction count 0. The snapshot and the current
+ * disk then share every cluster until one of them is written. ENOTSUP for
+ * formats without internal snapshots and for qcow2 images with an
+ * external data file; ERANGE when the image's refcount width cannot count
+ * one more reference (refcount_bits=1). */
+int vimg_snapshot_create(struct vimg_image *img, const char *name);
+/* Make IMG's current disk the snapshot named by ID and NAME again (its
+ * contents and virtual size); the snapshot stays. With both, the first
+ * snapshot matching both is meant; with one of them NULL, the first
+ * matching the other (qemu-img snapshot -a tries the ID, then the name;
+ * -d the name, then the ID: do that with vimg_snapshot_list). ENOENT when
+ * none matches. IMG must be writable. */
+int vimg_snapshot_apply(struct vimg_image *img, const char *id,
+                        const char *name);
+/* Delete that snapshot; the clusters only it held are freed (VM state
+ * included), everything else stays. */
+int vimg_snapshot_delete(struct vimg_image *img, const char *id,
+                         const char *name);
+
+/* ---- Committing and rebasing overlays ------------------------------- */
+
+struct vimg_commit_params {
+    /* -b: the image of TOP's backing chain to commit into, named as
+     * qemu-img takes it (the name an image's header gives for it, or a
+     * path that leads to the same file, relative names resolved against
+     * the folder of the image naming it); NULL: TOP's backing file. */
+    const char *base;
+    /* -d (qemu-img commit -b implies it): leave TOP as it is. Otherwise
+     * TOP is emptied afterwards, so that it reads its data from the base
+     * (formats that cannot be emptied are left as they are, as qemu-img
+     * leaves them). */
+    bool drop;
+    /* Extra open flags for the base, reopened read-write for the commit
+     * (VIMG_OPEN_NOCACHE, VIMG_OPEN_NO_FLUSH: qemu-img commit -t). */
+    unsigned base_flags;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* Copy into the base (any writable format, raw included) everything that
+ * TOP and the images between TOP and the base hold themselves, found by
+ * block status: data is copied, zero ranges become zero writes that may
+ * unmap, and ranges no layer above the base holds are not touched. The
+ * base grows to TOP's size if it is smaller, and is flushed before TOP is
+ * emptied. TOP must be opened with its backing chain, read-write unless
+ * DROP; the base's handle in that chain is replaced by a read-write one
+ * (closed with TOP). A base whose format was only guessed to be raw is
+ * refused (EPERM). EINVAL when TOP has no backing file or BASE is not in
+ * its chain, with qemu-img's message. */
+int vimg_commit(struct vimg_image *top, const struct vimg_commit_params *p);
+
+struct vimg_rebase_params {
+    /* -b: the new backing file as the header will record it; a relative
+     * name is opened relative to IMG's folder, as QEMU opens it. NULL or
+     * "": none (IMG takes in everything it read from its old chain). */
+    const char *backing_file;
+    /* -F: its format; required with a backing file (EINVAL), as
+     * qemu-img 7.2 requires it. */
+    const char *backing_format;
+    /* -u: only rewrite the backing file fields; IMG may then have been
+     * opened with VIMG_OPEN_NO_BACKING, and its contents change if the
+     * new backing file differs from the old. */
+    bool unsafe;
+    /* -U: open the new backing file even if another process has it. */
+    bool force_share;
+    /* Extra open flags for the new backing file (VIMG_OPEN_NOCACHE:
+     * qemu-img rebase -T none). */
+    unsigned backing_flags;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* Give IMG (opened read-write) a new backing file without changing what
+ * it reads: unless UNSAFE, every range where IMG has no data of its own
+ * and the old and new backing chains read differently (compared only
+ * where either chain has data; when the new file lies in the old chain,
+ * only where the images above it hold data) is first copied from the
+ * old chain into IMG (zeros as zero writes), then flushed, and only then
+ * does the header change, in one write. Afterwards IMG's backing image
+ * is the new one (opened read-only under IMG's open policy), or none
+ * after an unsafe rebase, whose new file is not opened. ENOTSUP for
+ * formats that cannot record a backing file (qcow2 can). */
+int vimg_rebase(struct vimg_image *img, const struct vimg_rebase_params *p);
 
 /* ---- Values (info trees) --------------------------------------------- */
 
@@ -596,6 +754,14 @@ int64_t vimg_iso_read(struct vimg_iso *iso, const char *path, void *buf,
  * what stays in DEST. Memory use does not depend on file sizes. */
 int vimg_iso_extract(struct vimg_iso *iso, const char *path,
                      const char *dest);
+
+/* Copy the regular file PATH to the new host file TARGET (its folder must
+ * exist; an existing TARGET is not replaced: EEXIST), with its Rock Ridge
+ * mode and times, as cp and xorriso -extract copy one file to a new
+ * name. EINVAL when PATH is not a regular file. On failure nothing is
+ * left at TARGET. */
+int vimg_iso_extract_file(struct vimg_iso *iso, const char *path,
+                          const char *target);
 
 /* ---- Helpers shared with the CLI ------------------------------------- */
 

@@ -518,3 +518,66 @@ out:
     tdestroy(x.links, free);
     return r < 0 ? -1 : 0;
 }
+
+int vimg_iso_extract_file(struct vimg_iso *iso, const char *path,
+                          const char *target)
+{
+    struct extract x = { .iso = iso, .destfd = -1 };
+    struct iso_node *n = calloc(1, sizeof *n);
+    char *dir = strdup(target ? target : "");
+    int r = -ENOMEM;
+
+    vimg_internal_error_clear();
+    if (!n || !dir || !(x.buf = malloc(COPY_BUFFER_SIZE))) {
+        iso_error(iso, ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((r = iso_lookup(iso, path ? path : "", n)) < 0) {
+        goto out;
+    }
+    if (n->st.type != VIMG_ISO_FILE) {
+        r = iso_error(iso, EINVAL, "%s: not a regular file", path);
+        goto out;
+    }
+    /* TARGET is a host path the caller chose: its folder must exist, the
+     * file itself must not (nothing is replaced, as by vimg_iso_extract). */
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : dir;
+    if (slash) {
+        *slash = '\0';
+    }
+    if (!*base || !strcmp(base, ".") || !strcmp(base, "..") ||
+        strlen(base) >= sizeof n->name) {
+        r = iso_error(iso, EINVAL, "%s: not a file name to create", target);
+        goto out;
+    }
+    x.destfd = open(slash ? (*dir ? dir : "/") : ".",
+                    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (x.destfd < 0) {
+        r = sys_error(iso, target, "open the folder of");
+        goto out;
+    }
+    /* The same bound as vimg_iso_extract: extents may repeat data. */
+    if (CHECKED_MUL(iso->image_size, (uint64_t)ISO_COPY_BUDGET_FACTOR,
+                    &x.budget)) {
+        x.budget = UINT64_MAX;
+    }
+    x.budget = MAX(x.budget, ISO_COPY_BUDGET_MIN);
+    memcpy(n->name, base, strlen(base) + 1);
+    r = extract_file(&x, x.destfd, path, n->name, n);
+    if (r < 0) {
+        report_left(&x, target);
+    }
+out:
+    if (x.destfd >= 0) {
+        close(x.destfd);
+    }
+    if (n) {
+        iso_node_reset(n);
+    }
+    free(n);
+    free(dir);
+    free(x.buf);
+    tdestroy(x.links, free);
+    return r < 0 ? -1 : 0;
+}

@@ -3,11 +3,19 @@
  * run into one request and cutting data runs into buffer-sized units;
  * workers read and zero-test units in parallel and write them, in offset
  * order unless out_of_order allows otherwise. Memory is workers x buffer,
- * whatever the image size. */
+ * whatever the image size.
+ *
+ * The source is one disk made of one or more images laid end to end
+ * (qemu-img convert with several sources), of which a window is copied
+ * (dd's skip= and count=). Positions below are in the target unless they
+ * say otherwise; a block status extent never crosses from one source
+ * image into the next, a unit of data may (compressed blocks). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../common/iszero.h"
@@ -18,19 +26,43 @@
 #define BUFFER_SIZE (2u << 20)
 #define DEFAULT_WORKERS 8
 #define MAX_WORKERS 64
+#define SECTOR 512
+/* -r: the rate is kept over slices of this length, as QEMU's rate limit
+ * does for block jobs (a burst may run ahead by one slice's quota). */
+#define RATE_SLICE_NS 100000000ull
 
 struct unit {
     uint64_t offset, length;
     bool zero;        /* the source reads as zeros here */
     uint64_t ticket;  /* write order */
+    /* -C: the file protocol image holding this unit's data as it is,
+     * and where, or NULL. */
+    struct vimg_image *from;
+    uint64_t from_offset;
+};
+
+/* The block status of the source at the dispatcher's cursor. */
+struct extent {
+    uint64_t start, end;      /* in the target */
+    unsigned flags;           /* VIMG_BS_* */
+    struct vimg_image *from;  /* as unit.from, for the extent's start */
+    uint64_t from_offset;
 };
 
 struct job {
-    struct vimg_image *src, *dst;
+    struct vimg_image *const *srcs;
+    size_t n_srcs;
+    uint64_t *starts;         /* source i begins at starts[i] of the
+                                 concatenation; starts[n_srcs] ends it */
+    uint64_t window;          /* the concatenation's offset copied to 0 */
+    struct vimg_image *dst;
     const struct vimg_convert_params *p;
-    uint64_t size;
+    uint64_t size;            /* bytes to copy */
     bool skip_zero;           /* target reads zeros where we write nothing */
     uint64_t unit;            /* -c: the target's compressed block size */
+    bool offload;             /* -C and the target is a raw file */
+    _Atomic bool offload_failed; /* the kernel refused once: stop asking */
+    uint64_t slice_start, slice_end, dispatched; /* -r accounting */
     pthread_mutex_t lock;
     /* In-order writes: the worker holding ticket T waits on turn[T % n].
      * At most n tickets are outstanding (one per worker) and they are
@@ -39,7 +71,7 @@ struct job {
     pthread_cond_t turn[MAX_WORKERS];
     int n;
     uint64_t pos;             /* dispatcher cursor */
-    struct vimg_extent ext;   /* cached block status at pos */
+    struct extent ext;        /* cached block status at pos */
     bool ext_valid;
     uint64_t next_ticket, next_write;
     uint64_t done;
@@ -77,15 +109,77 @@ static void progress_locked(struct job *j, uint64_t n)
     }
 }
 
+/* The source image holding byte V of the concatenation: the last one
+ * starting at or before V (empty sources are passed over). */
+static size_t source_at(const struct job *j, uint64_t v)
+{
+    size_t lo = 0, hi = j->n_srcs - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        if (j->starts[mid] <= v) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+/* -C: the file protocol image that holds the data of extent E of SRC as
+ * it is (its layer's own file), or NULL. */
+static struct vimg_image *offload_source(struct vimg_image *src,
+                                         const struct vimg_extent *e)
+{
+    struct vimg_image *layer = src;
+    if ((e->flags & (VIMG_BS_DATA | VIMG_BS_ZERO | VIMG_BS_OFFSET_VALID)) !=
+            (VIMG_BS_DATA | VIMG_BS_OFFSET_VALID) || !e->file) {
+        return NULL;
+    }
+    for (int d = 0; d < e->depth && layer; d++) {
+        layer = layer->backing;
+    }
+    if (!layer || !layer->file || layer->file->drv != &vimg_driver_file ||
+        strcmp(layer->file->filename, e->file) != 0) {
+        return NULL;
+    }
+    return layer->file;
+}
+
+/* Refresh the cached extent at j->pos. Called with the lock held. */
+static int query_extent(struct job *j)
+{
+    uint64_t v = j->pos + j->window;
+    size_t i = source_at(j, v);
+    uint64_t count = MIN(j->size - j->pos, j->starts[i + 1] - v);
+    struct vimg_extent e;
+    int r = vimg_internal_block_status(j->srcs[i], v - j->starts[i], count,
+                                       VIMG_BS_CHAIN, &e);
+    if (r < 0) {
+        if (!j->p->salvage) {
+            return r;
+        }
+        /* --salvage: read it as data; the reads will say what is lost. */
+        vimg_internal_error_clear();
+        memset(&e, 0, sizeof e);
+        e.flags = VIMG_BS_DATA;
+        e.length = MIN(count, BUFFER_SIZE);
+    }
+    j->ext.start = j->pos;
+    j->ext.end = j->pos + e.length;
+    j->ext.flags = e.flags;
+    j->ext.from = j->offload ? offload_source(j->srcs[i], &e) : NULL;
+    j->ext.from_offset = e.file_offset;
+    j->ext_valid = true;
+    return 0;
+}
+
 /* Next unit to act on, or false at the end. Zero runs that need no write
  * are consumed here without waking a worker. Called with the lock held. */
 static bool dispatch(struct job *j, struct unit *u)
 {
     while (j->pos < j->size && !j->error) {
-        if (!j->ext_valid || j->ext.offset + j->ext.length <= j->pos) {
-            int r = vimg_internal_block_status(j->src, j->pos,
-                                               j->size - j->pos,
-                                               VIMG_BS_CHAIN, &j->ext);
+        if (!j->ext_valid || j->ext.end <= j->pos) {
+            int r = query_extent(j);
             if (r < 0) {
                 const char *m = vimg_get_error();
                 j->error = r;
@@ -93,9 +187,8 @@ static bool dispatch(struct job *j, struct unit *u)
                          m ? m : strerror(-r));
                 return false;
             }
-            j->ext_valid = true;
         }
-        uint64_t left = j->ext.offset + j->ext.length - j->pos;
+        uint64_t left = j->ext.end - j->pos;
         bool zero = (j->ext.flags & VIMG_BS_ZERO) && j->p->min_sparse;
         if (j->unit) {
             /* Compressed blocks: units start on a block and hold whole
@@ -109,6 +202,8 @@ static bool dispatch(struct job *j, struct unit *u)
         u->offset = j->pos;
         u->zero = zero;
         u->length = zero ? left : MIN(left, BUFFER_SIZE);
+        u->from = zero ? NULL : j->ext.from;
+        u->from_offset = j->ext.from_offset + (j->pos - j->ext.start);
         j->pos += u->length;
         if (zero && j->skip_zero) {
             progress_locked(j, u->length);
@@ -118,6 +213,84 @@ static bool dispatch(struct job *j, struct unit *u)
         return true;
     }
     return false;
+}
+
+/* -r: how long to wait before copying N more bytes of data, as QEMU's
+ * ratelimit_calculate_delay counts. Called with the lock held. */
+static uint64_t rate_delay(struct job *j, uint64_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
+                   (uint64_t)ts.tv_nsec;
+    uint64_t quota = (uint64_t)((double)j->p->rate_limit *
+                                RATE_SLICE_NS / 1e9);
+    quota = quota ? quota : 1;
+    if (j->slice_end < now) {
+        j->slice_start = now;
+        j->slice_end = now + RATE_SLICE_NS;
+        j->dispatched = 0;
+    }
+    j->dispatched += n;
+    if (j->dispatched < quota) {
+        return 0;
+    }
+    j->slice_end = j->slice_start +
+                   (uint64_t)((double)j->dispatched / (double)quota *
+                              RATE_SLICE_NS);
+    return j->slice_end > now ? j->slice_end - now : 0;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000ull),
+                           (long)(ns % 1000000000ull) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* --salvage: read source I at LOCAL (N bytes) a sector at a time, zeros
+ * where a sector cannot be read, each one reported. */
+static void salvage_read(struct job *j, size_t i, char *buf, uint64_t n,
+                         uint64_t local)
+{
+    for (uint64_t off = 0; off < n; off += SECTOR) {
+        uint64_t m = MIN(SECTOR, n - off);
+        int r = vimg_internal_pread(j->srcs[i], buf + off, m, local + off);
+        if (r < 0) {
+            memset(buf + off, 0, m);
+            if (j->p->read_error) {
+                pthread_mutex_lock(&j->lock);
+                j->p->read_error(j->p->opaque, i, local + off, -r);
+                pthread_mutex_unlock(&j->lock);
+            }
+        }
+        vimg_internal_error_clear();
+    }
+}
+
+/* Read LEN bytes of the source at POS (in the target), across source
+ * images where the range spans them. */
+static int read_source(struct job *j, char *buf, uint64_t len, uint64_t pos)
+{
+    while (len > 0) {
+        uint64_t v = pos + j->window;
+        size_t i = source_at(j, v);
+        uint64_t n = MIN(len, j->starts[i + 1] - v);
+        uint64_t local = v - j->starts[i];
+        int r = vimg_internal_pread(j->srcs[i], buf, n, local);
+        if (r < 0) {
+            if (!j->p->salvage) {
+                return r;
+            }
+            vimg_internal_error_clear();
+            salvage_read(j, i, buf, n, local);
+        }
+        buf += n;
+        pos += n;
+        len -= n;
+    }
+    return 0;
 }
 
 /* Write BUF (the source's bytes of U) honouring -S: a zero run of at
@@ -282,10 +455,12 @@ static int process(struct job *j, const struct unit *u, char *buf,
     bool in_order = !any_order || j->dst->ordered_compressed;
     int r = 0;
 
+    bool offload = u->from && !atomic_load(&j->offload_failed);
     /* Zero units may be far longer than the buffer: they are never read
-     * into it whole (the -B path below fills it piece by piece). */
-    if (!u->zero &&
-        (r = vimg_internal_pread(j->src, buf, u->length, u->offset)) < 0) {
+     * into it whole (the -B path below fills it piece by piece). A unit
+     * the kernel copies is not read here at all. */
+    if (!u->zero && !offload &&
+        (r = read_source(j, buf, u->length, u->offset)) < 0) {
         return r;
     }
     /* Compression is the costly part: done here, on every worker, before
@@ -321,6 +496,19 @@ static int process(struct job *j, const struct unit *u, char *buf,
     } else if (u->zero) {
         r = vimg_internal_zero(j->dst, u->offset, u->length,
                                VIMG_ZERO_MAY_UNMAP);
+    } else if (offload) {
+        /* A raw target on a file: its offsets are the guest's. */
+        r = vimg_internal_file_copy_range(u->from, u->from_offset,
+                                          j->dst->file, u->offset,
+                                          u->length);
+        if (r == -ENOTSUP || r == -ENODATA) {
+            /* qemu-img too falls back to reading and writing. */
+            atomic_store(&j->offload_failed, r == -ENOTSUP);
+            r = read_source(j, buf, u->length, u->offset);
+            if (r == 0) {
+                r = write_data(j, u, buf);
+            }
+        }
     } else if (j->unit) {
         r = write_compressed(j, u, buf, cbuf);
     } else {
@@ -363,9 +551,14 @@ static void *worker(void *arg)
     for (;;) {
         pthread_mutex_lock(&j->lock);
         bool more = dispatch(j, &u);
+        uint64_t delay = more && !u.zero && j->p->rate_limit
+                             ? rate_delay(j, u.length) : 0;
         pthread_mutex_unlock(&j->lock);
         if (!more) {
             break;
+        }
+        if (delay) {
+            sleep_ns(delay);
         }
         vimg_internal_error_clear();
         int r = process(j, &u, buf, base, cbuf);
@@ -407,20 +600,47 @@ static int lock_source(struct vimg_image *src)
     return 0;
 }
 
-int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
-                 const struct vimg_convert_params *p)
+/* Check P against the images and fill in J's plan; 0 or -1 with the
+ * error recorded. */
+static int plan(struct job *j, struct vimg_image *const *srcs, size_t n,
+                struct vimg_image *dst)
 {
-    static const struct vimg_convert_params defaults = { .min_sparse = 4096 };
-    struct job j = { .src = src, .dst = dst, .p = p ? p : &defaults };
-    pthread_t threads[MAX_WORKERS];
-    int n, started = 0;
+    const struct vimg_convert_params *p = j->p;
+    uint64_t total = 0;
 
-    vimg_internal_error_clear();
-    if (!dst->writable) {
-        vimg_internal_img_error(dst, EROFS, "target is opened read-only");
-        return -1;
+    if (n == 0) {
+        return vimg_internal_error(EINVAL, "convert needs a source");
     }
-    if (dst->size < src->size) {
+    if (!dst->writable) {
+        return vimg_internal_img_error(dst, EROFS, "target is opened "
+                                       "read-only");
+    }
+    j->starts = malloc((n + 1) * sizeof *j->starts);
+    if (!j->starts) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        j->starts[i] = total;
+        if (__builtin_add_overflow(total, srcs[i]->size, &total) ||
+            total > INT64_MAX) {
+            return vimg_internal_error(EINVAL, "the sources add up to more "
+                                       "than %lld bytes",
+                                       (long long)INT64_MAX);
+        }
+    }
+    j->starts[n] = total;
+    if (p->src_offset > total ||
+        (p->length && p->length > total - p->src_offset)) {
+        return vimg_internal_error(EINVAL, "the range to copy (%llu bytes "
+                                   "from offset %llu) ends past the "
+                                   "source's %llu bytes",
+                                   (unsigned long long)p->length,
+                                   (unsigned long long)p->src_offset,
+                                   (unsigned long long)total);
+    }
+    j->window = p->src_offset;
+    j->size = p->length ? p->length : total - p->src_offset;
+    if (dst->size < j->size) {
         /* A raw image's size is its file's rounded up to a sector: name
          * the file's own size, which is what the user can see. */
         uint64_t shown = dst->size;
@@ -428,49 +648,90 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
             dst->file->size < shown) {
             shown = dst->file->size;
         }
-        vimg_internal_img_error(dst, EINVAL, "target (%llu bytes) is "
-                                "smaller than the source (%llu bytes)",
-                                (unsigned long long)shown,
-                                (unsigned long long)src->size);
-        return -1;
+        return vimg_internal_img_error(dst, EINVAL, "target (%llu bytes) "
+                                       "is smaller than the source (%llu "
+                                       "bytes)", (unsigned long long)shown,
+                                       (unsigned long long)j->size);
     }
-    if (lock_source(src) < 0) {
-        return -1;
+    if (p->target_is_zero && dst->backing_name) {
+        return vimg_internal_img_error(dst, EINVAL, "the target has a "
+                                       "backing file, so it does not read "
+                                       "as zeros (--target-is-zero)");
     }
-    /* What the bitmap copy would refuse is refused before any data. */
-    if (j.p->bitmaps &&
-        vimg_internal_bitmaps_copy(src, dst, j.p->skip_broken_bitmaps,
+    /* What the bitmap copy would refuse is refused before any data. A
+     * bitmap describes one image's disk: as qemu-img, one source only. */
+    if (p->bitmaps && (n > 1 || p->src_offset || p->length)) {
+        return vimg_internal_error(EINVAL, "copying bitmaps is only "
+                                   "possible with a single source");
+    }
+    if (p->bitmaps &&
+        vimg_internal_bitmaps_copy(srcs[0], dst, p->skip_broken_bitmaps,
                                    true) < 0) {
         return -1;
     }
     /* A stream format stores every block compressed: the workers compress
      * in parallel whether or not -c was given. */
-    if (j.p->compress || dst->ordered_compressed) {
+    if (p->compress || dst->ordered_compressed) {
         if (!dst->drv->compress || !dst->compress_unit ||
             dst->compress_unit > BUFFER_SIZE) {
-            vimg_internal_img_error(dst, ENOTSUP, "compression not supported "
-                                    "for this file format");
-            return -1;
+            return vimg_internal_img_error(dst, ENOTSUP, "compression not "
+                                           "supported for this file "
+                                           "format");
         }
-        if (j.p->target_backing) {
-            vimg_internal_img_error(dst, ENOTSUP, "compression cannot be "
-                                    "combined with a target backing file "
-                                    "(-B)");
-            return -1;
+        if (p->target_backing) {
+            return vimg_internal_img_error(dst, ENOTSUP, "compression "
+                                           "cannot be combined with a "
+                                           "target backing file (-B)");
         }
-        j.unit = dst->compress_unit;
+        if (p->copy_offload && p->compress) {
+            return vimg_internal_img_error(dst, EINVAL, "copy offloading "
+                                           "cannot be combined with "
+                                           "compression");
+        }
+        j->unit = dst->compress_unit;
     }
-    j.size = src->size;
-    j.skip_zero = j.p->target_is_new && vimg_has_zero_init(dst) &&
-                  !dst->backing_name;
-    n = j.p->workers > 0 ? j.p->workers : DEFAULT_WORKERS;
-    n = n > MAX_WORKERS ? MAX_WORKERS : n;
-    j.n = n;
+    j->offload = p->copy_offload && !p->target_backing &&
+                 dst->drv == &vimg_driver_raw && dst->file &&
+                 dst->file->drv == &vimg_driver_file;
+    j->skip_zero = ((p->target_is_new && vimg_has_zero_init(dst)) ||
+                    p->target_is_zero) && !dst->backing_name;
+    for (size_t i = 0; i < n; i++) {
+        if (lock_source(srcs[i]) < 0) {
+            return -1;
+        }
+    }
+    j->srcs = srcs;
+    j->n_srcs = n;
+    j->dst = dst;
+    return 0;
+}
+
+int vimg_convert_sources(struct vimg_image *const *srcs, size_t n,
+                         struct vimg_image *dst,
+                         const struct vimg_convert_params *p)
+{
+    static const struct vimg_convert_params defaults = { .min_sparse = 4096 };
+    struct job j = { .p = p ? p : &defaults };
+    pthread_t threads[MAX_WORKERS];
+    int workers, started = 0;
+
+    vimg_internal_error_clear();
+    if (!dst || (n && !srcs)) {
+        vimg_internal_error(EINVAL, "convert needs a source and a target");
+        return -1;
+    }
+    if (plan(&j, srcs, n, dst) < 0) {
+        free(j.starts);
+        return -1;
+    }
+    workers = j.p->workers > 0 ? j.p->workers : DEFAULT_WORKERS;
+    workers = workers > MAX_WORKERS ? MAX_WORKERS : workers;
+    j.n = workers;
     pthread_mutex_init(&j.lock, NULL);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < workers; i++) {
         pthread_cond_init(&j.turn[i], NULL);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < workers; i++) {
         if (pthread_create(&threads[i], NULL, worker, &j) != 0) {
             if (started == 0) {
                 worker(&j); /* no threads to be had: do it here */
@@ -482,10 +743,11 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < workers; i++) {
         pthread_cond_destroy(&j.turn[i]);
     }
     pthread_mutex_destroy(&j.lock);
+    free(j.starts);
     vimg_internal_error_clear();
     if (j.error) {
         vimg_internal_error(j.error, "%s", j.message);
@@ -495,7 +757,7 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
         return -1;
     }
     if (j.p->bitmaps &&
-        (vimg_internal_bitmaps_copy(src, dst, j.p->skip_broken_bitmaps,
+        (vimg_internal_bitmaps_copy(srcs[0], dst, j.p->skip_broken_bitmaps,
                                     false) < 0 ||
          vimg_internal_flush(dst) < 0)) {
         return -1;
@@ -504,4 +766,15 @@ int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
         j.p->progress(j.p->opaque, 0, 0); /* an empty copy is complete */
     }
     return 0;
+}
+
+int vimg_convert(struct vimg_image *src, struct vimg_image *dst,
+                 const struct vimg_convert_params *p)
+{
+    if (!src) {
+        vimg_internal_error_clear();
+        vimg_internal_error(EINVAL, "convert needs a source and a target");
+        return -1;
+    }
+    return vimg_convert_sources(&src, 1, dst, p);
 }

@@ -430,6 +430,45 @@ static int64_t file_allocated_size(struct vimg_image *img)
     return (int64_t)st.st_blocks * 512;
 }
 
+int vimg_internal_file_copy_range(struct vimg_image *src, uint64_t src_offset,
+                                  struct vimg_image *dst, uint64_t dst_offset,
+                                  uint64_t count)
+{
+    struct file_state *ss = src->opaque, *ds = dst->opaque;
+    off_t in = (off_t)src_offset, out = (off_t)dst_offset;
+
+    if (src->drv != &vimg_driver_file || dst->drv != &vimg_driver_file) {
+        return -ENOTSUP;
+    }
+    while (count > 0) {
+        ssize_t n = copy_file_range(ss->fd, &in, ds->fd, &out, count, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            /* The kernel or a file system that cannot copy between
+             * these files (another file system, O_DIRECT, a device):
+             * the caller copies through memory instead. */
+            if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                errno == EOPNOTSUPP || errno == EBADF) {
+                return -ENOTSUP;
+            }
+            return vimg_internal_img_error(dst, errno, "copy_file_range "
+                                           "at offset %llu: %s",
+                                           (unsigned long long)out,
+                                           strerror(errno));
+        }
+        if (n == 0) {
+            /* The source ends first (it reads as zeros past its end,
+             * which the kernel does not copy). */
+            return -ENODATA;
+        }
+        count -= (uint64_t)n;
+    }
+    grow_size(dst, ds, (uint64_t)out);
+    return 0;
+}
+
 int vimg_internal_file_fd(struct vimg_image *img)
 {
     struct file_state *s = img->opaque;

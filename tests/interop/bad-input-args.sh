@@ -27,14 +27,22 @@ expect_status 1 "$VIMG" convert -m 0 -f raw "$img" "$T/y.img"
 expect_status 1 "$VIMG" convert -m 65 -f raw "$img" "$T/y.img"
 [ ! -e "$T/y.img" ] || fail "bad convert options made a file"
 
-for cmd in create info convert compare map resize check measure bitmap amend; do
-    want=1; [ $cmd = compare ] && want=2
-    expect_status $want "$VIMG" $cmd --no-such-option "$img"
+# Exit 1 for usage errors, compare included (qemu-img's error_exit); a
+# wrong number of arguments prints the problem, then the whole usage.
+for cmd in create info convert compare map resize check measure bitmap amend \
+           dd bench; do
+    expect_status 1 "$VIMG" $cmd --no-such-option "$img"
     [ "$(wc -l < "$T/err")" = 1 ] || fail "$cmd: $(cat "$T/err")"
     grep -q "^vimg: $cmd: unrecognized option '--no-such-option'$" "$T/err" ||
         fail "$cmd: $(cat "$T/err")"
-    expect_status $want "$VIMG" $cmd
-    [ "$(wc -l < "$T/err")" = 1 ] && grep -q "^vimg: " "$T/err" || fail "$cmd without arguments: $(cat "$T/err")"
+    expect_status 1 qemu-img $cmd
+    expect_status 1 "$VIMG" $cmd
+    [ "$(sed -n 1p "$T/err")" = "vimg: wrong number of arguments" ] &&
+        grep -q "^Usage: vimg $cmd " "$T/err" ||
+        fail "$cmd without arguments: $(cat "$T/err")"
+    "$VIMG" $cmd --help > "$T/help"
+    sed 1d "$T/err" | cmp -s - "$T/help" ||
+        fail "$cmd without arguments: not the whole usage: $(cat "$T/err")"
 done
 expect_status 1 "$VIMG" info -f
 grep -q "^vimg: info: option requires an argument -- 'f'$" "$T/err" || fail "$(cat "$T/err")"

@@ -4,6 +4,10 @@
 set -eu
 : "${VIMG:?VIMG must name the vimg binary}"
 T=$(mktemp -d "${TMPDIR:-/tmp}/vimg-test.XXXXXX")
+# Tests that bound memory with `ulimit -v` must not depend on how many
+# malloc arenas (64 MiB of address space each) convert's worker threads
+# happen to create under load: one arena, as a constant.
+export MALLOC_ARENA_MAX=1
 cleanup_hooks=""
 cleanup() {
     for h in $cleanup_hooks; do $h || true; done
@@ -42,6 +46,24 @@ json_get() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys
 
 # allocated KiB of a file
 du_k() { du -k "$1" | cut -f1; }
+
+# data_map FILE: the file's data extents (SEEK_DATA/SEEK_HOLE), one
+# "start end" line each. Unlike du, it does not count the file system's own
+# extent-tree blocks, whose presence depends on writeback timing.
+data_map() {
+    python3 - "$1" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+end, pos = os.fstat(fd).st_size, 0
+while pos < end:
+    try:
+        start = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError:
+        break
+    pos = os.lseek(fd, start, os.SEEK_HOLE)
+    print(start, pos)
+PY
+}
 
 # serve_nbd SOCK QEMU-NBD-ARGS...: serve an image with qemu-nbd on the unix
 # socket SOCK until the test ends; returns once the socket is there.

@@ -34,7 +34,7 @@ assert d["hybrid"] == "none", d["hybrid"]
 assert d["creation-date"][:2] == "20" and "T" in d["creation-date"]
 PY
 "$VIMG" info "$T/x.iso" > "$T/human"
-grep -q '^Format specific information:$' "$T/human" &&
+grep -q '^ISO 9660 volume:$' "$T/human" &&
     grep -q '^    volume id: BOOTME$' "$T/human" &&
     grep -q '^            image path: /boot/efi.img$' "$T/human" ||
     fail "human info: $(cat "$T/human")"

@@ -22,7 +22,7 @@ assert q["format"] == "qcow2", q["format"]
 assert q["format-specific"]["type"] == "qcow2"
 assert q["iso9660"] == raw["format-specific"]["data"], (q["iso9660"], raw)
 PY
-"$VIMG" info -f qcow2 "$T/a.qcow2" | grep -q '^ISO 9660 information:$' ||
+"$VIMG" info -f qcow2 "$T/a.qcow2" | grep -q '^ISO 9660 volume:$' ||
     fail "human info lacks the ISO section"
 "$VIMG" iso ls -R -l "$T/a.iso" > "$T/l.raw"
 "$VIMG" iso ls -R -l -f qcow2 "$T/a.qcow2" > "$T/l.qcow2"

@@ -282,6 +282,77 @@ static void test_errors(void)
     vimg_close(src);
 }
 
+/* Several sources laid end to end, an empty one among them, and windows
+ * of the whole that start and end inside sources and across their
+ * boundaries, in both orders and with compressed-style units off. */
+static void test_sources_window(void)
+{
+    size_t sizes[] = { 3 * 4096 + 512, 0, 40960, SIZE - 53760 };
+    struct vimg_image *srcs[4];
+    size_t at = 0;
+    for (int i = 0; i < 4; i++) {
+        srcs[i] = mem_raw(src_data + at, sizes[i], false);
+        at += sizes[i];
+    }
+    CHECK_EQ(at, SIZE);
+    static const uint64_t windows[][2] = {
+        { 0, 0 }, { 512, 0 }, { 12800, 40960 }, { 13000, 1 },
+        { SIZE - 4097, 4097 }, { 53760, 0 },
+    };
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        for (int ooo = 0; ooo < 2; ooo++) {
+            struct vimg_image *dst = mem_raw(fill_data, SIZE, true);
+            struct vimg_convert_params p = { .min_sparse = 4096,
+                                             .workers = 3,
+                                             .out_of_order = ooo,
+                                             .src_offset = windows[w][0],
+                                             .length = windows[w][1] };
+            uint64_t len = windows[w][1] ? windows[w][1]
+                                         : SIZE - windows[w][0];
+            CHECK_EQ(vimg_convert_sources(srcs, 4, dst, &p), 0);
+            const unsigned char *d = contents(dst);
+            CHECK(memcmp(d, src_data + windows[w][0], len) == 0);
+            /* Past the window, the target is as it was. */
+            CHECK(all_bytes(d + len, SIZE - len, FILL));
+            vimg_close(dst);
+        }
+    }
+    /* A window past the end, and one running past it, are refused. */
+    struct vimg_image *dst = mem_raw(fill_data, SIZE, true);
+    struct vimg_convert_params p = { .src_offset = SIZE + 1 };
+    CHECK_EQ(vimg_convert_sources(srcs, 4, dst, &p), -1);
+    CHECK_EQ(vimg_get_errno(), EINVAL);
+    p.src_offset = 4096;
+    p.length = SIZE;
+    CHECK_EQ(vimg_convert_sources(srcs, 4, dst, &p), -1);
+    CHECK_EQ(vimg_get_errno(), EINVAL);
+    CHECK_EQ(vimg_convert_sources(srcs, 0, dst, NULL), -1);
+    CHECK_EQ(vimg_get_errno(), EINVAL);
+    vimg_close(dst);
+    for (int i = 0; i < 4; i++) {
+        vimg_close(srcs[i]);
+    }
+}
+
+/* --target-is-zero: an existing target said to read as zeros gets no zero
+ * writes, as a new one; without it, the zero runs are written. */
+static void test_target_is_zero(void)
+{
+    struct vimg_image *src = mem_raw(src_data, SIZE, false);
+    for (int tiz = 0; tiz < 2; tiz++) {
+        struct vimg_image *dst = mem_raw(fill_data, SIZE, true);
+        struct vimg_convert_params p = { .min_sparse = 4096,
+                                         .target_is_zero = tiz };
+        CHECK_EQ(vimg_convert(src, dst, &p), 0);
+        const unsigned char *d = contents(dst);
+        CHECK(memcmp(d, src_data, 8 * 1024) == 0);
+        CHECK(tiz ? all_bytes(d + 8 * 1024, 64 * 1024, FILL)
+                  : all_bytes(d + 8 * 1024, 64 * 1024, 0));
+        vimg_close(dst);
+    }
+    vimg_close(src);
+}
+
 int main(void)
 {
     make_source();
@@ -292,6 +363,8 @@ int main(void)
     test_target_backing_holes();
     test_progress();
     test_errors();
+    test_sources_window();
+    test_target_is_zero();
     free(src_data);
     free(fill_data);
     TEST_MAIN_END();

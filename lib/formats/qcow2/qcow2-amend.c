@@ -668,6 +668,35 @@ static int set_backing(struct vimg_image *img, const struct plan *p)
     return 0;
 }
 
+int qcow2_change_backing(struct vimg_image *img, const char *name,
+                         const char *format)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct plan p = { .backing_name = name,
+                      .backing_format = name ? format : NULL };
+    int r;
+
+    if (name && strlen(name) > QCOW2_MAX_BACKING_NAME) {
+        return vimg_internal_img_error(img, EINVAL, "backing file name too "
+                                       "long (at most %d bytes)",
+                                       QCOW2_MAX_BACKING_NAME);
+    }
+    if (name && (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+        return vimg_internal_img_error(img, EINVAL, "an image whose raw "
+                                       "external data file holds the whole "
+                                       "disk cannot have a backing file");
+    }
+    /* What the new header points at (data a rebase copied) is on disk
+     * before it; the header cluster is one write. */
+    if ((r = qcow2_begin_write(img)) < 0 ||
+        (r = qcow2_flush_metadata(img)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0 ||
+        (r = set_backing(img, &p)) < 0) {
+        return r;
+    }
+    return vimg_internal_flush(img->file);
+}
+
 static int set_data_file(struct vimg_image *img, const char *name)
 {
     struct qcow2_state *s = qcow2_state(img);

@@ -211,6 +211,8 @@ _Static_assert(QCOW2_SN_EXTRA_DATA_SIZE + 4 == QCOW2_SN_FIXED_SIZE,
 #define QCOW2_SN_EXTRA_DISK_SIZE           8  /* u64 */
 #define QCOW2_SN_EXTRA_ICOUNT             16  /* u64, -1 when unknown */
 #define QCOW2_SN_EXTRA_SIZE_V3            16  /* required in version 3 */
-#define QCOW2_SN_EXTRA_SIZE_MAX           24
+#define QCOW2_SN_EXTRA_SIZE_MAX           24  /* the fields known */
+/* Extra data QEMU accepts per entry (QCOW_MAX_SNAPSHOT_EXTRA_DATA). */
+#define QCOW2_SN_EXTRA_MAX              1024
 
 #endif

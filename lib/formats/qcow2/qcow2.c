@@ -749,7 +749,7 @@ static int read_snapshots(struct vimg_image *img, uint64_t file_size)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t off = s->snapshots_offset;
-    uint8_t fixed[QCOW2_SN_FIXED_SIZE], extra[QCOW2_SN_EXTRA_SIZE_MAX];
+    uint8_t fixed[QCOW2_SN_FIXED_SIZE], extra[QCOW2_SN_EXTRA_MAX];
     int r;
 
     if (!s->nb_snapshots) {
@@ -779,23 +779,36 @@ static int read_snapshots(struct vimg_image *img, uint64_t file_size)
         sn->vm_clock_nsec = load_be64(fixed + QCOW2_SN_VM_CLOCK_NSEC);
         sn->vm_state_size = load_be32(fixed + QCOW2_SN_VM_STATE_SIZE);
         uint32_t extra_len = load_be32(fixed + QCOW2_SN_EXTRA_DATA_SIZE);
-        if (extra_len > 1024) {
+        if (extra_len > QCOW2_SN_EXTRA_MAX) {
             return vimg_internal_img_error(img, EINVAL, "snapshot %u has "
                                            "too much extra data", i);
         }
         off += QCOW2_SN_FIXED_SIZE;
-        memset(extra, 0, sizeof extra);
-        if ((r = vimg_internal_pread(img->file, extra,
-                                     MIN(extra_len, sizeof extra), off)) < 0) {
+        if (extra_len && (r = vimg_internal_pread(img->file, extra,
+                                                  extra_len, off)) < 0) {
             return r;
         }
+        memset(extra + extra_len, 0, sizeof extra - extra_len);
         if (extra_len >= QCOW2_SN_EXTRA_VM_STATE_SIZE_LARGE + 8) {
             sn->vm_state_size =
                 load_be64(extra + QCOW2_SN_EXTRA_VM_STATE_SIZE_LARGE);
         }
+        sn->disk_size = extra_len >= QCOW2_SN_EXTRA_DISK_SIZE + 8
+                        ? load_be64(extra + QCOW2_SN_EXTRA_DISK_SIZE)
+                        : img->size;
+        sn->icount = UINT64_MAX;
         if (extra_len >= QCOW2_SN_EXTRA_ICOUNT + 8) {
             sn->icount = load_be64(extra + QCOW2_SN_EXTRA_ICOUNT);
             sn->has_icount = sn->icount != UINT64_MAX;
+        }
+        if (extra_len > QCOW2_SN_EXTRA_SIZE_MAX) {
+            sn->extra_unknown_len = extra_len - QCOW2_SN_EXTRA_SIZE_MAX;
+            sn->extra_unknown = malloc(sn->extra_unknown_len);
+            if (!sn->extra_unknown) {
+                return vimg_internal_img_error(img, ENOMEM, "out of memory");
+            }
+            memcpy(sn->extra_unknown, extra + QCOW2_SN_EXTRA_SIZE_MAX,
+                   sn->extra_unknown_len);
         }
         off += extra_len;
         sn->id = calloc(1, id_len + 1u);
@@ -829,11 +842,7 @@ static void free_state(struct qcow2_state *s)
 {
     free(s->l1);
     free(s->rt);
-    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
-        free(s->snapshots[i].id);
-        free(s->snapshots[i].name);
-    }
-    free(s->snapshots);
+    qcow2_snapshots_free(s->snapshots, s->nb_snapshots);
     free(s->inactive_l2);
     qcow2_bitmaps_free(s);
     free(s->backing_name);
@@ -1269,6 +1278,82 @@ static int locked_bitmap(struct vimg_image *img,
     return r;
 }
 
+static int locked_snapshot_list(struct vimg_image *img,
+                                struct vimg_snapshot **list, size_t *n)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_snapshot_list(img, list, n);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* Snapshot changes and emptying replace the tables as a whole: no I/O
+ * may be in flight on the clusters they move or free. */
+static int locked_snapshot_create(struct vimg_image *img,
+                                  const struct vimg_snapshot *sn)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_snapshot_create(img, sn);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_snapshot_apply(struct vimg_image *img, const char *id,
+                                 const char *name)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_snapshot_apply(img, id, name);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_snapshot_delete(struct vimg_image *img, const char *id,
+                                  const char *name)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_snapshot_delete(img, id, name);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_snapshot_load(struct vimg_image *img, const char *id,
+                                const char *name)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_snapshot_load(img, id, name);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_make_empty(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    qcow2_wait_all_idle(img);
+    int r = qcow2_make_empty(img);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int locked_change_backing(struct vimg_image *img, const char *name,
+                                 const char *format)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_change_backing(img, name, format);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 const struct vimg_driver vimg_driver_qcow2 = {
     .name = "qcow2",
     .kind = VIMG_DRIVER_FORMAT,
@@ -1298,4 +1383,11 @@ const struct vimg_driver vimg_driver_qcow2 = {
     .bitmap_list = locked_bitmap_list,
     .bitmap_dirty = locked_bitmap_dirty,
     .bitmap = locked_bitmap,
+    .snapshot_list = locked_snapshot_list,
+    .snapshot_create = locked_snapshot_create,
+    .snapshot_apply = locked_snapshot_apply,
+    .snapshot_delete = locked_snapshot_delete,
+    .snapshot_load = locked_snapshot_load,
+    .make_empty = locked_make_empty,
+    .change_backing = locked_change_backing,
 };

@@ -95,7 +95,13 @@ struct qcow2_snapshot {
     uint64_t vm_clock_nsec;
     uint64_t icount;
     bool has_icount;
+    uint64_t disk_size;        /* the image's size at open when the entry
+                                  does not record it (v2), as in QEMU */
     char *id, *name;
+    /* Extra data past the fields known here, kept for rewriting the
+     * table (QEMU keeps it too). */
+    uint8_t *extra_unknown;
+    uint32_t extra_unknown_len;
 };
 
 /* A persistent dirty bitmap. What the image holds is the directory entry
@@ -447,9 +453,29 @@ uint64_t qcow2_header_ext_offset(const struct qcow2_state *s, uint32_t type);
  * feature names, bitmaps, then unknown ones as they were), end marker,
  * backing file name. */
 int qcow2_rewrite_header(struct vimg_image *img);
+/* The change_backing driver member (lock held): the backing fields of
+ * the state, img's and the header, after flushing everything else. */
+int qcow2_change_backing(struct vimg_image *img, const char *name,
+                         const char *format);
 extern const struct vimg_opt_desc qcow2_amend_opts[];
 int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
                 vimg_progress_fn progress, void *opaque);
+
+/* ---- qcow2-snapshot.c ------------------------------------------------- */
+/* Driver members (lock held, no I/O in flight: see qcow2.c). */
+int qcow2_snapshot_list(struct vimg_image *img, struct vimg_snapshot **list,
+                        size_t *n);
+int qcow2_snapshot_create(struct vimg_image *img,
+                          const struct vimg_snapshot *sn);
+int qcow2_snapshot_apply(struct vimg_image *img, const char *id,
+                         const char *name);
+int qcow2_snapshot_delete(struct vimg_image *img, const char *id,
+                          const char *name);
+int qcow2_snapshot_load(struct vimg_image *img, const char *id,
+                        const char *name);
+int qcow2_make_empty(struct vimg_image *img);
+/* Free what struct qcow2_snapshot entries own. */
+void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 
 /* ---- qcow2-measure.c -------------------------------------------------- */
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,

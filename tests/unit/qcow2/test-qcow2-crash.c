@@ -2,7 +2,11 @@
  * Nth write-like call fail, and every later one (a crash), for every N
  * until the workload completes. After each crash the image as it was left
  * must check without corruption (leaks are allowed) and read back
- * everything written before the last successful flush.
+ * everything written before the last successful flush. Workloads with
+ * internal snapshots create, apply and delete them between writes, and
+ * empty the image as commit does: each of those is durable once it
+ * returns, and a crash inside an apply (or emptying) leaves the disk as it
+ * was or as the snapshot has it (or empty).
  *
  * With VIMG_CRASH_DUMP_DIR set, a sample of the crashed images is also
  * written there (tests/interop/qcow2-crash.sh runs qemu-img check on
@@ -16,7 +20,11 @@
 #define MAX_FILE (64u << 20)
 #define MAX_CRASH_POINTS 100000u
 
-enum op_kind { OP_WRITE, OP_ZERO, OP_DISCARD, OP_FLUSH };
+#define MAX_SNAPSHOTS 4
+
+/* OP_SNAP_*: OFFSET is the snapshot's number (named "sN"). */
+enum op_kind { OP_WRITE, OP_ZERO, OP_DISCARD, OP_FLUSH, OP_SNAP_CREATE,
+               OP_SNAP_APPLY, OP_SNAP_DELETE, OP_EMPTY };
 
 struct op {
     enum op_kind kind;
@@ -66,12 +74,48 @@ static const struct op ops_v2[] = {
     { OP_FLUSH, 0, 0 },
 };
 
+/* Snapshots taken, written around, applied and deleted: copies of shared
+ * L2 tables and clusters, COPIED flags changing both ways, refcount blocks
+ * and tables replaced, VM-less snapshots of v3 and v2 images. */
+static const struct op ops_snapshots[] = {
+    { OP_WRITE, 0, 64 * 1024 },
+    { OP_WRITE, 1u << 20, 300 * 1024 },
+    { OP_FLUSH, 0, 0 },
+    { OP_SNAP_CREATE, 0, 0 },
+    { OP_WRITE, 32 * 1024, 64 * 1024 },
+    { OP_ZERO, (1u << 20) + 4096, 16384 },
+    { OP_SNAP_CREATE, 1, 0 },
+    { OP_WRITE, 3u << 20, 100 * 1024 },
+    { OP_DISCARD, (1u << 20) + 65536, 65536 },
+    { OP_SNAP_APPLY, 0, 0 },
+    { OP_WRITE, 512 * 1024, 8192 },
+    { OP_SNAP_DELETE, 0, 0 },
+    { OP_SNAP_APPLY, 1, 0 },
+    { OP_SNAP_DELETE, 1, 0 },
+    { OP_WRITE, 0, 4096 },
+    { OP_SNAP_CREATE, 2, 0 },
+    { OP_EMPTY, 0, 0 },
+    { OP_WRITE, 2u << 20, 8192 },
+    { OP_SNAP_APPLY, 2, 0 },
+    { OP_FLUSH, 0, 0 },
+};
+
 static const struct config configs[] = {
     { "v3-512-rc64", "cluster_size=512,refcount_bits=64", 4u << 20,
       ops_small_clusters,
       sizeof ops_small_clusters / sizeof ops_small_clusters[0], 37 },
     { "v2-4k", "compat=0.10,cluster_size=4096", 4u << 20,
       ops_v2, sizeof ops_v2 / sizeof ops_v2[0], 5 },
+    { "snap-v3-4k", "cluster_size=4096", 4u << 20,
+      ops_snapshots, sizeof ops_snapshots / sizeof ops_snapshots[0], 23 },
+    { "snap-v2-512", "compat=0.10,cluster_size=512", 4u << 20,
+      ops_snapshots, sizeof ops_snapshots / sizeof ops_snapshots[0], 97 },
+};
+
+/* What a snapshot holds: the model when it was taken, and which sectors
+ * were then unknown. */
+struct saved {
+    uint8_t *model, *unknown;
 };
 
 static uint8_t pattern_byte(size_t op, uint64_t off)
@@ -96,7 +140,7 @@ static void apply_to_model(uint8_t *model, uint8_t *unknown, size_t i,
     case OP_DISCARD:
         memset(unknown + op->offset / SECTOR, 1, op->length / SECTOR);
         return;
-    case OP_FLUSH:
+    default:
         return;
     }
     memset(unknown + op->offset / SECTOR, 0, op->length / SECTOR);
@@ -117,6 +161,21 @@ static int run_op(struct vimg_image *img, size_t i, const struct op *op,
         return vimg_discard(img, op->offset, op->length);
     case OP_FLUSH:
         return vimg_flush(img);
+    case OP_EMPTY: {
+        int r = img->drv->make_empty(img);
+        return r < 0 ? r : vimg_flush(img);
+    }
+    case OP_SNAP_CREATE:
+    case OP_SNAP_APPLY:
+    case OP_SNAP_DELETE: {
+        char name[16];
+        snprintf(name, sizeof name, "s%llu", (unsigned long long)op->offset);
+        return op->kind == OP_SNAP_CREATE ? vimg_snapshot_create(img, name)
+               : op->kind == OP_SNAP_APPLY ? vimg_snapshot_apply(img, NULL,
+                                                                 name)
+                                           : vimg_snapshot_delete(img, NULL,
+                                                                  name);
+    }
     }
     return -1;
 }
@@ -172,11 +231,28 @@ static void dump(const struct config *cfg, uint64_t n, const void *data,
     }
 }
 
+/* Whether BUF holds COMMITTED but in the sectors in DIRTY. */
+static bool matches(const struct config *cfg, const uint8_t *buf,
+                    const uint8_t *committed, const uint8_t *dirty,
+                    uint64_t *bad)
+{
+    for (uint64_t s = 0; s < cfg->size / SECTOR; s++) {
+        if (!dirty[s] && memcmp(buf + s * SECTOR, committed + s * SECTOR,
+                                SECTOR) != 0) {
+            *bad = s * SECTOR;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Reopen the crashed contents and hold them to the last flushed state
- * COMMITTED, except sectors in DIRTY (touched since that flush). */
+ * COMMITTED, except sectors in DIRTY (touched since that flush), or to
+ * ALT and ALT_DIRTY when given (a snapshot being applied). */
 static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
                    size_t len, const uint8_t *committed,
-                   const uint8_t *dirty)
+                   const uint8_t *dirty, const uint8_t *alt,
+                   const uint8_t *alt_dirty)
 {
     struct vimg_open_params p = { .format = "qcow2" };
     struct vimg_image *img = vimg_open_buffer(data, len, "crash.qcow2", &p);
@@ -195,16 +271,14 @@ static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
         test_failures++;
     }
     uint8_t *buf = malloc(cfg->size);
+    uint64_t bad = 0, bad_alt;
     CHECK_EQ(vimg_pread(img, buf, cfg->size, 0), 0);
-    for (uint64_t s = 0; s < cfg->size / SECTOR; s++) {
-        if (!dirty[s] && memcmp(buf + s * SECTOR, committed + s * SECTOR,
-                                SECTOR) != 0) {
-            fprintf(stderr, "%s: crash point %llu: flushed data at %llu "
-                    "lost\n", cfg->name, (unsigned long long)n,
-                    (unsigned long long)(s * SECTOR));
-            test_failures++;
-            break;
-        }
+    if (!matches(cfg, buf, committed, dirty, &bad) &&
+        !(alt && matches(cfg, buf, alt, alt_dirty, &bad_alt))) {
+        fprintf(stderr, "%s: crash point %llu: flushed data at %llu "
+                "lost\n", cfg->name, (unsigned long long)n,
+                (unsigned long long)bad);
+        test_failures++;
     }
     free(buf);
     vimg_close(img);
@@ -219,6 +293,10 @@ static void run_config(const struct config *cfg)
     uint8_t *dirty = calloc(1, nsect);
     uint8_t *unknown = calloc(1, nsect);
     uint8_t *scratch = malloc(cfg->size);
+    struct saved saved[MAX_SNAPSHOTS] = { 0 };
+    /* An empty disk: what emptying leaves (no backing file here). */
+    struct saved empty = { calloc(1, cfg->size), calloc(1, nsect) };
+    const struct saved *applying;
     uint64_t n, crashes = 0;
     bool completed = false;
 
@@ -235,6 +313,7 @@ static void run_config(const struct config *cfg)
         memset(committed, 0, cfg->size);
         memset(dirty, 0, nsect);
         memset(unknown, 0, nsect);
+        applying = NULL;
         vimg_internal_memory_fail_after(mem, n);
         /* The image owns MEM from here; MEM stays valid until it closes,
          * also when opening fails on the injected fault (then the open
@@ -248,12 +327,32 @@ static void run_config(const struct config *cfg)
                  s * SECTOR < op->offset + op->length; s++) {
                 dirty[s] = 1;
             }
+            if (op->kind == OP_SNAP_APPLY) {
+                applying = &saved[op->offset];
+            } else if (op->kind == OP_EMPTY) {
+                applying = &empty;
+            }
             if (run_op(img, i, op, scratch) < 0) {
                 crashed = true;
                 break;
             }
             apply_to_model(model, unknown, i, op);
-            if (op->kind == OP_FLUSH) {
+            if (op->kind == OP_SNAP_CREATE) {
+                struct saved *sv = &saved[op->offset];
+                if (!sv->model) {
+                    sv->model = malloc(cfg->size);
+                    sv->unknown = malloc(nsect);
+                }
+                memcpy(sv->model, model, cfg->size);
+                memcpy(sv->unknown, unknown, nsect);
+            } else if (op->kind == OP_SNAP_APPLY || op->kind == OP_EMPTY) {
+                memcpy(model, applying->model, cfg->size);
+                memcpy(unknown, applying->unknown, nsect);
+            }
+            applying = NULL;
+            /* A snapshot change is durable with all before it. */
+            if (op->kind != OP_WRITE && op->kind != OP_ZERO &&
+                op->kind != OP_DISCARD) {
                 memcpy(committed, model, cfg->size);
                 memset(dirty, 0, nsect);
             }
@@ -286,7 +385,9 @@ static void run_config(const struct config *cfg)
         } else {
             completed = true;
         }
-        verify(cfg, n, copy, len, committed, dirty);
+        verify(cfg, n, copy, len, committed, dirty,
+               applying ? applying->model : NULL,
+               applying ? applying->unknown : NULL);
         free(copy);
     }
     CHECK(completed);
@@ -294,6 +395,12 @@ static void run_config(const struct config *cfg)
     printf("%s: %llu crash points checked\n", cfg->name,
            (unsigned long long)crashes);
 out:
+    for (size_t i = 0; i < MAX_SNAPSHOTS; i++) {
+        free(saved[i].model);
+        free(saved[i].unknown);
+    }
+    free(empty.model);
+    free(empty.unknown);
     free(base);
     free(model);
     free(committed);
