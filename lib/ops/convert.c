@@ -443,15 +443,21 @@ static int write_compressed(struct job *j, const struct unit *u,
     return r;
 }
 
+/* A raw image's layout is the guest's, so write order changes nothing on
+ * disk where writes cost the same in any order (RBD objects) or where each
+ * one waits for the device (O_DIRECT, -t none): there several writes in
+ * flight are the whole speed-up, as with qemu-img -W. */
+static bool raw_any_order(const struct vimg_image *dst)
+{
+    return dst->drv == &vimg_driver_raw && dst->file &&
+           (dst->file->drv->unordered_writes ||
+            (dst->file->params.flags & VIMG_OPEN_NOCACHE));
+}
+
 static int process(struct job *j, const struct unit *u, char *buf,
                    char *base, struct compressed *cbuf)
 {
-    /* A raw image on a protocol whose writes cost the same in any order
-     * (RBD objects) has nothing to keep in order: as with -W, so that
-     * writes overlap the cluster's round trips. */
-    bool any_order = j->p->out_of_order ||
-                     (j->dst->drv == &vimg_driver_raw && j->dst->file &&
-                      j->dst->file->drv->unordered_writes);
+    bool any_order = j->p->out_of_order || raw_any_order(j->dst);
     bool in_order = !any_order || j->dst->ordered_compressed;
     int r = 0;
 
