@@ -181,14 +181,35 @@ static int command_global_options(int argc, char **argv)
     return out;
 }
 
+/* A signal that waits for the command to stop (see on_fatal_signal). */
+static volatile sig_atomic_t deferred_signal;
+
 /* Ctrl-C, kill, a closed terminal: remove the named temporary of a file
  * being written (an O_TMPFILE one vanishes by itself), then die of the
- * same signal so the caller sees how we ended. */
+ * same signal so the caller sees how we ended. An image being made in a
+ * cluster (rbd) can only be removed by the command itself: it is told to
+ * stop, and the signal is raised again once it has; a second signal does
+ * not wait. */
 static void on_fatal_signal(int sig)
 {
     vimg_target_remove_temporaries();
+    if (!deferred_signal && vimg_target_images_pending()) {
+        deferred_signal = sig;
+        vimg_cancel();
+        return;
+    }
     signal(sig, SIG_DFL);
     raise(sig);
+}
+
+/* The command's status, or death by the signal it was stopped for. */
+static int finish(int status)
+{
+    if (deferred_signal) {
+        signal(deferred_signal, SIG_DFL);
+        raise(deferred_signal);
+    }
+    return status;
 }
 
 static void catch_fatal_signals(void)
@@ -255,7 +276,7 @@ int main(int argc, char **argv)
             char name[64];
             snprintf(name, sizeof name, "vimg: %s", commands[i]->name);
             argv[1] = name;
-            return commands[i]->run(cargc, argv + 1);
+            return finish(commands[i]->run(cargc, argv + 1));
         }
     }
     fail("unknown command '%s'", argv[1]);

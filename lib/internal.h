@@ -305,6 +305,10 @@ static inline void vimg_internal_mutex_init(pthread_mutex_t *m)
     pthread_mutexattr_destroy(&a);
 }
 
+/* 0, or, once vimg_cancel was called, -ECANCELED with "NAME: interrupted"
+ * recorded: long operations ask before each piece of work. */
+int vimg_internal_check_cancelled(const char *name);
+
 /* Record an error for this thread; the first one within a public call
  * wins. Returns -ERRNUM so drivers can `return vimg_internal_error(...)`.
  * The message should start with the file name. */

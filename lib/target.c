@@ -70,6 +70,14 @@ enum { SLOT_FREE, SLOT_FILLING, SLOT_ARMED, SLOT_REMOVING };
 static _Atomic int slot_state[MAX_NAMED];
 static char slot_path[MAX_NAMED][PATH_MAX];
 
+/* Targets holding an image in a store (rbd): a handler cannot remove it. */
+static _Atomic int images_pending;
+
+bool vimg_target_images_pending(void)
+{
+    return atomic_load(&images_pending) > 0;
+}
+
 void vimg_target_remove_temporaries(void)
 {
     for (int i = 0; i < MAX_NAMED; i++) {
@@ -348,6 +356,7 @@ static void target_free(struct vimg_target *t)
 {
     if (t->image) {
         (void)t->proto->remove_image(t->image);
+        atomic_fetch_sub(&images_pending, 1);
         free(t->image);
     }
     drop_temp(t);
@@ -486,6 +495,7 @@ int vimg_target_commit(struct vimg_target *t)
         if (r == 0) {
             free(t->image);
             t->image = NULL; /* published: not ours to remove */
+            atomic_fetch_sub(&images_pending, 1);
         }
         target_free(t);
         return r < 0 ? -1 : 0;
@@ -533,6 +543,9 @@ int vimg_internal_target_make_image(struct vimg_target *t,
 
     if (!t->image) {
         r = t->proto->create_image(t->name, opts, &t->image);
+        if (t->image) {
+            atomic_fetch_add(&images_pending, 1);
+        }
     }
     *image = t->image;
     return r;

@@ -272,8 +272,8 @@ char *vimg_create_describe(const char *filename,
  * An rbd: name (see vimg_open) is an image in a Ceph cluster instead: an
  * existing image is refused (EEXIST) when the image is made, which is
  * done under a hidden name beside it (".IMAGE.vimg-XXXXXXXX"), renamed by
- * vimg_target_commit and removed by vimg_target_abort (a signal leaves
- * it). nbd:// names cannot be targets (ENOTSUP): write into the export.
+ * vimg_target_commit and removed by vimg_target_abort (after a signal,
+ * see vimg_target_images_pending). nbd:// names cannot be targets (ENOTSUP): write into the export.
  * A target is used by one thread at a time. */
 struct vimg_target;
 
@@ -314,6 +314,17 @@ bool vimg_target_in_place(const struct vimg_target *t);
  * signal handler (it only unlinks paths recorded in advance); those
  * targets can only be aborted afterwards. */
 void vimg_target_remove_temporaries(void);
+
+/* Whether a target not yet ended has made an image in a store of its own
+ * (rbd), which no signal handler can remove: the handler then calls
+ * vimg_cancel and lets the command fail and abort its target. Safe in a
+ * signal handler. */
+bool vimg_target_images_pending(void);
+
+/* Ask the running operations (convert, commit, rebase, compare) to stop:
+ * each fails with ECANCELED before its next piece of work, and later ones
+ * fail at their first. Safe in a signal handler; there is no way back. */
+void vimg_cancel(void);
 
 /* Names and help of a format's -o options, one "name\ttype\thelp" line
  * each; the caller frees the string. NULL for an unknown format. */

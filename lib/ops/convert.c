@@ -567,7 +567,10 @@ static void *worker(void *arg)
             sleep_ns(delay);
         }
         vimg_internal_error_clear();
-        int r = process(j, &u, buf, base, cbuf);
+        int r = vimg_internal_check_cancelled(j->dst->filename);
+        if (r == 0) {
+            r = process(j, &u, buf, base, cbuf);
+        }
         if (r < 0) {
             fail(j, r);
             break;

@@ -77,7 +77,9 @@
     X(rbd_image_options_destroy) \
     X(rbd_create4) \
     X(rbd_remove) \
-    X(rbd_rename)
+    X(rbd_rename) \
+    X(rbd_watchers_list) \
+    X(rbd_watchers_list_cleanup)
 
 static struct {
 #define X(fn) __typeof__(fn) *fn;
@@ -232,6 +234,31 @@ static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
     return 0;
 }
 
+/* The file protocol's "write" lock, for a cluster: a writer (a running
+ * VM, qemu-io, rbd map) watches the image's header, and librbd's
+ * exclusive lock only takes turns between writers, never refuses one.
+ * Our own open is the one watcher expected; readers set up no watch. */
+static int refuse_other_writers(struct vimg_image *img, struct rbd_state *s)
+{
+    rbd_image_watcher_t w[4];
+    size_t n = sizeof w / sizeof w[0];
+    int r = ceph.rbd_watchers_list(s->image, w, &n);
+
+    if (r == -ERANGE) {
+        n = SIZE_MAX;
+    } else if (r < 0) {
+        return rbd_err(img, r, "cannot list the image's watchers");
+    } else {
+        ceph.rbd_watchers_list_cleanup(w, n);
+    }
+    if (n > 1) {
+        return vimg_internal_img_error(img, EAGAIN, "Failed to get \"write\" "
+                                       "lock: another client has the image "
+                                       "open for writing");
+    }
+    return 0;
+}
+
 static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct rbd_state *s = img->opaque;
@@ -273,6 +300,11 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
         } else {
             r = rbd_err(img, r, "cannot open the image");
         }
+        goto fail;
+    }
+    if (img->writable && !(img->params.flags & VIMG_OPEN_NO_LOCK) &&
+        (r = refuse_other_writers(img, s)) < 0) {
+        ceph.rbd_close(s->image);
         goto fail;
     }
     if ((r = ceph.rbd_stat(s->image, &info, sizeof info)) < 0) {
