@@ -321,9 +321,9 @@ void vimg_target_remove_temporaries(void);
  * signal handler. */
 bool vimg_target_images_pending(void);
 
-/* Ask the running operations (convert, commit, rebase, compare) to stop:
- * each fails with ECANCELED before its next piece of work, and later ones
- * fail at their first. Safe in a signal handler; there is no way back. */
+/* Ask a running vimg_convert to stop: it fails with ECANCELED before its
+ * next unit of work (and so does any later one). Safe in a signal
+ * handler; there is no way back. */
 void vimg_cancel(void);
 
 /* Names and help of a format's -o options, one "name\ttype\thelp" line
