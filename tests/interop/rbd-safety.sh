@@ -43,7 +43,8 @@ release
 # A slow source (nbdkit's delay filter) keeps the convert running while it
 # is interrupted, after the hidden image has appeared.
 kserve "$T/slow.sock" --filter=delay pattern size=256M rdelay=200ms
-for sig in INT TERM; do
+for sig in INT:2 TERM:15; do
+    num=${sig#*:}; sig=${sig%:*}
     # A background job of a script starts with SIGINT ignored: undo that.
     python3 -c 'import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -56,7 +57,7 @@ os.execvp(sys.argv[1], sys.argv[1:])' \
     done
     kill -"$sig" "$pid"
     set +e; wait "$pid"; st=$?; set -e
-    [ "$st" -eq $((128 + $(kill -l "$sig"))) ] ||
+    [ "$st" -eq $((128 + num)) ] ||
         fail "SIG$sig: exit status $st, not death by the signal"
     left=$(rbd ls rbd | grep 'sig' || true)
     [ -z "$left" ] || fail "SIG$sig left images behind: $left"
