@@ -335,6 +335,23 @@ static void put_rbd_part(FILE *f, const char *s)
     }
 }
 
+/* Append PREFIX KEY=VALUE to the option list OPTIONS (USED bytes long),
+ * commas in VALUE escaped again. */
+static void add_option(char *options, size_t *used, const char *prefix,
+                       const char *key, const char *value)
+{
+    if (*used) {
+        options[(*used)++] = ',';
+    }
+    *used += (size_t)sprintf(options + *used, "%s%s=", prefix, key);
+    for (const char *c = value; *c; c++) {
+        if (*c == ',') {
+            options[(*used)++] = ',';
+        }
+        options[(*used)++] = *c;
+    }
+}
+
 /* driver=rbd,pool=P,image=I,... or driver=FMT,file.driver=rbd,file.pool=P,
  * ...: the rbd: name those keys make (the format's own keys go to
  * OPTIONS). -1 when TEXT names no rbd image; else as
@@ -374,21 +391,16 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
                 *format = strdup(eq + 1);
                 continue;
             }
-            /* The format's own option, commas escaped again. */
-            if (used) {
-                options[used++] = ',';
-            }
-            used += (size_t)sprintf(options + used, "%s=", key);
-            for (const char *c = eq + 1; *c; c++) {
-                if (*c == ',') {
-                    options[used++] = ',';
-                }
-                options[used++] = *c;
-            }
+            add_option(options, &used, "", key, eq + 1);
             continue;
         }
         if (!strcmp(key, "driver")) {
             continue; /* rbd */
+        }
+        if (!strcmp(key, "encrypt.format") ||
+            !strcmp(key, "encrypt.key-secret")) {
+            add_option(options, &used, "file.", key, eq + 1);
+            continue; /* the protocol's own: librbd decrypts */
         }
         size_t i = 0;
         while (i < N_RBD_KEYS && strcmp(key, rbd_keys[i])) {
@@ -396,8 +408,9 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
         }
         if (i == N_RBD_KEYS) {
             fail("--image-opts: rbd key '%s' is not supported (pool, "
-                 "namespace, image, snapshot, conf, user; Ceph options go "
-                 "in an rbd: name)", item);
+                 "namespace, image, snapshot, conf, user, encrypt.format, "
+                 "encrypt.key-secret; Ceph options go in an rbd: name)",
+                 item);
             goto out;
         }
         free(v[i]);

@@ -413,9 +413,40 @@ static struct vimg_image *open_network(const struct vimg_driver *drv,
                                        const struct vimg_open_params *p)
 {
     struct vimg_open_params np = *p;
+    struct vimg_image *file = NULL, *img = NULL;
+    struct vimg_opts opts;
+    char *proto_options, *format_options;
+
     np.refs = VIMG_REFS_NEVER;
-    struct vimg_image *file = open_protocol_image(drv, filename, &np);
-    return file ? open_format(file, &np, NULL, 0) : NULL;
+    /* "file.KEY=..." options are the protocol's own (rbd's encryption),
+     * the rest the format's, as in QEMU's option tree. */
+    if (vimg_internal_opts_split(p->options, "file.", &proto_options,
+                                 &format_options) < 0) {
+        return NULL;
+    }
+    np.options = format_options;
+    if (vimg_internal_opts_parse(proto_options, drv->runtime_opts, filename,
+                                 &opts) == 0) {
+        if ((file = image_new(drv, filename, &np))) {
+            /* Secrets are borrowed for the driver's open only. */
+            file->params.secrets = p->secrets;
+            file->params.n_secrets = p->n_secrets;
+            int r = drv->open(file, &opts);
+            file->params.secrets = NULL;
+            file->params.n_secrets = 0;
+            if (r < 0) {
+                image_free(file, false);
+                file = NULL;
+            }
+        }
+        vimg_internal_opts_free(&opts);
+    }
+    if (file) {
+        img = open_format(file, &np, NULL, 0);
+    }
+    free(proto_options);
+    free(format_options);
+    return img;
 }
 
 struct vimg_image *vimg_open(const char *filename,

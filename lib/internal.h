@@ -39,6 +39,12 @@ struct vimg_opts {
 int vimg_internal_opts_parse(const char *text,
                              const struct vimg_opt_desc *desc,
                              const char *what, struct vimg_opts *out);
+/* Split the option list TEXT (may be NULL) into the items whose key
+ * starts with PREFIX, without it (QEMU's "file." for the protocol under a
+ * format), and the others; both are new strings the caller frees. */
+int vimg_internal_opts_split(const char *text, const char *prefix,
+                             char **with, char **without);
+
 /* The same with the keys of EXTRA accepted too (a protocol's creation
  * options beside the format's; DESC describes a key both have). */
 int vimg_internal_opts_parse_with(const char *text,

@@ -327,3 +327,37 @@ int vimg_internal_opts_get_prealloc(const struct vimg_opts *opts,
     return vimg_internal_error(EINVAL, "invalid preallocation mode '%s' "
                                "(use off, metadata, falloc or full)", v);
 }
+
+int vimg_internal_opts_split(const char *text, const char *prefix,
+                             char **with, char **without)
+{
+    size_t len = text ? strlen(text) : 0, plen = strlen(prefix);
+    size_t nw = 0, no = 0;
+
+    *with = calloc(1, len + 1);
+    *without = calloc(1, len + 1);
+    if (!*with || !*without) {
+        free(*with);
+        free(*without);
+        *with = *without = NULL;
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    for (const char *p = text; p && *p;) {
+        /* One item as written, up to an unescaped comma (",," stays). */
+        const char *end = p;
+        while (*end && !(*end == ',' && end[1] != ',')) {
+            end += *end == ',' ? 2 : 1;
+        }
+        bool ours = strncmp(p, prefix, plen) == 0;
+        char *out = ours ? *with : *without;
+        size_t *n = ours ? &nw : &no;
+        const char *from = ours ? p + plen : p;
+        if (*n) {
+            out[(*n)++] = ',';
+        }
+        memcpy(out + *n, from, (size_t)(end - from));
+        *n += (size_t)(end - from);
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}

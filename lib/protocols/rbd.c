@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../../common/rounding.h"
+#include "../crypto/crypto.h"
 #include "rbd.h"
 
 /* Block status is asked for at least this many objects at a time (4 GiB
@@ -79,7 +80,8 @@
     X(rbd_remove) \
     X(rbd_rename) \
     X(rbd_watchers_list) \
-    X(rbd_watchers_list_cleanup)
+    X(rbd_watchers_list_cleanup) \
+    X(rbd_encryption_load)
 
 static struct {
 #define X(fn) __typeof__(fn) *fn;
@@ -152,6 +154,14 @@ struct rbd_state {
     uint64_t generation;       /* bumped by every change (under lock) */
     struct bs_cache cache;     /* valid when cache.end > cache.start */
     _Atomic bool no_diff;      /* diff_iterate2 failed once: all is data */
+};
+
+/* QEMU's rbd blockdev keys for an image librbd encrypts ("file." ones
+ * under a format: --image-opts driver=rbd,...,encrypt.format=luks). */
+static const struct vimg_opt_desc rbd_runtime_opts[] = {
+    { "encrypt.format", VIMG_OPT_STRING, "luks or luks2: librbd decrypts" },
+    { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
+    { NULL, 0, NULL },
 };
 
 static const struct vimg_opt_desc rbd_create_opts[] = {
@@ -259,6 +269,65 @@ static int refuse_other_writers(struct vimg_image *img, struct rbd_state *s)
     return 0;
 }
 
+/* Load the LUKS header (encrypt.format, encrypt.key-secret) as QEMU does:
+ * librbd then decrypts and encrypts every request, and sizes and offsets
+ * are the guest's, past the header. */
+static int load_encryption(struct vimg_image *img, struct rbd_state *s,
+                           const struct vimg_opts *opts)
+{
+    const char *format = opts ? vimg_internal_opts_get(opts, "encrypt.format",
+                                                       NULL)
+                              : NULL;
+    const char *id = opts ? vimg_internal_opts_get(opts, "encrypt.key-secret",
+                                                   NULL)
+                          : NULL;
+    const uint8_t *pass;
+    size_t pass_len;
+    int r;
+
+    if (!format) {
+        return id ? vimg_internal_img_error(img, EINVAL, "encrypt.key-secret "
+                                            "needs encrypt.format")
+                  : 0;
+    }
+    bool luks2 = strcmp(format, "luks2") == 0;
+    if (!luks2 && strcmp(format, "luks") != 0) {
+        return vimg_internal_img_error(img, EINVAL, "encrypt.format '%s' is "
+                                       "not luks or luks2", format);
+    }
+    if (!id) {
+        return vimg_internal_img_error(img, ENOKEY, "image is encrypted; "
+                                       "its passphrase is needed "
+                                       "(encrypt.key-secret=ID)");
+    }
+    if ((r = vimg_internal_secret_find(img->params.secrets,
+                                       img->params.n_secrets, id,
+                                       img->filename, &pass, &pass_len)) < 0) {
+        return r;
+    }
+    /* The luks1 and luks2 option structures are the same. */
+    rbd_encryption_luks1_format_options_t o = {
+        .passphrase = (const char *)pass, .passphrase_size = pass_len,
+    };
+    r = ceph.rbd_encryption_load(s->image, luks2
+                                               ? RBD_ENCRYPTION_FORMAT_LUKS2
+                                               : RBD_ENCRYPTION_FORMAT_LUKS1,
+                                 &o, sizeof o);
+    if (r == -EPERM) {
+        return vimg_internal_img_error(img, EPERM, "Invalid password, cannot "
+                                       "unlock any keyslot");
+    }
+    if (r < 0) {
+        return rbd_err(img, r, luks2 ? "cannot load its LUKS2 header"
+                                     : "cannot load its LUKS header");
+    }
+    /* librbd 16's diff_iterate2 does not move its offsets past the header:
+     * block status would put the guest's data in the wrong place, so an
+     * encrypted image is all data (convert still finds its zeros). */
+    atomic_store(&s->no_diff, true);
+    return 0;
+}
+
 static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct rbd_state *s = img->opaque;
@@ -266,7 +335,6 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
     rbd_image_info_t info;
     int r;
 
-    (void)opts;
     pthread_mutex_init(&s->lock, NULL);
     if ((r = vimg_internal_rbd_parse(img->filename, &n)) < 0) {
         goto fail;
@@ -304,6 +372,10 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
     }
     if (img->writable && !(img->params.flags & VIMG_OPEN_NO_LOCK) &&
         (r = refuse_other_writers(img, s)) < 0) {
+        ceph.rbd_close(s->image);
+        goto fail;
+    }
+    if ((r = load_encryption(img, s, opts)) < 0) {
         ceph.rbd_close(s->image);
         goto fail;
     }
@@ -813,6 +885,7 @@ const struct vimg_driver vimg_driver_rbd = {
     .has_zero_init = true,
     .unordered_writes = true,
     .create_opts = rbd_create_opts,
+    .runtime_opts = rbd_runtime_opts,
     .open = rbd_open_img,
     .close = rbd_close_img,
     .pread = rbd_pread_img,

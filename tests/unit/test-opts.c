@@ -120,5 +120,20 @@ int main(void)
     struct vimg_opts empty = { 0 };
     CHECK(vimg_internal_opts_get_prealloc(&empty, &pa) == 0 &&
           pa == VIMG_PREALLOC_OFF);
+
+    /* "file." items go to the protocol, without the prefix; escaped
+     * commas stay escaped on both sides. */
+    char *with, *without;
+    CHECK(vimg_internal_opts_split("a=1,file.encrypt.format=luks,b=x,,y,"
+                                   "file.k=p,,q", "file.", &with,
+                                   &without) == 0);
+    CHECK(strcmp(with, "encrypt.format=luks,k=p,,q") == 0);
+    CHECK(strcmp(without, "a=1,b=x,,y") == 0);
+    free(with);
+    free(without);
+    CHECK(vimg_internal_opts_split(NULL, "file.", &with, &without) == 0);
+    CHECK(!*with && !*without);
+    free(with);
+    free(without);
     TEST_MAIN_END();
 }
