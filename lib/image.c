@@ -273,6 +273,11 @@ static struct vimg_image *open_format(struct vimg_image *file,
         image_free(img, true);
         return NULL;
     }
+    if (img->backing && drv->backing_opened &&
+        drv->backing_opened(img) < 0) {
+        image_free(img, true);
+        return NULL;
+    }
     return img;
 
 fail:
