@@ -66,7 +66,8 @@ static int image_free(struct vimg_image *img, bool opened)
         return 0;
     }
     if (img->backing) {
-        vimg_close(img->backing);
+        /* Not vimg_close: a failing open keeps its message. */
+        vimg_internal_close(img->backing);
     }
     if (opened && img->drv->close) {
         r = img->drv->close(img);
