@@ -108,6 +108,38 @@ forged = bytearray(b)
 for s in range(1, 60):
     forged[log + s * 4096:log + s * 4096 + 64] = e[:64]
 save('hostile-log-forged', forged)
+# A differencing disk: HasParent, a parent locator, block 0 partially
+# present (sectors 0 and 1 from its bitmap), the rest the parent's.
+b = bytearray(b0)
+md = struct.unpack_from('<Q', b, R[0] + 16 + 32 + 16)[0]
+n = struct.unpack_from('<H', b, md + 10)[0]
+params = md + struct.unpack_from('<I', b, md + 32 + 16)[0]
+struct.pack_into('<I', b, params + 4, 2)
+def u16(s):
+    return s.encode('utf-16-le')
+kv = [('parent_linkage', '{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}'),
+      ('relative_path', '.\\parent.vhdx')]
+loc = bytearray(bytes.fromhex('b7ef4ab09ed1814ab78925b8e9445913'))
+loc += struct.pack('<HH', 0, len(kv))
+strs, at = bytearray(), 20 + 12 * len(kv)
+for k, v in kv:
+    loc += struct.pack('<IIHH', at + len(strs), at + len(strs) + len(u16(k)),
+                       len(u16(k)), len(u16(v)))
+    strs += u16(k) + u16(v)
+loc += strs
+item = 512 << 10
+b[md + item:md + item + len(loc)] = loc
+e = md + 32 + 32 * n
+b[e:e + 16] = bytes.fromhex('2d5fd3a80bb34d45abf7d3d84834ab0c')
+struct.pack_into('<III', b, e + 16, item, len(loc), 4)
+struct.pack_into('<H', b, md + 10, n + 1)
+e0 = struct.unpack_from('<Q', b, bat)[0]
+struct.pack_into('<Q', b, bat, e0 & ~7 | 7)
+sb = (len(b) + (1 << 20) - 1) >> 20 << 20
+b.extend(bytes(sb + (1 << 20) - len(b)))
+b[sb] = 0x03
+struct.pack_into('<Q', b, bat + 4096 * 8, sb | 6)
+save('differencing', b)
 PY
 ls "$out" | wc -l
 du -cb "$out"/* | tail -1

@@ -66,6 +66,16 @@ save('hostile-differencing', b)
 b = bytearray(base); struct.pack_into('>Q', b, 16, 1 << 50)
 save('hostile-dyn-offset', b)
 save('hostile-truncated', bytearray(base[:3000]), False)
+# A differencing disk: a W2ru locator in the BAT sector's unused tail and
+# block 1 holding its first 4 sectors (bitmap 0xf0), the rest the parent's.
+b = bytearray(base); struct.pack_into('>I', b, 60, 4)
+path = '.\\parent.vhd'.encode('utf-16-le')
+b[1600:1600 + len(path)] = path
+struct.pack_into('>4sIIIQ', b, 512 + 576, b'W2ru', 512, len(path), 0, 1600)
+b[2048] = 0xf0
+b[-512:] = b[0:512]
+csum(b, len(b) - 512, 512, 64)
+save('differencing', b)
 PY
 ls "$out" | wc -l
 du -cb "$out"/* | tail -1

@@ -66,7 +66,8 @@ static int image_free(struct vimg_image *img, bool opened)
         return 0;
     }
     if (img->backing) {
-        vimg_close(img->backing);
+        /* Not vimg_close: a failing open keeps its message. */
+        vimg_internal_close(img->backing);
     }
     if (opened && img->drv->close) {
         r = img->drv->close(img);
@@ -270,6 +271,11 @@ static struct vimg_image *open_format(struct vimg_image *file,
         return NULL;
     }
     if (img->backing_name && open_backing(img, depth) < 0) {
+        image_free(img, true);
+        return NULL;
+    }
+    if (img->backing && drv->backing_opened &&
+        drv->backing_opened(img) < 0) {
         image_free(img, true);
         return NULL;
     }

@@ -142,6 +142,11 @@ struct vimg_driver {
      * img->backing_name/backing_format, which the core then opens under
      * the policy. OPTS holds validated runtime options. */
     int (*open)(struct vimg_image *img, const struct vimg_opts *opts);
+    /* Called once the core has opened IMG's backing image (img->backing),
+     * before the open returns: a format that records its parent's
+     * identity (VHD, VHDX) checks it here and fails the open when the
+     * parent is not the image it was made from. NULL: nothing to check. */
+    int (*backing_opened)(struct vimg_image *img);
     /* Release everything; img->file is closed by the core afterwards.
      * Return the first error of a final flush (the handle goes anyway).
      * Called only after a successful open: a failing open releases what

@@ -101,8 +101,32 @@ _Static_assert(VPC_DYN_RESERVED2 + 256 == VPC_DYN_SIZE, "layout");
 
 #define VPC_DYN_COOKIE_STR "cxsparse"
 
+/* A parent locator entry (8 of them from VPC_DYN_PARENT_LOCATORS), for
+ * differencing disks: where the platform-specific parent path lies. */
+#define VPC_PL_SIZE             24
+#define VPC_PL_PLATFORM_CODE     0  /* u32: VPC_PLATFORM_* */
+#define VPC_PL_DATA_SPACE        4  /* u32: room reserved (sectors or bytes,
+                                       as the creator had it) */
+#define VPC_PL_DATA_LENGTH       8  /* u32: bytes of the path */
+#define VPC_PL_RESERVED         12  /* u32 */
+#define VPC_PL_DATA_OFFSET      16  /* u64: absolute file offset */
+#define VPC_PL_COUNT             8
+
+_Static_assert(VPC_PL_DATA_OFFSET + 8 == VPC_PL_SIZE, "layout");
+_Static_assert(VPC_DYN_PARENT_LOCATORS + VPC_PL_COUNT * VPC_PL_SIZE ==
+               VPC_DYN_RESERVED2, "layout");
+
+enum {
+    VPC_PLATFORM_NONE = 0,
+    VPC_PLATFORM_W2RU = 0x57327275, /* "W2ru": relative, UTF-16LE */
+    VPC_PLATFORM_W2KU = 0x57326b75, /* "W2ku": absolute, UTF-16LE */
+    VPC_PLATFORM_MACX = 0x4d616358, /* "MacX": file:// URL, UTF-8 */
+};
+
 /* A block allocation table entry: the sector where the block's bitmap
- * starts (its data follows the bitmap), or this for "not allocated". */
+ * starts (its data follows the bitmap), or this for "not allocated". In a
+ * differencing disk a set bitmap bit (most significant bit first) means
+ * the sector is in this file, a clear one that it is the parent's. */
 #define VPC_BAT_UNUSED 0xffffffffu
 
 /* ---- CHS geometry (appendix "CHS Calculation") ----------------------- */

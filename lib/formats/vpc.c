@@ -2,7 +2,9 @@
  * Format Specification" 1.0): fixed disks (the guest's bytes, then a
  * 512-byte footer) and dynamic disks (a footer copy, the dynamic header,
  * the block allocation table, then blocks of a sector bitmap and data, and
- * the footer at the end). Differencing disks are refused. The virtual size
+ * the footer at the end), and differencing disks (a dynamic disk whose
+ * sector bitmaps say which sectors are the parent's; read-only, the parent
+ * opened by the core as the backing image). The virtual size
  * comes from the CHS geometry or from the footer's current size, chosen by
  * the creator application exactly as QEMU 7.2's block/vpc.c chooses, and
  * new images are laid out as qemu-img lays them out. */
@@ -14,8 +16,10 @@
 
 #include "../../common/checked-overflow.h"
 #include "../../common/rounding.h"
+#include "../../common/utf16.h"
 #include "../../common/uuid.h"
 #include "../internal.h"
+#include "parent-path.h"
 #include "vpc-ondisk.h"
 
 /* The largest virtual size QEMU accepts (2040 GiB, in sectors): beyond it
@@ -28,6 +32,9 @@
  * disk with 128 KiB blocks. More only lets a header make us allocate
  * GiBs. */
 #define VPC_MAX_BAT_ENTRIES (16u << 20)
+/* Bytes of one parent locator read: a Windows path is at most 32 Ki
+ * UTF-16 units; more only costs memory. */
+#define VPC_MAX_LOCATOR (64u << 10)
 /* The block size qemu-img creates (it has no option for another). */
 #define VPC_CREATE_BLOCK_SIZE (2u << 20)
 /* Offsets of a new dynamic disk's structures, as qemu-img writes them. */
@@ -44,6 +51,8 @@ struct vpc_state {
     uint64_t bat_offset;
     uint64_t free_offset;            /* where the next block goes */
     uint8_t *bitmap;                 /* all ones, for new blocks */
+    bool differencing;               /* sectors may be the parent's */
+    uint8_t parent_id[16];           /* the parent footer's unique id */
 };
 
 static struct vpc_state *vpc_state(struct vimg_image *img)
@@ -221,6 +230,96 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a < b + blen && b < a + alen;
 }
 
+/* The path parent locator L (an entry of dynamic header H) holds,
+ * converted for the open policy, or NULL (with *ERR 0) when it has none
+ * usable here. */
+static char *read_locator(struct vimg_image *img, const uint8_t *l,
+                          uint64_t file_size, int *err)
+{
+    uint32_t code = load_be32(l + VPC_PL_PLATFORM_CODE);
+    uint32_t len = load_be32(l + VPC_PL_DATA_LENGTH);
+    uint64_t at = load_be64(l + VPC_PL_DATA_OFFSET);
+    bool utf16 = code == VPC_PLATFORM_W2RU || code == VPC_PLATFORM_W2KU;
+    char *text, *path = NULL;
+    uint8_t *raw;
+
+    *err = 0;
+    if (!utf16 && code != VPC_PLATFORM_MACX) {
+        return NULL; /* none, Mac OS aliases, or the old Wi2r/Wi2k */
+    }
+    if (len == 0 || len > VPC_MAX_LOCATOR || range_outside(at, len,
+                                                           file_size)) {
+        *err = vimg_internal_img_error(img, EINVAL, "parent locator of "
+                                       "%u bytes at 0x%llx lies outside "
+                                       "the file or is too long", len,
+                                       (unsigned long long)at);
+        return NULL;
+    }
+    raw = malloc(len);
+    text = malloc((size_t)len * 2 + 1);
+    if (!raw || !text) {
+        *err = vimg_internal_error(ENOMEM, "out of memory");
+    } else if ((*err = vimg_internal_pread(img->file, raw, len, at)) == 0) {
+        if (utf16 && utf16_to_utf8(raw, len & ~1u, false, text,
+                                   (size_t)len * 2 + 1) < 0) {
+            *err = vimg_internal_img_error(img, EINVAL, "parent locator at "
+                                           "0x%llx is not UTF-16",
+                                           (unsigned long long)at);
+        } else if (!utf16) {
+            memcpy(text, raw, len);
+            text[len] = '\0';
+        }
+        if (*err == 0) {
+            path = parent_path_convert(text, err);
+        }
+    }
+    free(raw);
+    free(text);
+    return path;
+}
+
+/* A differencing disk's parent, from dynamic header H: the locators in
+ * the order relative (W2ru), absolute (W2ku), file URL (MacX), then the
+ * parent's name, which Virtual PC stores without a folder. */
+static int find_parent(struct vimg_image *img, const uint8_t *h,
+                       uint64_t file_size)
+{
+    static const uint32_t order[] = { VPC_PLATFORM_W2RU, VPC_PLATFORM_W2KU,
+                                      VPC_PLATFORM_MACX };
+    char *names[VPC_PL_COUNT + 1] = { NULL };
+    char name[VPC_DYN_PARENT_LOCATORS - VPC_DYN_PARENT_NAME];
+    size_t n = 0;
+    int r = 0;
+
+    memcpy(vpc_state(img)->parent_id, h + VPC_DYN_PARENT_UUID, 16);
+    for (size_t o = 0; o < sizeof order / sizeof order[0] && r == 0; o++) {
+        for (int i = 0; i < VPC_PL_COUNT && r == 0; i++) {
+            const uint8_t *l = h + VPC_DYN_PARENT_LOCATORS + i * VPC_PL_SIZE;
+            if (load_be32(l + VPC_PL_PLATFORM_CODE) == order[o]) {
+                names[n] = read_locator(img, l, file_size, &r);
+                n += names[n] != NULL;
+            }
+        }
+    }
+    /* UTF-16BE, NUL padded; 512 bytes make at most 768 of UTF-8, but the
+     * name only serves when it fits a path buffer of its own size. */
+    if (r == 0 && utf16_to_utf8(h + VPC_DYN_PARENT_NAME, sizeof name, true,
+                                name, sizeof name) == 0) {
+        names[n] = parent_path_convert(name, &r);
+        n += names[n] != NULL;
+    }
+    if (r == 0) {
+        r = parent_path_choose(img, names, n, "differencing VHD");
+    }
+    if (r == 0 && !(img->backing_format = strdup("vpc"))) {
+        r = vimg_internal_error(ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    return r;
+}
+
 /* Read and check the dynamic header at DYN_OFFSET and the BAT it points
  * at; every size and offset is bounded before anything is allocated. */
 static int open_dynamic(struct vimg_image *img, uint64_t dyn_offset,
@@ -253,6 +352,9 @@ static int open_dynamic(struct vimg_image *img, uint64_t dyn_offset,
                                        "expected 0x%08x",
                                        (unsigned long long)dyn_offset,
                                        stored, computed);
+    }
+    if (s->differencing && (r = find_parent(img, h, file_size)) < 0) {
+        return r;
     }
     s->block_size = load_be32(h + VPC_DYN_BLOCK_SIZE);
     s->bat_entries = load_be32(h + VPC_DYN_MAX_TABLE_ENTRIES);
@@ -388,12 +490,14 @@ static int vpc_open(struct vimg_image *img, const struct vimg_opts *opts)
         return r;
     }
     type = load_be32(s->footer + VPC_FTR_DISK_TYPE);
-    if (type == VPC_TYPE_DIFFERENCING) {
+    s->differencing = type == VPC_TYPE_DIFFERENCING;
+    if (s->differencing && img->writable) {
         return vimg_internal_img_error(img, ENOTSUP, "differencing VHD "
-                                       "images (with a parent) are not "
-                                       "supported");
+                                       "images (with a parent) can only be "
+                                       "opened read-only");
     }
-    if (footer_at == 0 ? type != VPC_TYPE_DYNAMIC : type != VPC_TYPE_FIXED) {
+    if (footer_at == 0 ? type != VPC_TYPE_DYNAMIC && !s->differencing
+                       : type != VPC_TYPE_FIXED) {
         return vimg_internal_img_error(img, EINVAL, "VHD footer at 0x%llx "
                                        "has disk type %u, which does not "
                                        "match its place",
@@ -449,6 +553,46 @@ static uint64_t block_map(struct vpc_state *s, uint64_t offset,
     return (uint64_t)s->bat[idx] * VPC_SECTOR + s->bitmap_size + in;
 }
 
+enum run { RUN_DATA, RUN_ZERO, RUN_PARENT };
+
+/* From guest OFFSET of a dynamic or differencing disk, *N bytes (at most
+ * COUNT, inside one block) read as RUN_DATA at file offset *AT, RUN_ZERO
+ * or RUN_PARENT. Returns the kind or -errno. */
+static int classify(struct vimg_image *img, uint64_t offset, uint64_t count,
+                    uint64_t *n, uint64_t *at)
+{
+    struct vpc_state *s = vpc_state(img);
+    uint8_t bits[512];
+
+    *at = block_map(s, offset, count, n);
+    if (!*at) {
+        return s->differencing ? RUN_PARENT : RUN_ZERO;
+    }
+    if (!s->differencing) {
+        return RUN_DATA;
+    }
+    /* The block's bitmap, most significant bit first: a set bit is a
+     * sector of this file. Read only the part this request needs. */
+    uint64_t in = offset % s->block_size, first = in / VPC_SECTOR;
+    uint64_t last = DIV_ROUND_UP(in + *n, VPC_SECTOR);
+    uint64_t base = first - first % 8;
+    uint64_t bytes = MIN(DIV_ROUND_UP(last - base, 8), sizeof bits);
+    uint64_t map = (uint64_t)s->bat[offset / s->block_size] * VPC_SECTOR;
+    int r = vimg_internal_pread(img->file, bits, bytes, map + base / 8);
+    if (r < 0) {
+        return r;
+    }
+    uint64_t end = MIN(last, base + bytes * 8), i = first;
+    bool present = bits[0] >> (7 - first % 8) & 1;
+    while (i < end &&
+           (bool)(bits[(i - base) / 8] >> (7 - (i - base) % 8) & 1) ==
+               present) {
+        i++;
+    }
+    *n = MIN(*n, i * VPC_SECTOR - in);
+    return present ? RUN_DATA : RUN_PARENT;
+}
+
 static int vpc_pread(struct vimg_image *img, void *buf, uint64_t count,
                      uint64_t offset)
 {
@@ -459,14 +603,21 @@ static int vpc_pread(struct vimg_image *img, void *buf, uint64_t count,
         return vimg_internal_pread(img->file, buf, count, offset);
     }
     while (count > 0) {
-        uint64_t n, at = block_map(s, offset, count, &n);
-        if (!at) {
-            memset(p, 0, n);
+        uint64_t n, at;
+        int r, kind = classify(img, offset, count, &n, &at);
+        if (kind < 0) {
+            return kind;
+        }
+        if (kind == RUN_DATA) {
+            r = vimg_internal_pread(img->file, p, n, at);
+        } else if (kind == RUN_PARENT) {
+            r = vimg_internal_read_backing(img, p, n, offset);
         } else {
-            int r = vimg_internal_pread(img->file, p, n, at);
-            if (r < 0) {
-                return r;
-            }
+            memset(p, 0, n);
+            r = 0;
+        }
+        if (r < 0) {
+            return r;
         }
         p += n;
         offset += n;
@@ -589,19 +740,53 @@ static int vpc_block_status(struct vimg_image *img, uint64_t offset,
         return (int)((e.flags & VIMG_BS_ZERO) | VIMG_BS_DATA |
                      VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID);
     }
-    at = block_map(s, offset, count, &n);
-    if (at) {
-        *pnum = n;
+    int kind = classify(img, offset, count, &n, &at);
+    if (kind < 0) {
+        return kind;
+    }
+    *pnum = n;
+    if (kind == RUN_DATA) {
         *map = at;
         *file = img->file->filename;
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
     }
-    *pnum = n;
-    while (*pnum < count && !block_map(s, offset + *pnum, count - *pnum,
-                                       &n)) {
+    while (*pnum < count) {
+        uint64_t next;
+        int k = classify(img, offset + *pnum, count - *pnum, &n, &next);
+        if (k < 0) {
+            return k;
+        }
+        if (k != kind) {
+            break;
+        }
         *pnum += n;
     }
-    return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
+    /* A differencing disk's unallocated sectors are the parent's (0). */
+    return kind == RUN_ZERO ? VIMG_BS_ZERO | VIMG_BS_ALLOCATED : 0;
+}
+
+/* The parent must be the disk this one was made from: its footer's unique
+ * id is the one the dynamic header records (the specification's check;
+ * the time stamp beside it changes with every copy, so it is not). */
+static int vpc_backing_opened(struct vimg_image *img)
+{
+    struct vpc_state *s = vpc_state(img);
+    const uint8_t *id;
+
+    if (img->backing->drv != &vimg_driver_vpc) {
+        return 0;
+    }
+    id = vpc_state(img->backing)->footer + VPC_FTR_UNIQUE_ID;
+    if (memcmp(id, s->parent_id, 16) != 0) {
+        return vimg_internal_img_error(img, EINVAL, "parent '%s' has unique "
+                                       "id %02x%02x%02x%02x..., not the "
+                                       "%02x%02x%02x%02x... this image was "
+                                       "made from", img->backing_name, id[0],
+                                       id[1], id[2], id[3], s->parent_id[0],
+                                       s->parent_id[1], s->parent_id[2],
+                                       s->parent_id[3]);
+    }
+    return 0;
 }
 
 static int vpc_get_info(struct vimg_image *img, struct vimg_value *info)
@@ -761,5 +946,6 @@ const struct vimg_driver vimg_driver_vpc = {
     .pwrite = vpc_pwrite,
     .zero = vpc_zero,
     .block_status = vpc_block_status,
+    .backing_opened = vpc_backing_opened,
     .get_info = vpc_get_info,
 };

@@ -6,6 +6,7 @@
 #include "common/crc32c.h"
 #include "common/iszero.h"
 #include "common/rounding.h"
+#include "common/utf16.h"
 #include "common/uuid.h"
 #include "test.h"
 
@@ -61,5 +62,18 @@ int main(void)
     z[99999] = 0;
     z[3] = 1;
     CHECK(!is_zero(z, 10));
+    /* UTF-16: both byte orders, a surrogate pair, NUL padding, limits. */
+    {
+        static const uint8_t le[] = { 'a', 0, 0xe9, 0, 0x3d, 0xd8, 0x00,
+                                      0xde, '\\', 0, 0, 0, 'x', 0 };
+        static const uint8_t be[] = { 0, '.', 0, '\\', 0xd8, 0x00 };
+        char out[16];
+        CHECK_EQ(utf16_to_utf8(le, sizeof le, false, out, sizeof out), 0);
+        CHECK(strcmp(out, "a\xc3\xa9\xf0\x9f\x98\x80\\") == 0);
+        CHECK_EQ(utf16_to_utf8(be, sizeof be, true, out, sizeof out), 0);
+        CHECK(strcmp(out, ".\\\xef\xbf\xbd") == 0);
+        CHECK_EQ(utf16_to_utf8(le, 3, false, out, sizeof out), -EINVAL);
+        CHECK_EQ(utf16_to_utf8(le, 8, false, out, 4), -ENAMETOOLONG);
+    }
     TEST_MAIN_END();
 }

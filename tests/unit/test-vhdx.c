@@ -360,6 +360,144 @@ static void no_log(void)
     free(b);
 }
 
+/* ---- Differencing images ---------------------------------------------- */
+
+/* Write a parent locator with the N key/value pairs KV at ITEM (in
+ * metadata table entry 5 of the table at MD); returns its length. */
+static uint32_t put_locator(uint8_t *item, uint8_t *md, const char *const *kv,
+                            int n)
+{
+    static const uint8_t type[16] = VHDX_GUID_VHDX_LOCATOR_TYPE;
+    static const uint8_t id[16] = VHDX_GUID_PARENT_LOCATOR;
+    uint32_t at = VHDX_PL_HEADER_SIZE + (uint32_t)n * VHDX_PLE_SIZE;
+
+    memcpy(item + VHDX_PL_TYPE, type, 16);
+    store_le16(item + VHDX_PL_KEY_VALUE_COUNT, (uint16_t)n);
+    for (int i = 0; i < n; i++) {
+        uint8_t *e = item + VHDX_PL_HEADER_SIZE + i * VHDX_PLE_SIZE;
+        for (int kvi = 0; kvi < 2; kvi++) {
+            const char *str = kv[2 * i + kvi];
+            store_le32(e + (kvi ? VHDX_PLE_VALUE_OFFSET
+                                : VHDX_PLE_KEY_OFFSET), at);
+            store_le16(e + (kvi ? VHDX_PLE_VALUE_LENGTH
+                                : VHDX_PLE_KEY_LENGTH),
+                       (uint16_t)(2 * strlen(str)));
+            for (size_t c = 0; str[c]; c++, at += 2) {
+                store_le16(item + at, (uint8_t)str[c]);
+            }
+        }
+    }
+    uint8_t *e = md + VHDX_MD_ENTRIES + 5 * VHDX_MDE_SIZE;
+    memcpy(e + VHDX_MDE_ITEM_ID, id, 16);
+    store_le32(e + VHDX_MDE_OFFSET, (uint32_t)(item - md));
+    store_le32(e + VHDX_MDE_LENGTH, at);
+    store_le32(e + VHDX_MDE_FLAGS, VHDX_MDE_IS_REQUIRED);
+    store_le16(md + VHDX_MD_ENTRY_COUNT, 6);
+    return at;
+}
+
+/* A new 4 MiB image with 1 MiB blocks made a differencing one: block 0
+ * partially present (its first 8 sectors, 0x5a), the rest the parent's,
+ * the locator (KV, N pairs) the last item of the metadata. The buffer is
+ * exactly *LEN bytes. *ITEM and *MD locate the locator and the table. */
+static uint8_t *diff_image(size_t *len, const char *const *kv, int n,
+                           uint8_t **item, uint8_t **md)
+{
+    uint8_t *b = new_image("block_size=1M", 4 * MIB, len);
+    uint8_t *rt = b ? b + VHDX_REGION_TABLE1_OFFSET + VHDX_RT_ENTRIES : NULL;
+
+    if (!b) {
+        return NULL;
+    }
+    uint64_t bat = load_le64(rt + VHDX_RTE_FILE_OFFSET);
+    uint64_t md_off = load_le64(rt + VHDX_RTE_SIZE + VHDX_RTE_FILE_OFFSET);
+    uint64_t block = *len, sb = *len + MIB;
+    uint8_t *grown = realloc(b, *len + 2 * MIB);
+    if (!grown) {
+        free(b);
+        return NULL;
+    }
+    b = grown;
+    *len += 2 * MIB;
+    *md = b + md_off;
+    memset(b + block, 0x5a, MIB);
+    memset(b + sb, 0, MIB);
+    b[sb] = 0xff;
+    memset(b + bat, 0, 4097 * 8);
+    store_le64(b + bat, block | VHDX_PAYLOAD_PARTIALLY_PRESENT);
+    store_le64(b + bat + 4096 * 8, sb | VHDX_SB_BLOCK_PRESENT);
+    uint8_t *params = *md + load_le32(*md + VHDX_MD_ENTRIES + VHDX_MDE_OFFSET);
+    store_le32(params + VHDX_PARAM_FLAGS, VHDX_PARAM_HAS_PARENT);
+    /* The items vimg writes take 40 bytes after the table. */
+    *item = *md + VHDX_METADATA_TABLE_SIZE + 40;
+    put_locator(*item, *md, kv, n);
+    return b;
+}
+
+static void differencing(void)
+{
+    static const char *const good[] = {
+        "parent_linkage", "{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}",
+        "volume_path", "\\\\?\\Volume{26a21bda}\\p.vhdx",
+        "relative_path", ".\\sub\\p.vhdx",
+    };
+    struct vimg_open_params ro = { .format = "vhdx" };
+    struct vimg_open_params rw = { .format = "vhdx",
+                                   .flags = VIMG_OPEN_RDWR };
+    uint8_t *b, *item, *md, buf[4096];
+    struct vimg_image *img;
+    size_t len;
+
+    if (!(b = diff_image(&len, good, 3, &item, &md))) {
+        return;
+    }
+    img = vimg_open_buffer(b, len, "d.vhdx", &ro);
+    CHECK(img != NULL);
+    if (img) {
+        /* The relative path with "/" for each backslash; the volume
+         * path is skipped. */
+        CHECK(strcmp(vimg_get_backing_name(img), "sub/p.vhdx") == 0);
+        CHECK_EQ(vimg_pread(img, buf, 4096, 0), 0);
+        CHECK(buf[0] == 0x5a && buf[4095] == 0x5a);
+        /* The parent's sectors: the untrusted buffer opened no parent. */
+        CHECK_EQ(vimg_pread(img, buf, 512, 4096), -1);
+        CHECK_ERROR(EIO, "d.vhdx: backing file 'sub/p.vhdx' was not opened");
+        vimg_close(img);
+    }
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &rw) == NULL);
+    CHECK_ERROR(ENOTSUP, "d.vhdx: differencing VHDX images");
+
+    /* The last value one unit longer than the item: refused, not read
+     * past the (exactly allocated) locator. */
+    uint8_t *e = item + VHDX_PL_HEADER_SIZE + 2 * VHDX_PLE_SIZE;
+    store_le16(e + VHDX_PLE_VALUE_LENGTH,
+               (uint16_t)(load_le16(e + VHDX_PLE_VALUE_LENGTH) + 2));
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(EINVAL, "d.vhdx: parent locator entry 2 lies outside");
+    put_locator(item, md, good, 3);
+    store_le16(item + VHDX_PL_KEY_VALUE_COUNT, 4000);
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(EINVAL, "d.vhdx: parent locator has 4000 entries");
+    put_locator(item, md, good, 1);
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(ENOENT, "d.vhdx: the parent locator gives no parent path");
+    put_locator(item, md, good + 2, 2);
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(EINVAL, "d.vhdx: parent locator has no parent_linkage");
+    static const char *const bad_guid[] = {
+        "parent_linkage", "{83ed0ec3-24c8-49a6-a959-5e4bf1288bfZ}",
+        "relative_path", "p.vhdx",
+    };
+    put_locator(item, md, bad_guid, 2);
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(EINVAL, "d.vhdx: parent locator's parent_linkage");
+    put_locator(item, md, good, 3);
+    item[0] ^= 1;
+    CHECK(vimg_open_buffer(b, len, "d.vhdx", &ro) == NULL);
+    CHECK_ERROR(ENOTSUP, "d.vhdx: parent locator type");
+    free(b);
+}
+
 int main(void)
 {
     CHECK(mkdtemp(dir) != NULL);
@@ -370,6 +508,7 @@ int main(void)
     crash();
     logs();
     no_log();
+    differencing();
     rmdir(dir);
     TEST_MAIN_END();
 }

@@ -217,7 +217,8 @@ static void test_hostile(void)
     b = dynamic_disk();
     store_be32(b + VPC_FTR_DISK_TYPE, VPC_TYPE_DIFFERENCING);
     seal_footer(b);
-    REFUSED(b, DYN_LEN, ENOTSUP, "differencing");
+    /* A differencing disk whose header names no parent at all. */
+    REFUSED(b, DYN_LEN, ENOENT, "the differencing VHD gives no parent");
     b = dynamic_disk();
     store_be64(b + VPC_FTR_CURRENT_SIZE, 0xff000001ull * 512);
     seal_footer(b);
@@ -323,6 +324,69 @@ static void rw(const char *dir, const char *options)
     free(buf);
 }
 
+/* The dynamic disk made differencing: block 1 holds sectors 0-3 (0x5a),
+ * the rest is the parent's, named by one locator of platform CODE whose
+ * UTF-16LE path PATH lies in the BAT sector's unused tail. */
+#define LOC_AT 1600u
+static uint8_t *differencing_disk(uint32_t code, const char *path)
+{
+    uint8_t *b = dynamic_disk();
+    uint8_t *l = b + DYN + VPC_DYN_PARENT_LOCATORS;
+    size_t n = strlen(path);
+
+    store_be32(b + VPC_FTR_DISK_TYPE, VPC_TYPE_DIFFERENCING);
+    seal_footer(b);
+    memcpy(b + DYN_LEN - 512, b, 512);
+    for (size_t i = 0; i < n; i++) {
+        store_le16(b + LOC_AT + 2 * i, (uint8_t)path[i]);
+    }
+    store_be32(l + VPC_PL_PLATFORM_CODE, code);
+    store_be32(l + VPC_PL_DATA_SPACE, 512);
+    store_be32(l + VPC_PL_DATA_LENGTH, (uint32_t)(2 * n));
+    store_be64(l + VPC_PL_DATA_OFFSET, LOC_AT);
+    seal_dyn(b);
+    b[2048] = 0xf0; /* most significant bit first: sectors 0-3 */
+    return b;
+}
+
+static void test_differencing(void)
+{
+    struct vimg_open_params p = { .format = "vpc" };
+    uint8_t *b = differencing_disk(VPC_PLATFORM_W2RU, ".\\sub\\p.vhd");
+    uint8_t buf[2048];
+    struct vimg_image *img = vimg_open_buffer(b, DYN_LEN, NAME, &p);
+
+    CHECK(img != NULL);
+    if (img) {
+        CHECK(strcmp(vimg_get_backing_name(img), "sub/p.vhd") == 0);
+        CHECK_EQ(vimg_pread(img, buf, 2048, DYN_BLOCK), 0);
+        CHECK(buf[0] == 0x5a && buf[2047] == 0x5a);
+        /* The parent's sectors: this buffer opened no parent. */
+        CHECK_EQ(vimg_pread(img, buf, 512, DYN_BLOCK + 2048), -1);
+        CHECK_ERROR(EIO, NAME ": backing file 'sub/p.vhd' was not opened");
+        CHECK_EQ(vimg_pread(img, buf, 512, 0), -1);
+        vimg_close(img);
+    }
+    p.flags = VIMG_OPEN_RDWR;
+    CHECK(vimg_open_buffer(b, DYN_LEN, NAME, &p) == NULL);
+    CHECK_ERROR(ENOTSUP, NAME ": differencing VHD images (with a parent) "
+                "can only be opened read-only");
+    free(b);
+    /* Only a Windows drive path: nothing to open here. */
+    REFUSED(differencing_disk(VPC_PLATFORM_W2KU, "C:\\vm\\p.vhd"), DYN_LEN,
+            ENOENT, "gives no parent path");
+    b = differencing_disk(VPC_PLATFORM_W2RU, "p.vhd");
+    store_be64(b + DYN + VPC_DYN_PARENT_LOCATORS + VPC_PL_DATA_OFFSET,
+               DYN_LEN - 8);
+    seal_dyn(b);
+    REFUSED(b, DYN_LEN, EINVAL, "outside the file");
+    b = differencing_disk(VPC_PLATFORM_W2RU, "p.vhd");
+    store_be32(b + DYN + VPC_DYN_PARENT_LOCATORS + VPC_PL_DATA_LENGTH,
+               1u << 20);
+    seal_dyn(b);
+    REFUSED(b, DYN_LEN, EINVAL, "too long");
+}
+
 int main(void)
 {
     char dir[] = "/tmp/vimg-vpc-XXXXXX";
@@ -330,6 +394,7 @@ int main(void)
     test_size_rule();
     test_dynamic_valid();
     test_hostile();
+    test_differencing();
     CHECK(mkdtemp(dir) != NULL);
     rw(dir, NULL);
     rw(dir, "subformat=fixed");

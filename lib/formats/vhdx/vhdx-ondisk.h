@@ -106,6 +106,9 @@ _Static_assert(8 + (VHDX_DATA_SEQUENCE_LOW - VHDX_DATA_BYTES) + 4 ==
 
 #define VHDX_BAT_STATE_MASK        7u
 #define VHDX_BAT_OFFSET_MASK       0xfffffffffff00000ull /* bits 20..63, MB */
+/* Sector bitmap entries: */
+#define VHDX_SB_BLOCK_PRESENT      6u
+#define VHDX_SB_BLOCK_SIZE         VHDX_MIB
 enum {
     VHDX_PAYLOAD_NOT_PRESENT = 0,
     VHDX_PAYLOAD_UNDEFINED = 1,
@@ -147,6 +150,21 @@ _Static_assert(VHDX_MD_ENTRIES + VHDX_MD_MAX_ENTRIES * VHDX_MDE_SIZE <=
 #define VHDX_BLOCK_SIZE_MAX        (256u * VHDX_MIB)
 #define VHDX_MAX_IMAGE_SIZE        (64ull << 40)   /* 64 TiB */
 
+/* Parent locator item (2.6.2.6): a header, then entries whose keys and
+ * values (UTF-16LE, no NUL) lie at offsets from the item's start. */
+#define VHDX_PL_TYPE               0   /* GUID: the locator type */
+#define VHDX_PL_RESERVED           16  /* u16 */
+#define VHDX_PL_KEY_VALUE_COUNT    18  /* u16 */
+#define VHDX_PL_HEADER_SIZE        20
+#define VHDX_PLE_KEY_OFFSET        0   /* u32, > 0 */
+#define VHDX_PLE_VALUE_OFFSET      4   /* u32, > 0 */
+#define VHDX_PLE_KEY_LENGTH        8   /* u16 bytes, > 0 */
+#define VHDX_PLE_VALUE_LENGTH      10  /* u16 bytes, > 0 */
+#define VHDX_PLE_SIZE              12
+
+_Static_assert(VHDX_PL_KEY_VALUE_COUNT + 2 == VHDX_PL_HEADER_SIZE, "layout");
+_Static_assert(VHDX_PLE_VALUE_LENGTH + 2 == VHDX_PLE_SIZE, "layout");
+
 /* ---- GUIDs, as stored ------------------------------------------------- */
 
 #define VHDX_GUID_BAT                                                     \
@@ -173,5 +191,10 @@ _Static_assert(VHDX_MD_ENTRIES + VHDX_MD_MAX_ENTRIES * VHDX_MDE_SIZE <=
 #define VHDX_GUID_PARENT_LOCATOR                                          \
     { 0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45,                    \
       0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c }
+/* The only locator type defined (2.6.2.6.3), a VHDX parent:
+ * B04AEFB7-D19E-4A81-B789-25B8E9445913. */
+#define VHDX_GUID_VHDX_LOCATOR_TYPE                                       \
+    { 0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a,                    \
+      0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13 }
 
 #endif

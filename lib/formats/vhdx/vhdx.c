@@ -1,8 +1,9 @@
 /* The VHDX format ([MS-VHDX]): probe, the two headers, the region table,
  * the metadata items, the BAT, open and close, reads, block status, info
  * and check. The log is in vhdx-log.c; creation and writes in
- * vhdx-write.c. Dynamic and fixed disks are read; differencing disks (with
- * a parent) are refused. */
+ * vhdx-write.c; the parent locator and sector bitmaps of differencing
+ * disks in vhdx-parent.c. Dynamic, fixed and differencing disks are read;
+ * differencing disks only read (their parent is the backing image). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,12 +310,14 @@ static int read_metadata(struct vimg_image *img)
         goto out;
     }
     uint32_t flags = load_le32(params + VHDX_PARAM_FLAGS);
-    if (flags & VHDX_PARAM_HAS_PARENT) {
-        r = vimg_internal_img_error(img, ENOTSUP, "differencing VHDX images "
-                                    "(with a parent) are not supported");
+    s->has_parent = flags & VHDX_PARAM_HAS_PARENT;
+    if (s->has_parent && !found[MD_PARENT]) {
+        r = vimg_internal_img_error(img, EINVAL, "differencing image (with "
+                                    "a parent) has no parent locator");
         goto out;
     }
-    s->fixed = flags & VHDX_PARAM_LEAVE_ALLOCATED;
+    /* LeaveBlockAllocated is ignored when HasParent is set (2.6.2.1). */
+    s->fixed = !s->has_parent && (flags & VHDX_PARAM_LEAVE_ALLOCATED);
     s->block_size = load_le32(params + VHDX_PARAM_BLOCK_SIZE);
     s->logical_sector = load_le32(logical);
     s->physical_sector = load_le32(physical);
@@ -343,13 +346,61 @@ static int read_metadata(struct vimg_image *img)
     img->size = disk_size;
     s->chunk_ratio = VHDX_SECTORS_PER_BITMAP * s->logical_sector /
                      s->block_size;
-    r = 0;
+    s->bitmap_bytes = s->block_size / s->logical_sector / 8;
+    r = s->has_parent ? vhdx_parent_load(img, found[MD_PARENT]) : 0;
 out:
     free(t);
     return r;
 }
 
 /* ---- BAT (2.5) ------------------------------------------------------------ */
+
+/* Sector bitmap entry I (value E) of a differencing disk: present ones
+ * hold a 1 MiB bitmap block clear of the log, the BAT and the metadata. */
+static int check_sb_entry(struct vimg_image *img, uint64_t i, uint64_t e)
+{
+    struct vhdx_state *s = vhdx_state(img);
+    uint64_t off = e & VHDX_BAT_OFFSET_MASK;
+
+    if ((e & VHDX_BAT_STATE_MASK) != VHDX_SB_BLOCK_PRESENT) {
+        return 0;
+    }
+    if (off < VHDX_HEADER_SECTION_END ||
+        overlaps(off, VHDX_SB_BLOCK_SIZE, s->log_offset, s->log_length) ||
+        overlaps(off, VHDX_SB_BLOCK_SIZE, s->bat_offset, s->bat_length) ||
+        overlaps(off, VHDX_SB_BLOCK_SIZE, s->md_offset, s->md_length)) {
+        return vimg_internal_img_error(img, EINVAL, "sector bitmap entry "
+                                       "%llu at 0x%llx overlaps the headers, "
+                                       "the log, the BAT or the metadata",
+                                       (unsigned long long)i,
+                                       (unsigned long long)off);
+    }
+    s->data_end = MAX(s->data_end, off + VHDX_SB_BLOCK_SIZE);
+    return 0;
+}
+
+/* Partially present payload BLOCK (raw BAT at RAW): its chunk's sector
+ * bitmap block must be present and hold the block's bits inside the file
+ * (a bitmap block may end early at the end of a truncated-looking file
+ * only past the bits in use). */
+static int check_partial(struct vimg_image *img, const uint8_t *raw,
+                         uint64_t block)
+{
+    struct vhdx_state *s = vhdx_state(img);
+    uint64_t idx = vhdx_sb_index(s, block);
+    uint64_t sb = idx < s->bat_entries ? load_le64(raw + idx * 8) : 0;
+    uint64_t at = (sb & VHDX_BAT_OFFSET_MASK) +
+                  (block % s->chunk_ratio) * s->bitmap_bytes;
+
+    if ((sb & VHDX_BAT_STATE_MASK) != VHDX_SB_BLOCK_PRESENT ||
+        range_outside(at, s->bitmap_bytes, s->file_size)) {
+        return vimg_internal_img_error(img, EINVAL, "payload block %llu is "
+                                       "partially present but its sector "
+                                       "bitmap is missing or outside the "
+                                       "file", (unsigned long long)block);
+    }
+    return 0;
+}
 
 static int read_bat(struct vimg_image *img)
 {
@@ -359,7 +410,14 @@ static int read_bat(struct vimg_image *img)
     uint8_t *raw;
     int r;
 
-    s->bat_entries = blocks ? blocks + (blocks - 1) / s->chunk_ratio : 0;
+    /* 2.5: a differencing disk's BAT ends with the last chunk's sector
+     * bitmap entry; the others' with the last payload entry. */
+    if (s->has_parent) {
+        s->bat_entries = DIV_ROUND_UP(blocks, s->chunk_ratio) *
+                         (s->chunk_ratio + 1);
+    } else {
+        s->bat_entries = blocks ? blocks + (blocks - 1) / s->chunk_ratio : 0;
+    }
     bytes = s->bat_entries * 8;
     if (bytes > s->bat_length) {
         return vimg_internal_img_error(img, EINVAL, "BAT region (%llu bytes) "
@@ -388,22 +446,39 @@ static int read_bat(struct vimg_image *img)
         uint64_t e = load_le64(raw + i * 8);
         s->bat[i] = e;
         if ((i + 1) % (s->chunk_ratio + 1) == 0) {
-            continue; /* a sector bitmap entry: only differencing disks */
+            /* A sector bitmap entry: used by differencing disks only. */
+            if (s->has_parent &&
+                (r = check_sb_entry(img, i, e)) < 0) {
+                free(raw);
+                return r;
+            }
+            continue;
         }
         unsigned state = e & VHDX_BAT_STATE_MASK;
         uint64_t off = e & VHDX_BAT_OFFSET_MASK;
-        if (state == 4 || state == VHDX_PAYLOAD_PARTIALLY_PRESENT) {
+        if (state == 4 || (state == VHDX_PAYLOAD_PARTIALLY_PRESENT &&
+                           !s->has_parent)) {
             free(raw);
             return vimg_internal_img_error(img, EINVAL, "BAT entry %llu has "
                                            "state %u, invalid without a "
                                            "parent", (unsigned long long)i,
                                            state);
         }
-        if (state != VHDX_PAYLOAD_FULLY_PRESENT) {
+        if (state != VHDX_PAYLOAD_FULLY_PRESENT &&
+            state != VHDX_PAYLOAD_PARTIALLY_PRESENT) {
             continue;
         }
-        /* The last block may be cut at the end of the disk. */
+        /* The last block may be cut at the end of the disk; entries past
+         * it only fill a differencing disk's last chunk. */
         uint64_t block = i - i / (s->chunk_ratio + 1);
+        if (block >= blocks) {
+            continue;
+        }
+        if (state == VHDX_PAYLOAD_PARTIALLY_PRESENT &&
+            (r = check_partial(img, raw, block)) < 0) {
+            free(raw);
+            return r;
+        }
         uint64_t len = MIN(s->block_size,
                            img->size - block * s->block_size);
         if (off < VHDX_HEADER_SECTION_END ||
@@ -490,6 +565,12 @@ static int vhdx_open(struct vimg_image *img, const struct vimg_opts *opts)
         (r = read_bat(img)) < 0) {
         goto fail;
     }
+    if (s->has_parent && img->writable) {
+        r = vimg_internal_img_error(img, ENOTSUP, "differencing VHDX images "
+                                    "(with a parent) can only be opened "
+                                    "read-only");
+        goto fail;
+    }
     return 0;
 
 fail:
@@ -505,36 +586,68 @@ static int vhdx_close(struct vimg_image *img)
 
 /* ---- Data path ----------------------------------------------------------- */
 
-/* The file offset of guest OFFSET, or 0 when its block reads as zeros;
- * *N is how far the block reaches (at most COUNT). */
-static uint64_t block_map(struct vhdx_state *s, uint64_t offset,
-                          uint64_t count, uint64_t *n)
+enum run { RUN_DATA, RUN_ZERO, RUN_PARENT };
+
+/* What the guest bytes from OFFSET read as: *N of them (at most COUNT,
+ * inside one block) are RUN_DATA at file offset *AT, RUN_ZERO, or
+ * RUN_PARENT (a differencing disk's parent holds them). Returns the kind
+ * or -errno. */
+static int classify(struct vimg_image *img, uint64_t offset, uint64_t count,
+                    uint64_t *n, uint64_t *at)
 {
+    struct vhdx_state *s = vhdx_state(img);
     uint64_t block = offset / s->block_size, in = offset % s->block_size;
     uint64_t e = s->bat[vhdx_bat_index(s, block)];
 
     *n = MIN(count, s->block_size - in);
-    if ((e & VHDX_BAT_STATE_MASK) != VHDX_PAYLOAD_FULLY_PRESENT) {
-        return 0;
+    *at = (e & VHDX_BAT_OFFSET_MASK) + in;
+    switch (e & VHDX_BAT_STATE_MASK) {
+    case VHDX_PAYLOAD_FULLY_PRESENT:
+        return RUN_DATA;
+    case VHDX_PAYLOAD_NOT_PRESENT:
+        /* 2.5.1.1: for a differencing disk, the parent's contents. */
+        return s->has_parent ? RUN_PARENT : RUN_ZERO;
+    case VHDX_PAYLOAD_PARTIALLY_PRESENT: {
+        uint64_t ls = s->logical_sector, first = in / ls;
+        uint64_t last = DIV_ROUND_UP(in + *n, ls);
+        bool present;
+        uint64_t run;
+        int r = vhdx_bitmap_run(img, block, first, last - first, &present,
+                                &run);
+        if (r < 0) {
+            return r;
+        }
+        *n = MIN(*n, (first + run) * ls - in);
+        return present ? RUN_DATA : RUN_PARENT;
     }
-    return (e & VHDX_BAT_OFFSET_MASK) + in;
+    default:
+        /* Zero, undefined and unmapped blocks read as zeros, which the
+         * specification allows for each of them. */
+        return RUN_ZERO;
+    }
 }
 
 static int vhdx_pread(struct vimg_image *img, void *buf, uint64_t count,
                       uint64_t offset)
 {
-    struct vhdx_state *s = vhdx_state(img);
     uint8_t *p = buf;
 
     while (count > 0) {
-        uint64_t n, at = block_map(s, offset, count, &n);
-        if (!at) {
-            memset(p, 0, n);
+        uint64_t n, at;
+        int r, kind = classify(img, offset, count, &n, &at);
+        if (kind < 0) {
+            return kind;
+        }
+        if (kind == RUN_DATA) {
+            r = vhdx_file_read(img, p, n, at);
+        } else if (kind == RUN_PARENT) {
+            r = vimg_internal_read_backing(img, p, n, offset);
         } else {
-            int r = vhdx_file_read(img, p, n, at);
-            if (r < 0) {
-                return r;
-            }
+            memset(p, 0, n);
+            r = 0;
+        }
+        if (r < 0) {
+            return r;
         }
         p += n;
         offset += n;
@@ -543,27 +656,36 @@ static int vhdx_pread(struct vimg_image *img, void *buf, uint64_t count,
     return 0;
 }
 
-/* Present blocks are data at their file offset; every other state reads
- * as zeros and is this layer's answer (there is no parent). */
+/* Present sectors are data at their file offset; zero, undefined and
+ * unmapped blocks (and a dynamic disk's absent ones) read as zeros, this
+ * layer's answer; the rest of a differencing disk is its parent's (0). */
 static int vhdx_block_status(struct vimg_image *img, uint64_t offset,
                              uint64_t count, uint64_t *pnum, uint64_t *map,
                              const char **file)
 {
-    struct vhdx_state *s = vhdx_state(img);
-    uint64_t n, at = block_map(s, offset, count, &n);
+    uint64_t n, at, next;
+    int kind = classify(img, offset, count, &n, &at);
 
-    if (at) {
-        *pnum = n;
+    if (kind < 0) {
+        return kind;
+    }
+    *pnum = n;
+    if (kind == RUN_DATA) {
         *map = at;
         *file = img->file->filename;
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
     }
-    *pnum = n;
-    while (*pnum < count &&
-           !block_map(s, offset + *pnum, count - *pnum, &n)) {
+    while (*pnum < count) {
+        int k = classify(img, offset + *pnum, count - *pnum, &n, &next);
+        if (k < 0) {
+            return k;
+        }
+        if (k != kind) {
+            break;
+        }
         *pnum += n;
     }
-    return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
+    return kind == RUN_ZERO ? VIMG_BS_ZERO | VIMG_BS_ALLOCATED : 0;
 }
 
 static int vhdx_get_info(struct vimg_image *img, struct vimg_value *info)
@@ -611,6 +733,7 @@ const struct vimg_driver vimg_driver_vhdx = {
     .zero = vhdx_zero,
     .flush = vhdx_flush,
     .block_status = vhdx_block_status,
+    .backing_opened = vhdx_backing_opened,
     .get_info = vhdx_get_info,
     .check = vhdx_check,
 };

@@ -16,6 +16,10 @@
 /* A log replayed in memory is read whole: 64 MiB is 64 times the size
  * Hyper-V and qemu-img create. */
 #define VHDX_MAX_LOG_REPLAY (64u << 20)
+/* Parent locator read into memory: [MS-VHDX] keeps every metadata item
+ * under 1 MiB; a locator of a few paths is well under 1 KiB, and 64 KiB
+ * bounds what a hostile one makes us allocate and convert. */
+#define VHDX_MAX_PARENT_LOCATOR (64u * 1024)
 /* Bytes checksummed while searching a log: four passes over it. Forged
  * entry headers at every sector would otherwise cost a checksum of up to
  * the whole log each. */
@@ -47,6 +51,11 @@ struct vhdx_state {
     size_t n_overlay;
     uint64_t log_entries;             /* entries replayed in memory */
     uint64_t data_end;                /* where the next block may go */
+    /* Differencing disks (vhdx-parent.c): */
+    bool has_parent;
+    uint8_t linkage[2][16];           /* parent_linkage, parent_linkage2 */
+    int n_linkage;
+    uint64_t bitmap_bytes;            /* sector bitmap bytes per block */
     /* Writing (vhdx-write.c): */
     bool data_written;                /* data write GUID already renewed */
     bool session_started;             /* session_guid is set */
@@ -72,6 +81,27 @@ static inline uint64_t vhdx_bat_index(const struct vhdx_state *s,
 {
     return block + block / s->chunk_ratio;
 }
+
+/* The BAT index of the sector bitmap entry of payload block BLOCK's
+ * chunk. */
+static inline uint64_t vhdx_sb_index(const struct vhdx_state *s,
+                                     uint64_t block)
+{
+    return (block / s->chunk_ratio + 1) * (s->chunk_ratio + 1) - 1;
+}
+
+/* vhdx-parent.c */
+/* Read the parent locator whose metadata table entry is ENTRY: the
+ * parent's identity, and IMG's backing name and format. */
+int vhdx_parent_load(struct vimg_image *img, const uint8_t *entry);
+/* The driver's backing_opened: the parent's data write GUID must be the
+ * one the locator names. */
+int vhdx_backing_opened(struct vimg_image *img);
+/* From sector FIRST of partially present payload block BLOCK, how many
+ * sectors (1..MAX, *RUN) have the same bitmap bit, and whether that bit
+ * says the data is in this file (*PRESENT) or the parent's. */
+int vhdx_bitmap_run(struct vimg_image *img, uint64_t block, uint64_t first,
+                    uint64_t max, bool *present, uint64_t *run);
 
 /* vhdx-log.c */
 /* Find the active log sequence (if the header names a log) and turn it
