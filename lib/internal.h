@@ -488,6 +488,7 @@ extern const struct vimg_driver vimg_driver_vdi;
 extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
 extern const struct vimg_driver vimg_driver_vmdk;
+extern const struct vimg_driver vimg_driver_ova;
 extern const struct vimg_driver vimg_driver_qcow1;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
