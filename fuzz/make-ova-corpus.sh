@@ -2,7 +2,7 @@
 # Regenerate fuzz/corpus/ova/: small OVA archives (an .ovf, a manifest and
 # a 64 KiB streamOptimized disk made by vimg) in ustar and GNU tar formats,
 # and hostile variants (a member past the end, an unsafe name, a link, a
-# gzip-compressed disk, a damaged header).
+# gzip-compressed disk, a damaged header, the longest name).
 # Usage: VIMG=build/cli/vimg fuzz/make-ova-corpus.sh [OUTDIR]
 set -eu
 out=${1:-$(dirname "$0")/corpus/ova}
@@ -56,4 +56,7 @@ put("past-eof", bytes(b))
 b[1024 + 130] ^= 1
 put("damaged", bytes(b))
 put("truncated", archive(good)[:3000])
+# The longest ustar name: a 155-byte prefix, '/', a 100-byte name.
+put("long-name", archive([("vm.ovf", ovf),
+                          ("p" * 155 + "/" + "n" * 95 + ".vmdk", disk)]))
 PY

@@ -32,11 +32,13 @@ _Static_assert(TAR_PREFIX + 155 + 12 == TAR_BLOCK, "layout");
 
 /* An OVF package holds a descriptor, a manifest, a certificate and its
  * disks: 256 members is far more than any carries, and bounds the list
- * held in memory (names are at most 255 bytes). */
+ * held in memory (names are at most 256 bytes). */
 #define OVA_MAX_MEMBERS 256
+/* A ustar name: a prefix of up to 155 bytes, '/', a name of up to 100. */
+#define TAR_NAME_MAX (155 + 1 + 100 + 1)
 
 struct ova_member {
-    char name[256];
+    char name[TAR_NAME_MAX];
     uint64_t offset, size;     /* bytes of data in the archive */
 };
 
@@ -178,7 +180,7 @@ static bool name_safe(const char *n)
 }
 
 /* Copy the member name (ustar prefix "/" name) of header H into OUT. */
-static bool member_name(const uint8_t *h, char out[256])
+static bool member_name(const uint8_t *h, char out[TAR_NAME_MAX])
 {
     size_t plen = strnlen((const char *)h + TAR_PREFIX, 155);
     size_t nlen = strnlen((const char *)h + TAR_NAME, 100);
@@ -268,7 +270,7 @@ static int read_members(struct vimg_image *img, struct ova_state *s)
 /* A ustar archive whose first member is an .ovf: what OVF requires. */
 static int ova_probe(const uint8_t *buf, size_t len, const char *filename)
 {
-    char name[256];
+    char name[TAR_NAME_MAX];
 
     (void)filename;
     if (len < TAR_BLOCK || !is_ustar(buf) || !checksum_ok(buf) ||
