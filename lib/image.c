@@ -713,13 +713,16 @@ static struct vimg_image *open_target_file(struct vimg_target *t, int fd,
         image_free(img, false);
         return NULL;
     }
+    if (img) {
+        img->target = t;
+    }
     return img;
 }
 
 /* Everything vimg_create checks before it writes: the format, the -o
  * options (parsed into *OPTS, which the caller frees), the backing file
  * (opened for its size unless P->unsafe) and the size, all into *CTX. */
-static int create_prepare(const char *filename,
+static int create_prepare(const char *filename, struct vimg_target *t,
                           const struct vimg_create_params *p,
                           const struct vimg_driver **drvp,
                           struct vimg_opts *opts, struct vimg_create_ctx *ctx)
@@ -748,6 +751,7 @@ static int create_prepare(const char *filename,
         return r;
     }
     ctx->opts = opts;
+    ctx->target = t;
     ctx->secrets = p->secrets;
     ctx->n_secrets = p->n_secrets;
     ctx->backing_file = p->backing_file ? p->backing_file
@@ -808,7 +812,8 @@ char *vimg_create_describe(const char *filename,
     char *line = NULL;
 
     vimg_internal_error_clear();
-    if (create_prepare(filename ? filename : "", p, &drv, &opts, &ctx) == 0) {
+    if (create_prepare(filename ? filename : "", NULL, p, &drv, &opts,
+                       &ctx) == 0) {
         line = vimg_internal_create_line(drv, &ctx);
     }
     vimg_internal_opts_free(&opts);
@@ -829,7 +834,7 @@ int vimg_target_create(struct vimg_target *t,
         vimg_internal_error(EINVAL, "create needs a target and a format");
         return -1;
     }
-    if ((r = create_prepare(filename, p, &drv, &opts, &ctx)) < 0) {
+    if ((r = create_prepare(filename, t, p, &drv, &opts, &ctx)) < 0) {
         goto out;
     }
     const struct vimg_driver *proto = vimg_internal_target_protocol(t);
@@ -999,75 +1004,48 @@ int vimg_internal_open_reference(struct vimg_image *img, const char *name,
     struct vimg_open_params p = img->params;
     p.flags = (p.flags & ~(unsigned)VIMG_OPEN_RDWR) |
               (writable ? VIMG_OPEN_RDWR : 0);
-    *out = open_protocol(path, &p);
+    /* An image being written through a target names files written with
+     * it, which have no name yet: those are the target's. */
+    struct vimg_target *t = img->file ? img->file->target : NULL;
+    int fd = t ? vimg_internal_target_find_companion(t, name) : -ENOENT;
+    if (fd >= 0) {
+        struct vimg_image *f = image_new(&vimg_driver_file, path, &p);
+        if (f && vimg_internal_file_adopt(f, fd) < 0) {
+            image_free(f, false);
+            f = NULL;
+        }
+        *out = f;
+    } else {
+        *out = open_protocol(path, &p);
+    }
     return *out ? 0 : -vimg_get_errno();
 }
 
 /* ---- Extra files of multi-file formats -------------------------------- */
 
-/* NAME in the folder of BESIDE, as references resolve. */
-static char *path_beside(const char *beside, const char *name)
+int vimg_internal_create_file(const struct vimg_create_ctx *c,
+                              const char *name, bool no_flush,
+                              struct vimg_image **out)
 {
-    CLEANUP_FREE char *copy = strdup(beside);
-    char *path = NULL;
-
-    if (!copy) {
-        return NULL;
-    }
-    if (name[0] == '/' || !strchr(beside, '/')) {
-        return strdup(name);
-    }
-    return asprintf(&path, "%s/%s", dirname(copy), name) < 0 ? NULL : path;
-}
-
-int vimg_internal_create_file(const char *beside, const char *name,
-                              bool no_flush, struct vimg_image **out)
-{
-    CLEANUP_FREE char *path = path_beside(beside, name);
-    int r;
-
     *out = NULL;
-    if (!path) {
-        return vimg_internal_error(ENOMEM, "out of memory");
+    if (!c->target) {
+        return vimg_internal_error(ENOTSUP, "%s: no file '%s' can be made "
+                                   "beside this image", c->filename, name);
     }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    int fd = vimg_internal_target_companion(c->target, name);
     if (fd < 0) {
-        return vimg_internal_error(errno, "%s: cannot create: %s", path,
-                                   strerror(errno));
+        return fd;
     }
-    /* Refuse a file another process holds (QEMU checks the same "write"
-     * lock), before emptying it. The lock lives as long as the image's
-     * descriptor, a duplicate of this one. */
-    if ((r = vimg_internal_fd_lock(fd, path, FILE_PERM_READ |
-                                                 FILE_PERM_WRITE,
-                                   FILE_PERM_READ)) < 0) {
-        close(fd);
-        return r;
-    }
-    if (ftruncate(fd, 0) < 0) {
-        r = vimg_internal_error(errno, "%s: cannot empty: %s", path,
-                                strerror(errno));
-        close(fd);
-        return r;
-    }
+    /* Locked by the target, whose lock lives as long as it does. */
     struct vimg_open_params p = { .flags = VIMG_OPEN_RDWR |
                                            VIMG_OPEN_NO_LOCK |
                                            (no_flush ? VIMG_OPEN_NO_FLUSH
                                                      : 0) };
-    struct vimg_image *img = image_new(&vimg_driver_file, path, &p);
+    struct vimg_image *img = image_new(&vimg_driver_file, name, &p);
     if (img && vimg_internal_file_adopt(img, fd) < 0) {
         image_free(img, false);
         img = NULL;
     }
-    close(fd);
     *out = img;
     return img ? 0 : -vimg_get_errno();
-}
-
-void vimg_internal_remove_file(const char *beside, const char *name)
-{
-    CLEANUP_FREE char *path = path_beside(beside, name);
-    if (path) {
-        unlink(path);
-    }
 }

@@ -78,6 +78,8 @@ struct vimg_create_ctx {
     const char *backing_format;  /* NULL when unknown */
     const struct vimg_secret *secrets; /* borrowed for the call */
     size_t n_secrets;
+    struct vimg_target *target;  /* what is being written (companion files
+                                    go through it) */
 };
 
 /* ---- Persistent bitmaps ---------------------------------------------- */
@@ -301,6 +303,9 @@ struct vimg_image {
                                      mostly holes (metadata preallocation;
                                      lib/io.c) */
     pthread_mutex_t lock;         /* serialises non-thread-safe drivers */
+    struct vimg_target *target;   /* a protocol image on a target's new
+                                     file: the target, whose companions
+                                     references open; else NULL */
 };
 
 /* ---- Core services for drivers -------------------------------------- */
@@ -391,13 +396,13 @@ int vimg_internal_resolve_reference(struct vimg_image *img, const char *name,
                                     char **path);
 
 /* Extra files of multi-file formats (VMDK extents), named NAME in the
- * folder of BESIDE (the image being created): create or empty the file,
- * refusing one another process holds, and open it read-write as a
- * protocol image (NO_FLUSH: cache=unsafe). */
-int vimg_internal_create_file(const char *beside, const char *name,
-                              bool no_flush, struct vimg_image **out);
-/* Remove such a file again (a failed create). */
-void vimg_internal_remove_file(const char *beside, const char *name);
+ * folder of the image C creates: made through C's target as a companion
+ * (vimg_internal_target_companion: built unseen, committed with the
+ * image, gone if it is not) and opened read-write as a protocol image
+ * (NO_FLUSH: cache=unsafe). */
+int vimg_internal_create_file(const struct vimg_create_ctx *c,
+                              const char *name, bool no_flush,
+                              struct vimg_image **out);
 
 /* A writable memory image for tests and fuzzing: DATA (LEN bytes) copied,
  * growing up to MAX_LEN. */
@@ -446,6 +451,16 @@ const char *vimg_internal_target_name(const struct vimg_target *t);
 /* The descriptor of the file being written (borrowed); with EMPTY, a
  * regular file written in place is truncated to 0 bytes first. */
 int vimg_internal_target_fd(struct vimg_target *t, bool empty);
+/* A file NAME beside the target (in the folder of the name it was given,
+ * as references resolve) that is written with it, under the target's
+ * rules: an existing file's locks checked and held, its owner and mode
+ * kept, the new one built unseen; committed before the target, dropped
+ * when the target is aborted. Returns its empty file's descriptor
+ * (borrowed; the same file when NAME is asked for again) or -errno. */
+int vimg_internal_target_companion(struct vimg_target *t, const char *name);
+/* The descriptor of T's companion NAME (borrowed), or -ENOENT. */
+int vimg_internal_target_find_companion(struct vimg_target *t,
+                                        const char *name);
 /* The protocol that makes the target's image (rbd), or NULL for a file. */
 const struct vimg_driver *vimg_internal_target_protocol(
     const struct vimg_target *t);
@@ -488,6 +503,7 @@ extern const struct vimg_driver vimg_driver_vdi;
 extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
 extern const struct vimg_driver vimg_driver_vmdk;
+extern const struct vimg_driver vimg_driver_ova;
 extern const struct vimg_driver vimg_driver_qcow1;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation

@@ -59,6 +59,10 @@ struct vimg_target {
      * for files. Its new image has a hidden name until committed. */
     const struct vimg_driver *proto;
     char *image;        /* PROTO's hidden name for the new image, or NULL */
+    /* Files written with this one (VMDK extents), each a target of its
+     * own: committed first, dropped with it. */
+    struct vimg_target **companions;
+    size_t n_companions;
 };
 
 /* Paths of named temporaries, in static storage so that a signal handler
@@ -354,6 +358,10 @@ static int copy_owner_mode(struct vimg_target *t)
 
 static void target_free(struct vimg_target *t)
 {
+    for (size_t i = 0; i < t->n_companions; i++) {
+        target_free(t->companions[i]);
+    }
+    free(t->companions);
     if (t->image) {
         (void)t->proto->remove_image(t->image);
         atomic_fetch_sub(&images_pending, 1);
@@ -370,12 +378,13 @@ static void target_free(struct vimg_target *t)
     free(t);
 }
 
-struct vimg_target *vimg_target_begin(const char *filename)
+/* vimg_target_begin without clearing the error slot; FILE_ONLY for a
+ * companion, which is a file beside its target whatever its name. */
+static struct vimg_target *target_new(const char *filename, bool file_only)
 {
     struct vimg_target *t;
     int r;
 
-    vimg_internal_error_clear();
     if (!filename || !*filename) {
         vimg_internal_error(EINVAL, "no target file name given");
         return NULL;
@@ -387,7 +396,7 @@ struct vimg_target *vimg_target_begin(const char *filename)
         return NULL;
     }
     t->fd = t->old_fd = t->slot = -1;
-    t->proto = vimg_internal_network_protocol(filename);
+    t->proto = file_only ? NULL : vimg_internal_network_protocol(filename);
     if (t->proto && !t->proto->create_image) {
         vimg_internal_error(ENOTSUP, "%s: images cannot be created there; "
                             "write into an existing one (convert -n)",
@@ -431,6 +440,68 @@ struct vimg_target *vimg_target_begin(const char *filename)
         return NULL;
     }
     return t;
+}
+
+struct vimg_target *vimg_target_begin(const char *filename)
+{
+    vimg_internal_error_clear();
+    return target_new(filename, false);
+}
+
+/* NAME in the folder of the name BESIDE, as references resolve. */
+static char *path_beside(const char *beside, const char *name)
+{
+    CLEANUP_FREE char *copy = strdup(beside);
+    char *path = NULL;
+
+    if (!copy) {
+        return NULL;
+    }
+    if (name[0] == '/' || !strchr(beside, '/')) {
+        return strdup(name);
+    }
+    return asprintf(&path, "%s/%s", dirname(copy), name) < 0 ? NULL : path;
+}
+
+int vimg_internal_target_find_companion(struct vimg_target *t,
+                                        const char *name)
+{
+    CLEANUP_FREE char *path = path_beside(t->name, name);
+
+    for (size_t i = 0; path && i < t->n_companions; i++) {
+        if (strcmp(t->companions[i]->name, path) == 0) {
+            return t->companions[i]->fd;
+        }
+    }
+    return -ENOENT;
+}
+
+int vimg_internal_target_companion(struct vimg_target *t, const char *name)
+{
+    int fd = vimg_internal_target_find_companion(t, name);
+
+    if (fd >= 0) {
+        return fd;
+    }
+    if (t->proto) {
+        return vimg_internal_error(ENOTSUP, "%s: no file '%s' can be made "
+                                   "beside this image", t->name, name);
+    }
+    CLEANUP_FREE char *path = path_beside(t->name, name);
+    struct vimg_target **v = path ? realloc(t->companions,
+                                            (t->n_companions + 1) *
+                                                sizeof *v)
+                                  : NULL;
+    if (!v) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    t->companions = v;
+    struct vimg_target *c = target_new(path, true);
+    if (!c) {
+        return -vimg_get_errno();
+    }
+    t->companions[t->n_companions++] = c;
+    return vimg_internal_target_fd(c, true);
 }
 
 /* Give the nameless new file a name: straight at the target when no file
@@ -479,6 +550,27 @@ static int publish_anonymous(struct vimg_target *t)
     return 0;
 }
 
+/* Publish a file target's new file under its name (T stays allocated). */
+static int commit_file(struct vimg_target *t)
+{
+    int r = 0;
+
+    if (t->how != TARGET_IN_PLACE && !t->temp) {
+        r = publish_anonymous(t);
+    }
+    if (r == 0 && t->temp && rename(t->temp, t->path) < 0) {
+        r = vimg_internal_error(errno, "%s: cannot replace it: %s", t->name,
+                                strerror(errno));
+    }
+    if (r == 0 && t->temp) {
+        /* Renamed: the name is the target's now, not ours to remove. */
+        unregister_temp(&t->slot);
+        free(t->temp);
+        t->temp = NULL;
+    }
+    return r;
+}
+
 int vimg_target_commit(struct vimg_target *t)
 {
     int r = 0;
@@ -486,6 +578,15 @@ int vimg_target_commit(struct vimg_target *t)
     vimg_internal_error_clear();
     if (!t) {
         vimg_internal_error(EINVAL, "no target given");
+        return -1;
+    }
+    /* Companions first: the file naming them appears (or changes) only
+     * when they are all in place. */
+    for (size_t i = 0; r == 0 && i < t->n_companions; i++) {
+        r = commit_file(t->companions[i]);
+    }
+    if (r < 0) {
+        target_free(t);
         return -1;
     }
     if (t->proto) {
@@ -500,19 +601,7 @@ int vimg_target_commit(struct vimg_target *t)
         target_free(t);
         return r < 0 ? -1 : 0;
     }
-    if (t->how != TARGET_IN_PLACE && !t->temp) {
-        r = publish_anonymous(t);
-    }
-    if (r == 0 && t->temp && rename(t->temp, t->path) < 0) {
-        r = vimg_internal_error(errno, "%s: cannot replace it: %s", t->name,
-                                strerror(errno));
-    }
-    if (r == 0 && t->temp) {
-        /* Renamed: the name is the target's now, not ours to remove. */
-        unregister_temp(&t->slot);
-        free(t->temp);
-        t->temp = NULL;
-    }
+    r = commit_file(t);
     target_free(t);
     return r < 0 ? -1 : 0;
 }

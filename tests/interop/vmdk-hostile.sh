@@ -86,7 +86,7 @@ def desc_variant(name, text):
 desc_variant("desc-garbage", desc + "rm -rf /\n")
 desc_variant("desc-unknown-type", desc + 'RW 8 FOO "x.vmdk"\n')
 desc_variant("desc-noaccess", desc + 'NOACCESS 8 FLAT "x.vmdk" 0\n')
-desc_variant("desc-vmfssparse", desc + 'RW 8 VMFSSPARSE "x.vmdk"\n')
+desc_variant("desc-vmfsraw", desc + 'RW 8 VMFSRAW "x.vmdk"\n')
 desc_variant("desc-no-cid", desc.replace("CID=", "XID=", 1))
 desc_variant("desc-dup-key", desc + "version=1\n")
 desc_variant("desc-control", desc + "ddb.x = \"\x01\"\n")
@@ -147,7 +147,7 @@ check footer-capacity 'footer disagrees'
 check desc-garbage 'descriptor line'
 check desc-unknown-type "unknown extent type 'FOO'"
 check desc-noaccess 'NOACCESS extents are not supported'
-check desc-vmfssparse 'VMFSSPARSE extents are not supported'
+check desc-vmfsraw 'VMFSRAW extents are not supported'
 check desc-no-cid 'lacks a CID'
 check desc-dup-key 'given twice'
 check desc-control 'control character'

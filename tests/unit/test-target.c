@@ -2,7 +2,8 @@
  * name before it; an abort or failure keeps the old file; owner and mode
  * are kept; symlinks are written through; hard links, devices, read-only
  * folders and owners we cannot give are written in place; a held image is
- * refused; and the named fallback (a file system without O_TMPFILE,
+ * refused; companion files (VMDK extents) follow their target; and the
+ * named fallback (a file system without O_TMPFILE,
  * emulated by the open64 below) leaves a temporary only until
  * vimg_target_remove_temporaries or the target's end. */
 #define _GNU_SOURCE
@@ -359,6 +360,52 @@ static void test_named_fallback(void)
     clean();
 }
 
+/* A VMDK split image's extents are companions of its descriptor: unseen
+ * until the commit, gone after an abort (with O_TMPFILE and with named
+ * temporaries), the old extents kept until then; a companion asked for
+ * twice is one file, and its descriptor is found by name. */
+static void test_companions(void)
+{
+    struct vimg_create_params cp = { .format = "vmdk", .size = 3ull << 30,
+                                     .size_given = true,
+                                     .options = "subformat="
+                                                "twoGbMaxExtentSparse" };
+    char hidden[256];
+
+    for (int named = 0; named < 2; named++) {
+        no_tmpfile = named;
+        put(path("d-s001.vmdk"), "old");
+        struct vimg_target *t = vimg_target_begin(path("d.vmdk"));
+        CHECK(t != NULL);
+        CHECK_EQ(vimg_target_create(t, &cp), 0);
+        CHECK(holds(path("d-s001.vmdk"), "old"));
+        /* The old extent, and named temporaries: the new descriptor and
+         * its two extents. */
+        CHECK_EQ(entries(hidden, sizeof hidden), named ? 4 : 1);
+        int fd = vimg_internal_target_find_companion(t, "d-s002.vmdk");
+        CHECK(fd >= 0);
+        CHECK_EQ(vimg_internal_target_companion(t, "d-s002.vmdk"), fd);
+        CHECK_EQ(vimg_internal_target_find_companion(t, "x.vmdk"),
+                 -ENOENT);
+        vimg_target_abort(t);
+        CHECK(holds(path("d-s001.vmdk"), "old"));
+        CHECK_EQ(entries(NULL, 0), 1);
+
+        t = vimg_target_begin(path("d.vmdk"));
+        CHECK(t != NULL);
+        CHECK_EQ(vimg_target_create(t, &cp), 0);
+        CHECK_EQ(vimg_target_commit(t), 0);
+        CHECK(!holds(path("d-s001.vmdk"), "old"));
+        CHECK_EQ(entries(NULL, 0), 3);
+        struct vimg_image *img = vimg_open(path("d.vmdk"), NULL);
+        CHECK(img != NULL);
+        CHECK_EQ(vimg_get_size(img), (int64_t)(3ull << 30));
+        vimg_close(img);
+        clean();
+    }
+    no_tmpfile = false;
+}
+
 /* As a user who may not create files in the folder, or may not give the
  * owner: the file is written in place (root only: needs a second user). */
 static int in_place_as_nobody(const char *file)
@@ -427,6 +474,7 @@ int main(void)
     test_open();
     test_devices();
     test_named_fallback();
+    test_companions();
     test_in_place_for_other_users();
     CHECK(rmdir(dir) == 0);
     TEST_MAIN_END();

@@ -55,8 +55,6 @@ struct plan {
     const char *adapter, *hwversion, *toolsversion;
     uint32_t parent_cid;
     char *prefix, *postfix;    /* "disk", ".vmdk" */
-    char **made;               /* extent files created (removed on error) */
-    size_t n_made;
 };
 
 void vmdk_layout(uint64_t capacity, uint64_t grain_sectors, uint32_t gtes,
@@ -445,18 +443,12 @@ static int make_extent(struct plan *p, int idx, uint64_t bytes,
     if (!name) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
-    char **made = realloc(p->made, (p->n_made + 1) * sizeof *made);
-    if (!made) {
-        free(name);
-        return vimg_internal_error(ENOMEM, "out of memory");
-    }
-    p->made = made;
-    if ((r = vimg_internal_create_file(p->c->filename, name, p->no_flush,
-                                       &f)) < 0) {
+    /* Made through the target: unseen until the image is committed, and
+     * gone if it is not. */
+    if ((r = vimg_internal_create_file(p->c, name, p->no_flush, &f)) < 0) {
         free(name);
         return r;
     }
-    p->made[p->n_made++] = name;
     r = p->flat ? vimg_internal_truncate(f, bytes, 0, VIMG_PREALLOC_OFF)
                 : init_sparse(f, bytes, p->zeroed_grain);
     int r2 = vimg_internal_close(f);
@@ -471,6 +463,7 @@ static int make_extent(struct plan *p, int idx, uint64_t bytes,
         r = vimg_internal_error(ENOMEM, "out of memory");
     }
     *line_out = line;
+    free(name);
     return r;
 }
 
@@ -553,13 +546,6 @@ int vmdk_create(struct vimg_image *file, const struct vimg_create_ctx *c)
     if ((r = parse_plan(&p)) == 0 && (r = parent_cid(&p)) == 0) {
         r = create_files(file, &p);
     }
-    for (size_t i = 0; i < p.n_made; i++) {
-        if (r < 0) {
-            vimg_internal_remove_file(c->filename, p.made[i]);
-        }
-        free(p.made[i]);
-    }
-    free(p.made);
     free(p.prefix);
     free(p.postfix);
     return r;

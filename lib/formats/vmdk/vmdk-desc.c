@@ -29,8 +29,8 @@ static const struct extent_type extent_types[] = {
     { "FLAT", VMDK_EXT_FLAT, true },
     { "VMFS", VMDK_EXT_VMFS, true },
     { "ZERO", VMDK_EXT_ZERO, true },
-    { "VMFSSPARSE", VMDK_EXT_SPARSE, false },
-    { "SESPARSE", VMDK_EXT_SPARSE, false },
+    { "VMFSSPARSE", VMDK_EXT_SPARSE, true },
+    { "SESPARSE", VMDK_EXT_SESPARSE, true },
     { "VMFSRDM", VMDK_EXT_FLAT, false },
     { "VMFSRAW", VMDK_EXT_FLAT, false },
 };

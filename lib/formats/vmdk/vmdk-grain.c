@@ -278,8 +278,8 @@ static int check_parent(struct vimg_image *img)
     return 0;
 }
 
-static int read_backing(struct vimg_image *img, struct vmdk_extent *e,
-                        uint8_t *buf, uint64_t count, uint64_t offset)
+int vmdk_read_backing(struct vimg_image *img, struct vmdk_extent *e,
+                      uint8_t *buf, uint64_t count, uint64_t offset)
 {
     int r = check_parent(img);
     return r < 0 ? r : vimg_internal_read_backing(img, buf, count,
@@ -303,7 +303,7 @@ int vmdk_sparse_read(struct vimg_image *img, struct vmdk_extent *e,
             return r;
         }
         if (v == VMDK_GTE_EMPTY) {
-            r = read_backing(img, e, buf, n, offset);
+            r = vmdk_read_backing(img, e, buf, n, offset);
         } else if (v == VMDK_GTE_ZEROED) {
             memset(buf, 0, n);
         } else if (sp->compressed) {
@@ -334,7 +334,7 @@ static int fill_grain(struct vimg_image *img, struct vmdk_extent *e,
     uint64_t len = grain_len(e, grain);
     memset(out, 0, e->sp->grain_bytes);
     if (v == VMDK_GTE_EMPTY && img->backing_name) {
-        return read_backing(img, e, out, len, grain * e->sp->grain_bytes);
+        return vmdk_read_backing(img, e, out, len, grain * e->sp->grain_bytes);
     }
     return 0;
 }

@@ -15,7 +15,7 @@
 
 /* "KDMV" little-endian: the file starts with the bytes 'K' 'D' 'M' 'V'. */
 #define VMDK4_MAGIC 0x564d444bu
-/* ESX "COWD" sparse extents (vmfsSparse), recognised to be refused. */
+/* ESX "COWD" sparse extents (vmfsSparse redo logs). */
 #define VMDK3_MAGIC 0x44574f43u
 
 /* ---- Sparse extent header (one sector) ------------------------------ */
@@ -87,5 +87,67 @@ _Static_assert(VMDK_MARKER_TYPE == VMDK_GRAIN_MARKER_SIZE, "layout");
 #define VMDK_MARKER_GT     1
 #define VMDK_MARKER_GD     2
 #define VMDK_MARKER_FOOTER 3
+
+/* ---- ESX COWD sparse extent header (VMware's COWDisk_Header, as QEMU's
+ * vmdk_open_vmfs_sparse and libyal's libvmdk read it) ------------------
+ * Four sectors; all fields u32, little-endian, sizes in sectors. Grain
+ * tables hold a fixed 4096 entries, each a grain's sector or 0. */
+#define VMDK3_HDR_MAGIC       0
+#define VMDK3_HDR_VERSION     4
+#define VMDK3_HDR_FLAGS       8
+#define VMDK3_HDR_CAPACITY   12  /* disk sectors */
+#define VMDK3_HDR_GRAIN      16  /* sectors per grain */
+#define VMDK3_HDR_GD_OFFSET  20  /* sector of the grain directory */
+#define VMDK3_HDR_GD_ENTRIES 24
+#define VMDK3_HDR_FREE       28  /* next free sector */
+#define VMDK3_HDR_SIZE     2048
+#define VMDK3_GTES         4096
+_Static_assert(VMDK3_HDR_GRAIN == VMDK3_HDR_CAPACITY + 4, "layout");
+_Static_assert(VMDK3_HDR_FREE == VMDK3_HDR_GD_ENTRIES + 4, "layout");
+
+/* ---- ESXi seSparse extents (not published by VMware; the layout QEMU's
+ * vmdk_open_se_sparse reads). A constant header (one sector) of u64
+ * fields, sizes and offsets in sectors; a volatile header. ------------ */
+#define SE_MAGIC             0x00000000cafebabeull
+#define SE_VOLATILE_MAGIC    0x00000000cafecafeull
+#define SE_VERSION           0x0000000200000001ull
+#define SE_HDR_MAGIC           0
+#define SE_HDR_VERSION         8
+#define SE_HDR_CAPACITY       16
+#define SE_HDR_GRAIN_SIZE     24  /* sectors: 8 */
+#define SE_HDR_GT_SIZE        32  /* sectors per grain table: 64 */
+#define SE_HDR_FLAGS          40
+#define SE_HDR_RESERVED       48  /* four u64, zero */
+#define SE_HDR_VOLATILE       80  /* offset, size */
+#define SE_HDR_JOURNAL_HDR    96  /* offset, size */
+#define SE_HDR_JOURNAL       112  /* offset, size */
+#define SE_HDR_GD            128  /* offset, size */
+#define SE_HDR_GT            144  /* offset, size: the grain table area */
+#define SE_HDR_FREE_BITMAP   160  /* offset, size */
+#define SE_HDR_BACKMAP       176  /* offset, size */
+#define SE_HDR_GRAINS        192  /* offset, size: the grain area */
+#define SE_HDR_PAD           208  /* 304 bytes of zeros */
+_Static_assert(SE_HDR_PAD + 304 == VMDK_SECTOR, "layout");
+_Static_assert(SE_HDR_GRAINS == SE_HDR_VOLATILE + 7 * 16, "layout");
+#define SE_VOL_MAGIC           0
+#define SE_VOL_FREE_GT         8
+#define SE_VOL_NEXT_TXN       16
+#define SE_VOL_REPLAY_JOURNAL 24
+#define SE_VOL_PAD            32  /* 480 bytes of zeros */
+_Static_assert(SE_VOL_PAD + 480 == VMDK_SECTOR, "layout");
+#define SE_GRAIN_SECTORS       8
+#define SE_GT_SECTORS         64
+/* Grain directory entries: 0, or this in the top 32 bits and the grain
+ * table's index below. Grain table entries: the top nibble says what the
+ * grain is; an allocated grain's index is scattered over the rest. */
+#define SE_GDE_ALLOCATED  0x10000000u
+#define SE_GTE_TYPE(v)    ((v) >> 60)
+#define SE_GTE_UNALLOC    0u
+#define SE_GTE_UNMAPPED   1u  /* SCSI-unmapped: reads as zeros */
+#define SE_GTE_ZERO       2u
+#define SE_GTE_ALLOCATED  3u
+#define SE_GTE_INDEX(v) \
+    ((((v) & 0x0fff000000000000ull) >> 48) | \
+     (((v) & 0x0000ffffffffffffull) << 12))
 
 #endif

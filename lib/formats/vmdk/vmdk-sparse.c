@@ -143,6 +143,61 @@ int vmdk_sparse_check_header(struct vimg_image *img, const uint8_t *h,
                                        (unsigned long long)overhead);
     }
     sp->overhead = overhead * VMDK_SECTOR;
+    sp->meta_start = VMDK_SECTOR;
+    sp->file_size = file_size;
+    return 0;
+}
+
+/* An ESX COWD header (VMDK3_HDR_SIZE bytes in H): the one place its fields
+ * are checked. Its tables are allocated among the grains as the disk is
+ * written, so they are only kept clear of the header, the directory and
+ * each other (check_tables); the extent is read-only. */
+static int check_cowd_header(struct vimg_image *img, const uint8_t *h,
+                             uint64_t file_size, struct vmdk_sparse *sp)
+{
+    uint64_t capacity = load_le32(h + VMDK3_HDR_CAPACITY);
+    uint64_t grain = load_le32(h + VMDK3_HDR_GRAIN);
+    uint64_t gd = load_le32(h + VMDK3_HDR_GD_OFFSET);
+    uint64_t entries = load_le32(h + VMDK3_HDR_GD_ENTRIES);
+
+    if (grain == 0 || grain > VMDK_MAX_GRAIN_SECTORS) {
+        return vimg_internal_img_error(img, EINVAL, "COWD grain size of "
+                                       "%llu sectors is outside 1..%d",
+                                       (unsigned long long)grain,
+                                       VMDK_MAX_GRAIN_SECTORS);
+    }
+    uint64_t tables = DIV_ROUND_UP(capacity, grain * VMDK3_GTES);
+    if (tables * 4 > VMDK_MAX_GD_BYTES) {
+        return vimg_internal_img_error(img, EFBIG, "grain directory of "
+                                       "%llu entries is too large",
+                                       (unsigned long long)tables);
+    }
+    /* QEMU reads as many entries as the header gives and fails reads
+     * beyond them; a directory too short for the disk is refused here. */
+    if (entries < tables) {
+        return vimg_internal_img_error(img, EINVAL, "COWD grain directory "
+                                       "of %llu entries is too short for "
+                                       "%llu sectors",
+                                       (unsigned long long)entries,
+                                       (unsigned long long)capacity);
+    }
+    if (gd * VMDK_SECTOR < VMDK3_HDR_SIZE ||
+        range_outside(gd * VMDK_SECTOR, tables * 4, file_size)) {
+        return vimg_internal_img_error(img, EINVAL, "grain directory at "
+                                       "sector %llu lies outside the file",
+                                       (unsigned long long)gd);
+    }
+    sp->cowd = true;
+    sp->version = load_le32(h + VMDK3_HDR_VERSION);
+    sp->flags = 0;
+    sp->capacity = capacity;
+    sp->grain_bytes = grain * VMDK_SECTOR;
+    sp->gtes = VMDK3_GTES;
+    sp->gt_bytes = (uint64_t)VMDK3_GTES * 4;
+    sp->gd_entries = (uint32_t)tables;
+    sp->gd_offset = gd * VMDK_SECTOR;
+    sp->meta_start = VMDK3_HDR_SIZE;
+    sp->overhead = VMDK3_HDR_SIZE;
     sp->file_size = file_size;
     return 0;
 }
@@ -245,7 +300,8 @@ static int cmp_u32(const void *a, const void *b)
  * descriptor and both directories, and apart from every other table; in a
  * file whose directory is in front, below the first grain (the technical
  * note's "overhead"), as must the descriptor. Otherwise a table or a CID
- * written back would land on a grain or on other metadata. */
+ * written back would land on a grain or on other metadata. COWD extents
+ * place tables among the grains, and are never written. */
 static int check_tables(struct vimg_image *img, struct vmdk_sparse *sp)
 {
     uint64_t n = 0, dir_bytes = (uint64_t)sp->gd_entries * 4;
@@ -271,12 +327,13 @@ static int check_tables(struct vimg_image *img, struct vmdk_sparse *sp)
     qsort(all, n, sizeof *all, cmp_u32);
     for (uint64_t i = 0; r == 0 && i < n; i++) {
         uint64_t at = (uint64_t)all[i] * VMDK_SECTOR;
-        if (at < VMDK_SECTOR ||
+        if (at < sp->meta_start ||
             overlap(at, sp->gt_bytes, sp->desc_offset, sp->desc_size) ||
             overlap(at, sp->gt_bytes, sp->gd_offset, dir_bytes) ||
             overlap(at, sp->gt_bytes, sp->rgd_offset,
                     sp->rgd_offset ? dir_bytes : 0) ||
-            (!sp->footer && at + sp->gt_bytes > sp->overhead) ||
+            (!sp->footer && !sp->cowd &&
+             at + sp->gt_bytes > sp->overhead) ||
             (i + 1 < n &&
              (uint64_t)all[i + 1] * VMDK_SECTOR < at + sp->gt_bytes)) {
             r = vimg_internal_img_error(img, EINVAL, "grain table at sector "
@@ -305,6 +362,36 @@ static int find_stream_end(struct vimg_image *file, struct vmdk_sparse *sp)
         if (is_zero(last, VMDK_SECTOR)) {
             sp->next = end - VMDK_SECTOR;
         }
+    }
+    return 0;
+}
+
+/* The rest of vmdk_sparse_open for a COWD extent. */
+static int open_cowd(struct vimg_image *img, struct vimg_image *file,
+                     uint64_t file_size, bool writable, struct vmdk_sparse *sp)
+{
+    uint8_t h[VMDK3_HDR_SIZE];
+    int r;
+
+    if (writable) {
+        return vimg_internal_img_error(img, EROFS, "COWD (vmfsSparse) "
+                                       "extent '%s' can only be opened "
+                                       "read-only", file->filename);
+    }
+    if (file_size < VMDK3_HDR_SIZE) {
+        return vimg_internal_img_error(img, EINVAL, "COWD extent '%s' is "
+                                       "truncated", file->filename);
+    }
+    if ((r = vimg_internal_pread(file, h, sizeof h, 0)) < 0 ||
+        (r = check_cowd_header(img, h, file_size, sp)) < 0 ||
+        (r = read_directory(img, file, sp, sp->gd_offset, &sp->gd)) < 0 ||
+        (r = check_tables(img, sp)) < 0) {
+        return r;
+    }
+    sp->orig_size = file_size;
+    sp->next = ROUND_UP(file_size, VMDK_SECTOR);
+    if (!(sp->verified = calloc(1, sp->gd_entries / 8 + 1))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -340,10 +427,12 @@ int vmdk_sparse_open(struct vimg_image *img, struct vimg_image *file,
         goto fail;
     }
     if (load_le32(h) == VMDK3_MAGIC) {
-        r = vimg_internal_img_error(img, ENOTSUP, "'%s' is an ESX COWD "
-                                    "(vmfsSparse) extent, which is not "
-                                    "supported", file->filename);
-        goto fail;
+        r = open_cowd(img, file, file_size, writable, sp);
+        if (r < 0) {
+            goto fail;
+        }
+        *out = sp;
+        return 0;
     }
     if ((r = vmdk_sparse_check_header(img, h, file_size, sp)) < 0 ||
         (sp->gd_offset == VMDK_GD_AT_END &&

@@ -15,8 +15,7 @@
 #include "../../compress/compress.h"
 #include "vmdk.h"
 
-/* createType values of descriptor files QEMU opens; vmfsSparse and
- * seSparse descriptors fail later on their extent type. */
+/* createType values of descriptor files QEMU opens. */
 static const char *const file_create_types[] = {
     "monolithicFlat", "vmfs", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
     "vmfsSparse", "seSparse",
@@ -77,6 +76,7 @@ static int free_state(struct vmdk_state *s)
             r = r < 0 ? r : r2;
         }
         vmdk_sparse_free(e->sp);
+        vmdk_se_free(e->se);
         free(e->name);
         free(e->path);
     }
@@ -189,17 +189,21 @@ static int open_extents(struct vimg_image *img)
                                       &e->sp)) < 0) {
                 return r;
             }
-            if (d->sectors > e->sp->capacity) {
-                return vimg_internal_img_error(img, EINVAL, "extent '%s' "
-                                               "holds %llu sectors, fewer "
-                                               "than the %llu the "
-                                               "descriptor gives it",
-                                               d->name,
-                                               (unsigned long long)
-                                                   e->sp->capacity,
-                                               (unsigned long long)
-                                                   d->sectors);
-            }
+        } else if (d->type == VMDK_EXT_SESPARSE &&
+                   (r = vmdk_se_open(img, e->file,
+                                     img->writable && !d->rdonly,
+                                     &e->se)) < 0) {
+            return r;
+        }
+        uint64_t holds = e->sp ? e->sp->capacity
+                         : e->se ? vmdk_se_capacity(e->se) : UINT64_MAX;
+        if (d->sectors > holds) {
+            return vimg_internal_img_error(img, EINVAL, "extent '%s' holds "
+                                           "%llu sectors, fewer than the "
+                                           "%llu the descriptor gives it",
+                                           d->name,
+                                           (unsigned long long)holds,
+                                           (unsigned long long)d->sectors);
         }
     }
     img->size = start;
@@ -260,6 +264,14 @@ static int open_monolithic(struct vimg_image *img)
 
     if ((r = vmdk_sparse_open(img, img->file, img->writable, &sp)) < 0) {
         return r;
+    }
+    if (sp->cowd) {
+        /* QEMU too finds no descriptor in one (it reads for a CID where
+         * hosted extents keep theirs). */
+        vmdk_sparse_free(sp);
+        return vimg_internal_img_error(img, EINVAL, "a COWD (vmfsSparse) "
+                                       "extent is opened through the "
+                                       "descriptor file naming it");
     }
     if (sp->capacity == 0 && sp->desc_offset) {
         /* A header that only points at a descriptor (QEMU reads these as
@@ -463,6 +475,8 @@ static int vmdk_pread(struct vimg_image *img, void *buf, uint64_t count,
             r = not_opened(img, e);
         } else if (e->sp) {
             r = vmdk_sparse_read(img, e, p, n, in);
+        } else if (e->se) {
+            r = vmdk_se_read(img, e, p, n, in);
         } else {
             r = vimg_internal_pread(e->file, p, n, e->flat_offset + in);
         }
@@ -475,7 +489,8 @@ static int vmdk_pread(struct vimg_image *img, void *buf, uint64_t count,
 
 static int writable_extent(struct vimg_image *img, struct vmdk_extent *e)
 {
-    if (e->type == VMDK_EXT_ZERO || e->rdonly) {
+    if (e->type == VMDK_EXT_ZERO || e->rdonly || e->se ||
+        (e->sp && e->sp->cowd)) {
         return vimg_internal_img_error(img, EROFS, "extent %s is read-only",
                                        e->name ? e->name : "ZERO");
     }
@@ -552,7 +567,8 @@ static int vmdk_block_status(struct vimg_image *img, uint64_t offset,
     if (e->type == VMDK_EXT_ZERO) {
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
     }
-    if (!e->file && e->type != VMDK_EXT_SPARSE && e->path) {
+    if (!e->file && (e->type == VMDK_EXT_FLAT || e->type == VMDK_EXT_VMFS) &&
+        e->path) {
         /* A flat extent the policy kept closed is still placed, by the
          * path it would be opened at (as qcow2's external data file). */
         *map = e->flat_offset + in;
@@ -563,6 +579,9 @@ static int vmdk_block_status(struct vimg_image *img, uint64_t offset,
         return not_opened(img, e);
     }
     *file = e->file->filename;
+    if (e->se) {
+        return vmdk_se_block_status(img, e, in, n, pnum, map);
+    }
     if (!e->sp) {
         /* As QEMU (BDRV_BLOCK_RECURSE): data, and zero too where the
          * flat file has a hole. */
@@ -630,6 +649,13 @@ static int64_t vmdk_allocated_size(struct vimg_image *img)
     return total;
 }
 
+/* Bytes per grain of a sparse extent, 0 for the others. */
+static uint64_t grain_bytes(const struct vmdk_extent *e)
+{
+    return e->sp ? e->sp->grain_bytes
+           : e->se ? vmdk_se_grain_bytes(e->se) : 0;
+}
+
 static int extent_info(const struct vmdk_extent *e, struct vimg_value *list)
 {
     struct vimg_value *o = vimg_internal_value_new(VIMG_VALUE_OBJECT);
@@ -646,9 +672,9 @@ static int extent_info(const struct vmdk_extent *e, struct vimg_value *list)
                                          e->path ? e->path
                                                  : e->name ? e->name
                                                            : "")) < 0 ||
-        (e->sp && (r = vimg_internal_value_set_int(
-                       o, "cluster-size", (int64_t)e->sp->grain_bytes)) <
-                      0) ||
+        (grain_bytes(e) && (r = vimg_internal_value_set_int(
+                                o, "cluster-size",
+                                (int64_t)grain_bytes(e))) < 0) ||
         (r = vimg_internal_value_set_str(o, "format", e->type_name)) < 0) {
         vimg_value_free(o);
         return r;
@@ -697,15 +723,15 @@ static int vmdk_get_info(struct vimg_image *img, struct vimg_value *info)
     /* As QEMU: a cluster size when every extent is sparse with one grain
      * size and compression alike. */
     const struct vmdk_extent *e0 = &s->extents[0];
-    bool same = e0->sp != NULL;
+    uint64_t grain = grain_bytes(e0);
+    bool same = grain != 0;
     for (size_t i = 1; same && i < s->n_extents; i++) {
         const struct vmdk_extent *e = &s->extents[i];
-        same = e->sp && e->sp->grain_bytes == e0->sp->grain_bytes &&
-               e->sp->compressed == e0->sp->compressed;
+        same = grain_bytes(e) == grain &&
+               (e->sp && e->sp->compressed) == (e0->sp && e0->sp->compressed);
     }
-    if ((same && (r = vimg_internal_value_set_int(
-                      info, "cluster-size",
-                      (int64_t)e0->sp->grain_bytes)) < 0)) {
+    if ((same && (r = vimg_internal_value_set_int(info, "cluster-size",
+                                                  (int64_t)grain)) < 0)) {
         vimg_value_free(spec);
         return r;
     }
@@ -727,6 +753,8 @@ static int vmdk_check(struct vimg_image *img, unsigned fix,
         struct vmdk_extent *e = &s->extents[i];
         if (e->sp && e->file) {
             r = vmdk_sparse_check(img, e, res, report, opaque);
+        } else if (e->se && e->file) {
+            r = vmdk_se_check(img, e, res, report, opaque);
         } else if (!e->file && e->type != VMDK_EXT_ZERO) {
             r = not_opened(img, e);
         }

@@ -38,6 +38,7 @@ enum vmdk_ext_type {
     VMDK_EXT_FLAT,     /* raw bytes at an offset of a file */
     VMDK_EXT_VMFS,     /* same, ESX spelling, offset 0 */
     VMDK_EXT_ZERO,     /* reads as zeros, no file */
+    VMDK_EXT_SESPARSE, /* ESXi seSparse (vmdk-sesparse.c), read-only */
 };
 
 /* ---- Descriptor (vmdk-desc.c) ----------------------------------------- */
@@ -99,7 +100,13 @@ struct vmdk_sparse {
     uint64_t next;             /* where the next grain goes */
     bool stream;               /* compressed: written by appending only */
     bool stream_dirty;         /* grains appended since the last EOS */
+    bool cowd;                 /* ESX "COWD" extent: read-only, tables
+                                  among the grains */
+    uint64_t meta_start;       /* bytes of header: no table or grain in
+                                  them */
 };
+
+struct vmdk_se;
 
 struct vmdk_extent {
     enum vmdk_ext_type type;
@@ -111,7 +118,8 @@ struct vmdk_extent {
     bool own_file;             /* FILE is ours to close (not img->file) */
     uint64_t start, length;    /* guest bytes */
     uint64_t flat_offset;      /* bytes into FILE (FLAT, VMFS) */
-    struct vmdk_sparse *sp;    /* SPARSE only */
+    struct vmdk_sparse *sp;    /* SPARSE (hosted or COWD) only */
+    struct vmdk_se *se;        /* SESPARSE only */
 };
 
 struct vmdk_gt_slot {
@@ -171,7 +179,29 @@ void vmdk_sparse_free(struct vmdk_sparse *sp);
 int vmdk_sparse_check_header(struct vimg_image *img, const uint8_t *hdr,
                              uint64_t file_size, struct vmdk_sparse *sp);
 
+/* ---- vmdk-sesparse.c -------------------------------------------------- */
+/* Validate the seSparse headers in FILE and load its grain directory
+ * (read-only: WRITABLE is refused). IMG names the image in messages. */
+int vmdk_se_open(struct vimg_image *img, struct vimg_image *file,
+                 bool writable, struct vmdk_se **out);
+void vmdk_se_free(struct vmdk_se *se);
+uint64_t vmdk_se_capacity(const struct vmdk_se *se); /* sectors */
+uint64_t vmdk_se_grain_bytes(const struct vmdk_se *se);
+int vmdk_se_read(struct vimg_image *img, struct vmdk_extent *e, uint8_t *buf,
+                 uint64_t count, uint64_t offset);
+int vmdk_se_block_status(struct vimg_image *img, struct vmdk_extent *e,
+                         uint64_t offset, uint64_t count, uint64_t *pnum,
+                         uint64_t *map);
+/* QEMU's check: grain table entries that cannot be read. */
+int vmdk_se_check(struct vimg_image *img, struct vmdk_extent *e,
+                  struct vimg_check_result *res, vimg_report_fn report,
+                  void *opaque);
+
 /* ---- vmdk-grain.c ----------------------------------------------------- */
+/* Read guest bytes of E (extent-relative OFFSET) from the backing chain,
+ * after checking the parent's CID once. */
+int vmdk_read_backing(struct vimg_image *img, struct vmdk_extent *e,
+                      uint8_t *buf, uint64_t count, uint64_t offset);
 /* Read COUNT bytes at OFFSET (relative to the extent) from a sparse
  * extent; unallocated grains come from the backing chain. */
 int vmdk_sparse_read(struct vimg_image *img, struct vmdk_extent *e,
