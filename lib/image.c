@@ -235,6 +235,13 @@ static struct vimg_image *open_format(struct vimg_image *file,
             goto fail;
         }
     }
+    if (!drv->pwrite && (p->flags & VIMG_OPEN_RDWR)) {
+        /* Read-only formats (bochs, cloop, dmg), as QEMU has them. */
+        vimg_internal_error(EROFS, "%s: Image is read-only: vimg reads %s "
+                            "images but does not write them",
+                            file->filename, drv->name);
+        goto fail;
+    }
     img = image_new(drv, file->filename, p);
     if (!img) {
         goto fail;
@@ -698,9 +705,14 @@ static int create_prepare(const char *filename,
                                    "format");
     }
     drv = vimg_internal_find_driver(p->format);
-    if (!drv || drv->kind != VIMG_DRIVER_FORMAT || !drv->create) {
+    if (!drv || drv->kind != VIMG_DRIVER_FORMAT) {
         return vimg_internal_error(EINVAL, "%s: unknown file format '%s'",
                                    filename, p->format);
+    }
+    if (!drv->create) {
+        return vimg_internal_error(ENOTSUP, "%s: Format driver '%s' does "
+                                   "not support image creation", filename,
+                                   drv->name);
     }
     *drvp = drv;
     /* A protocol that makes its own images (rbd:) adds its -o options. */

@@ -158,7 +158,8 @@ struct vimg_driver {
     int (*remove_image)(const char *temp);
 
     /* Data path: ranges are inside the virtual size and aligned to
-     * img->request_alignment; COUNT > 0. */
+     * img->request_alignment; COUNT > 0. A format without pwrite is
+     * read-only: the core refuses to open it for writing. */
     int (*pread)(struct vimg_image *img, void *buf, uint64_t count,
                  uint64_t offset);
     int (*pwrite)(struct vimg_image *img, const void *buf, uint64_t count,
@@ -474,6 +475,9 @@ extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
 extern const struct vimg_driver vimg_driver_vmdk;
 extern const struct vimg_driver vimg_driver_qcow1;
+extern const struct vimg_driver vimg_driver_bochs;
+extern const struct vimg_driver vimg_driver_cloop;
+extern const struct vimg_driver vimg_driver_dmg;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */
