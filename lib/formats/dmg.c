@@ -370,11 +370,11 @@ static const char *type_name(uint32_t type)
     case DMG_TYPE_ADC:
         return "ADC";
     case DMG_TYPE_LZFSE:
-        return "LZFSE (no LZFSE library in Debian)";
+        return "LZFSE";
     case DMG_TYPE_LZMA:
         return "LZMA";
     default:
-        return "unknown";
+        return "an unknown method";
     }
 }
 
@@ -407,11 +407,14 @@ static int load_chunk(struct vimg_image *img, size_t i)
         return vimg_internal_img_error(img, ENOTSUP, "chunk %zu (sectors "
                                        "%llu-%llu) is compressed with %s "
                                        "(type 0x%08x), which vimg cannot "
-                                       "decompress", i,
+                                       "decompress%s", i,
                                        (unsigned long long)c->sector,
                                        (unsigned long long)(c->sector +
                                                             c->count - 1),
-                                       type_name(c->type), c->type);
+                                       type_name(c->type), c->type,
+                                       c->type == DMG_TYPE_LZFSE
+                                       ? " (Debian has no LZFSE library)"
+                                       : "");
     }
     if (grow(&s->in, &s->in_size, c->length ? c->length : 1) < 0 ||
         grow(&s->out, &s->out_size, out_len) < 0) {
