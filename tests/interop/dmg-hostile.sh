@@ -46,13 +46,19 @@ elif kind == 'xml-huge':
 elif kind == 'no-lists': set_q(224, 0)
 elif kind == 'data-fork-eof': set_q(24, 1 << 40)
 elif kind == 'sectors-huge': set_q(492, 1 << 62)
-elif kind == 'no-blkx': put_xml(xml.replace('<key>blkx</key>', '<key>blk</key>'))
-elif kind == 'blkx-dict': put_xml(xml.replace('<key>blkx</key>\n\t\t<array>', '<key>blkx</key><dict>', 1))
-elif kind == 'array-open': put_xml(xml.replace('</array>', '', 1).replace('</array>', ''))
-elif kind == 'data-open': put_xml(xml[:xml.rindex('</data>', 0, xml.index('plst'))] + '</array></dict></plist>')
+elif kind == 'no-blkx':
+    put_xml(xml.replace('<key>blkx</key>', '<key>blk</key>'))
+elif kind == 'blkx-dict':
+    put_xml(xml.replace('<key>blkx</key>\n\t\t<array>',
+                        '<key>blkx</key><dict>', 1))
+elif kind == 'array-open': put_xml(xml.replace('</array>', ''))
+elif kind == 'data-open':
+    cut = xml.rindex('</data>', 0, xml.index('plst'))
+    put_xml(xml[:cut] + '</array></dict></plist>')
 elif kind == 'base64': put_xml(xml.replace(datas[0], '!!' + datas[0], 1))
 elif kind == 'not-mish': mish[0:4] = b'MISH'; put_mish()
-elif kind == 'count-lies': struct.pack_into('>I', mish, 200, 100000); put_mish()
+elif kind == 'count-lies':
+    struct.pack_into('>I', mish, 200, 100000); put_mish()
 elif kind == 'past-disk': set_q(492, 100)
 elif kind == 'overlap': chunk(1, 8, '>Q', 10); put_mish()
 elif kind == 'chunk-eof': chunk(0, 24, '>Q', 1 << 40); put_mish()
@@ -60,7 +66,8 @@ elif kind == 'chunk-long': chunk(0, 32, '>Q', 65 << 20); put_mish()
 elif kind == 'chunk-sectors':
     chunk(0, 16, '>Q', (64 << 11) + 1); put_mish(); set_q(492, 1 << 30)
 elif kind == 'raw-short': chunk(1, 32, '>Q', 100); put_mish()
-elif kind == 'sector-wrap': struct.pack_into('>Q', mish, 8, (1 << 64) - 1); put_mish()
+elif kind == 'sector-wrap':
+    struct.pack_into('>Q', mish, 8, (1 << 64) - 1); put_mish()
 elif kind == 'stream': b[2:40] = bytes(38)
 elif kind == 'rsrc-eof': set_q(48, 1 << 40)
 elif kind == 'rsrc-data': struct.pack_into('>I', b, q(40) + 8, 1 << 30)
