@@ -148,7 +148,7 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 
 static int open_backing(struct vimg_image *img, int depth);
 
-/* Formats known only by a footer (fixed VHD): asked when the start of
+/* Formats known by a footer (fixed VHD, DMG): asked when the start of
  * FILE looks raw. A guest writes the end of its disk, so such a guess is
  * only ever used to read. */
 static int probe_footer(struct vimg_image *file,

@@ -125,9 +125,9 @@ struct vimg_driver {
      * NULL never matches. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);
     /* Score 0..100 for the last LEN bytes of a file of FILE_SIZE bytes,
-     * for formats found by a footer (fixed VHD). Asked only when no probe
-     * matched the start better than raw; a format found this way is never
-     * opened for writing without an explicit format. NULL: none. */
+     * for formats found by a footer (fixed VHD, DMG). Asked only when no
+     * probe matched the start better than raw; a format found this way is
+     * never opened for writing without an explicit format. NULL: none. */
     int (*probe_tail)(const uint8_t *tail, size_t len, uint64_t file_size,
                       const char *filename);
 
