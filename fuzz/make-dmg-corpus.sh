@@ -38,6 +38,15 @@ variant('xml-eof', [(k + 224, '>Q', 1 << 40)])
 variant('sectors-small', [(k + 492, '>Q', 3)])
 variant('sectors-huge', [(k + 492, '>Q', 1 << 62)])
 variant('stream', [(0, '>Q', 0)])
+# The property list cut right after the blkx key, its <array> and a
+# <data>: the parser's edges, in exactly sized buffers.
+xml_at, xml_len = struct.unpack_from('>QQ', base, k + 216)
+xml = base[xml_at:xml_at + xml_len]
+for name, tag in (('key', b'<key>blkx</key>'), ('array', b'<array>'),
+                  ('data', b'<data>')):
+    cut = xml.index(tag) + len(tag)
+    b = base[:xml_at + cut] + base[k:]
+    variant('xml-cut-' + name, [(len(b) - 512 + 224, '>Q', cut)], b)
 PY
 ls "$out" | wc -l
 du -cb "$out"/* | tail -1

@@ -15,7 +15,7 @@ of the property list; --mish-base makes chunk offsets count from a base in
 each mish block, as the format allows."""
 import base64
 import bz2
-import os
+import hashlib
 import struct
 import sys
 import zlib
@@ -128,7 +128,7 @@ def main():
     meta = len(fork)
     struct.pack_into('>QQ', koly, 40, meta if rsrc else 0, len(rsrc))
     struct.pack_into('>II', koly, 56, 1, 1)
-    koly[64:80] = os.urandom(16)
+    koly[64:80] = hashlib.md5(fork).digest()  # a segment ID, reproducible
     struct.pack_into('>III', koly, 80, 2, 32, zlib.crc32(fork))
     struct.pack_into('>QQ', koly, 216, meta if xml else 0, len(xml))
     struct.pack_into('>IQ', koly, 488, 1, sectors)
