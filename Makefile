@@ -21,7 +21,8 @@ DEB_PACKAGES := gcc make meson ninja-build pkg-config python3 \
 	libvhdi-utils python3-libvhdi cryptsetup-bin \
 	libvmdk-utils python3-libvmdk libqcow-utils python3-libqcow \
 	man-db strace \
-	librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra
+	librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra \
+	libbz2-dev bximage cloop-utils dmg2img
 
 .PHONY: all deps build check demo bench fuzz clean install
 

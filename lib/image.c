@@ -149,7 +149,7 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
 
 static int open_backing(struct vimg_image *img, int depth);
 
-/* Formats known only by a footer (fixed VHD): asked when the start of
+/* Formats known by a footer (fixed VHD, DMG): asked when the start of
  * FILE looks raw. A guest writes the end of its disk, so such a guess is
  * only ever used to read. */
 static int probe_footer(struct vimg_image *file,
@@ -235,6 +235,13 @@ static struct vimg_image *open_format(struct vimg_image *file,
                                 "(-f raw)", file->filename);
             goto fail;
         }
+    }
+    if (!drv->pwrite && (p->flags & VIMG_OPEN_RDWR)) {
+        /* Read-only formats (bochs, cloop, dmg), as QEMU has them. */
+        vimg_internal_error(EROFS, "%s: Image is read-only: vimg reads %s "
+                            "images but does not write them",
+                            file->filename, drv->name);
+        goto fail;
     }
     img = image_new(drv, file->filename, p);
     if (!img) {
@@ -738,9 +745,14 @@ static int create_prepare(const char *filename, struct vimg_target *t,
                                    "format");
     }
     drv = vimg_internal_find_driver(p->format);
-    if (!drv || drv->kind != VIMG_DRIVER_FORMAT || !drv->create) {
+    if (!drv || drv->kind != VIMG_DRIVER_FORMAT) {
         return vimg_internal_error(EINVAL, "%s: unknown file format '%s'",
                                    filename, p->format);
+    }
+    if (!drv->create) {
+        return vimg_internal_error(ENOTSUP, "%s: Format driver '%s' does "
+                                   "not support image creation", filename,
+                                   drv->name);
     }
     *drvp = drv;
     /* A protocol that makes its own images (rbd:) adds its -o options. */

@@ -133,9 +133,9 @@ struct vimg_driver {
      * NULL never matches. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);
     /* Score 0..100 for the last LEN bytes of a file of FILE_SIZE bytes,
-     * for formats found by a footer (fixed VHD). Asked only when no probe
-     * matched the start better than raw; a format found this way is never
-     * opened for writing without an explicit format. NULL: none. */
+     * for formats found by a footer (fixed VHD, DMG). Asked only when no
+     * probe matched the start better than raw; a format found this way is
+     * never opened for writing without an explicit format. NULL: none. */
     int (*probe_tail)(const uint8_t *tail, size_t len, uint64_t file_size,
                       const char *filename);
 
@@ -171,7 +171,8 @@ struct vimg_driver {
     int (*remove_image)(const char *temp);
 
     /* Data path: ranges are inside the virtual size and aligned to
-     * img->request_alignment; COUNT > 0. */
+     * img->request_alignment; COUNT > 0. A format without pwrite is
+     * read-only: the core refuses to open it for writing. */
     int (*pread)(struct vimg_image *img, void *buf, uint64_t count,
                  uint64_t offset);
     int (*pwrite)(struct vimg_image *img, const void *buf, uint64_t count,
@@ -505,6 +506,9 @@ extern const struct vimg_driver vimg_driver_luks;
 extern const struct vimg_driver vimg_driver_vmdk;
 extern const struct vimg_driver vimg_driver_ova;
 extern const struct vimg_driver vimg_driver_qcow1;
+extern const struct vimg_driver vimg_driver_bochs;
+extern const struct vimg_driver vimg_driver_cloop;
+extern const struct vimg_driver vimg_driver_dmg;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

@@ -1,6 +1,7 @@
 /* Cluster (de)compression: zlib for deflate output (it can be told to keep
  * a 4 KiB window, which QEMU's reader requires), libdeflate for deflate
  * input (several times faster than zlib's inflate), libzstd for zstd.
+ * libbz2 decompresses DMG's bzip2 chunks.
  * Raw deflate (qcow2, qcow) and zlib streams (VMDK) each have their own
  * zlib contexts, since the window bits are fixed when a context is made.
  * Contexts are per thread and reused: creating a zstd or zlib context costs
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include <bzlib.h>
 #include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -206,6 +208,8 @@ long vimg_internal_compress(enum vimg_compress_algo algo, int level,
         return deflate_with(&c->zdeflate, ZSTREAM_WINDOW_BITS,
                             ZSTREAM_MEM_LEVEL, level, in, in_len, out,
                             out_cap);
+    case VIMG_COMPRESS_BZIP2:
+        return -EINVAL;
     case VIMG_COMPRESS_DEFLATE_4K:
         break;
     }
@@ -309,6 +313,23 @@ static int zstd_decompress(struct contexts *c, const void *in, size_t in_len,
     return ob.pos == ob.size ? 0 : -EIO;
 }
 
+/* One bzip2 stream yielding exactly OUT_LEN bytes. libbz2 keeps no state
+ * worth reusing between chunks (its tables are sized by each stream's
+ * block size), so each call makes and frees its own: at most about 3.6 MiB
+ * for the largest block size. */
+static int bzip2_decompress(const void *in, size_t in_len, void *out,
+                            size_t out_len)
+{
+    unsigned int got = (unsigned int)out_len;
+    int br = BZ2_bzBuffToBuffDecompress(out, &got, (char *)in,
+                                        (unsigned int)in_len, 0, 0);
+
+    if (br == BZ_MEM_ERROR) {
+        return -ENOMEM;
+    }
+    return br == BZ_OK && got == out_len ? 0 : -EIO;
+}
+
 int vimg_internal_decompress(enum vimg_compress_algo algo,
                              const void *in, size_t in_len,
                              void *out, size_t out_len)
@@ -327,6 +348,8 @@ int vimg_internal_decompress(enum vimg_compress_algo algo,
         long n = inflate_stream(c, in, in_len, out, out_len);
         return n < 0 ? (int)n : n == (long)out_len ? 0 : -EIO;
     }
+    case VIMG_COMPRESS_BZIP2:
+        return bzip2_decompress(in, in_len, out, out_len);
     case VIMG_COMPRESS_DEFLATE_4K:
         break;
     }
@@ -338,7 +361,7 @@ long vimg_internal_decompress_partial(enum vimg_compress_algo algo,
                                       void *out, size_t out_cap)
 {
     if (in_len > UINT_MAX || out_cap > UINT_MAX ||
-        algo == VIMG_COMPRESS_ZSTD) {
+        algo == VIMG_COMPRESS_ZSTD || algo == VIMG_COMPRESS_BZIP2) {
         return -EINVAL;
     }
     struct contexts *c = contexts();

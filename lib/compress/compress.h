@@ -1,5 +1,6 @@
 /* Cluster compression behind one small interface, shared by every format
- * that stores compressed blocks (qcow2, qcow, streamOptimized VMDK).
+ * that stores compressed blocks (qcow2, qcow, streamOptimized VMDK; cloop
+ * and DMG read through it).
  *
  * Each call is self-contained and thread-safe: the library keeps one
  * (de)compression context per thread and algorithm, reused across calls and
@@ -20,6 +21,9 @@ enum vimg_compress_algo {
      * stores compressed grains and zlib's compress()/uncompress() make and
      * read them. */
     VIMG_COMPRESS_ZLIB,
+    /* bzip2 streams, as DMG images store UDBZ chunks: read only (the
+     * compressing calls refuse it with -EINVAL). */
+    VIMG_COMPRESS_BZIP2,
 };
 
 /* The level each algorithm uses when the caller passes 0: QEMU's, so that
@@ -48,7 +52,8 @@ int vimg_internal_decompress(enum vimg_compress_algo algo,
  * formats whose last block may be stored short (a VMDK grain at the end of
  * the disk). The stream must end within IN_LEN and fit in OUT_CAP;
  * trailing bytes after it are ignored. -EIO when it is damaged, truncated
- * or too long, -ENOMEM; -EINVAL for VIMG_COMPRESS_ZSTD. */
+ * or too long, -ENOMEM; -EINVAL for VIMG_COMPRESS_ZSTD and
+ * VIMG_COMPRESS_BZIP2. */
 long vimg_internal_decompress_partial(enum vimg_compress_algo algo,
                                       const void *in, size_t in_len,
                                       void *out, size_t out_cap);

@@ -1,6 +1,7 @@
 /* The header-only helpers in common/. */
 #include <stdint.h>
 
+#include "common/base64.h"
 #include "common/byteswap.h"
 #include "common/checked-overflow.h"
 #include "common/crc32c.h"
@@ -10,10 +11,33 @@
 #include "common/uuid.h"
 #include "test.h"
 
+#define b64(text, out) base64_decode(text, strlen(text), out)
+
+/* base64 as DMG property lists wrap it: white space anywhere, padding
+ * only at the end, nothing else. */
+static void test_base64(void)
+{
+    uint8_t out[16];
+
+    CHECK_EQ(b64("bWlzaA==", out), 4);
+    CHECK(memcmp(out, "mish", 4) == 0);
+    CHECK_EQ(b64("\tbW\nlz\r\n aA", out), 4);
+    CHECK(memcmp(out, "mish", 4) == 0);
+    CHECK_EQ(b64("AAEC", out), 3);
+    CHECK(out[0] == 0 && out[1] == 1 && out[2] == 2);
+    CHECK_EQ(b64("", out), 0);
+    CHECK_EQ(b64("bW!zaA==", out), -1);
+    CHECK_EQ(b64("bW=zaA", out), -1);
+    CHECK_EQ(b64("bWlza", out), -1);
+    CHECK_EQ(b64("AA===", out), -1);
+}
+
 int main(void)
 {
     uint8_t b[8], u1[16], u2[16];
     uint64_t r;
+
+    test_base64();
 
     store_be32(b, 0x514649fb);
     CHECK(b[0] == 'Q' && b[1] == 'F' && b[2] == 'I' && b[3] == 0xfb);

@@ -1,6 +1,7 @@
 /* lib/compress: round trips, QEMU's 4 KiB deflate window, zlib streams
- * (VMDK grains) with short last blocks, trailing bytes, damaged input, and
- * several threads at once. */
+ * (VMDK grains) with short last blocks, trailing bytes, damaged input,
+ * bzip2 streams (DMG chunks), and several threads at once. */
+#include <bzlib.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -129,6 +130,40 @@ static void test_zlib_stream(void)
                                               back, sizeof back), -EINVAL);
 }
 
+/* bzip2 streams as DMG stores them (libbz2's own output): read back to the
+ * exact length only; short, damaged or truncated streams fail; nothing is
+ * compressed with bzip2. */
+static void test_bzip2(void)
+{
+    static uint8_t in[CLUSTER], out[CLUSTER + 1024], back[CLUSTER];
+    unsigned int n = sizeof out;
+
+    fill_text(in, sizeof in, 17);
+    CHECK_EQ(BZ2_bzBuffToBuffCompress((char *)out, &n, (char *)in,
+                                      sizeof in, 9, 0, 0), BZ_OK);
+    memset(back, 0xee, sizeof back);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n, back,
+                                      sizeof back), 0);
+    CHECK(memcmp(in, back, sizeof in) == 0);
+    /* Trailing bytes after the stream are ignored. */
+    memset(out + n, 0, 100);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n + 100,
+                                      back, sizeof back), 0);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n, back,
+                                      sizeof back - 1), -EIO);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n, back,
+                                      sizeof back - 512), -EIO);
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n / 2, back,
+                                      sizeof back), -EIO);
+    out[n / 2] ^= 0x55;
+    CHECK_EQ(vimg_internal_decompress(VIMG_COMPRESS_BZIP2, out, n, back,
+                                      sizeof back), -EIO);
+    CHECK_EQ(vimg_internal_compress(VIMG_COMPRESS_BZIP2, 0, in, sizeof in,
+                                    out, sizeof out), -EINVAL);
+    CHECK_EQ(vimg_internal_decompress_partial(VIMG_COMPRESS_BZIP2, out, n,
+                                              back, sizeof back), -EINVAL);
+}
+
 /* Random bytes do not shrink: the caller is told to store them plain. */
 static void test_incompressible(enum vimg_compress_algo algo)
 {
@@ -233,6 +268,7 @@ int main(void)
     test_round_trip(VIMG_COMPRESS_ZLIB);
     test_incompressible(VIMG_COMPRESS_ZLIB);
     test_zlib_stream();
+    test_bzip2();
     test_deflate_window();
     test_zstd_huge_window();
     test_threads();
