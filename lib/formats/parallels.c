@@ -530,6 +530,14 @@ static int prl_block_status(struct vimg_image *img, uint64_t offset,
     return VIMG_BS_DATA | VIMG_BS_ALLOCATED | VIMG_BS_OFFSET_VALID;
 }
 
+/* An image left in use reads as not cleanly shut down (qemu-img 7.2 has
+ * no info of its own for Parallels images). */
+static int prl_get_info(struct vimg_image *img, struct vimg_value *info)
+{
+    return vimg_internal_value_set_bool(info, "dirty-flag",
+                                        prl_state(img)->unclean);
+}
+
 /* ---- Resize ------------------------------------------------------------ */
 
 /* Growing only, and only while the larger BAT fits before the data area
@@ -726,7 +734,9 @@ static int prl_check(struct vimg_image *img, unsigned fix,
     struct prl_state *s = prl_state(img);
     bool fix_errors = fix & VIMG_CHECK_FIX_ERRORS;
     bool fix_leaks = fix & VIMG_CHECK_FIX_LEAKS;
-    uint64_t size = (uint64_t)vimg_internal_get_size(img->file);
+    /* QEMU sees files in whole sectors, leaks too. */
+    uint64_t size = ROUND_UP((uint64_t)vimg_internal_get_size(img->file),
+                             PRL_SECTOR);
     uint64_t high = 0, prev = 0, end;
     uint32_t b = 0;
     int r;
@@ -774,8 +784,12 @@ static int prl_check(struct vimg_image *img, unsigned fix,
         return r;
     }
     /* QEMU counts from one cluster, so a BAT longer than a cluster would
-     * look leaked; the data area is where clusters start. */
+     * look leaked; the data area is where clusters start. Clusters the
+     * repair appended count too. */
     end = MAX(high, s->data_off);
+    if (fix_errors) {
+        end = MAX(end, s->data_end);
+    }
     res->image_end_offset = (int64_t)end;
     if (size > end) {
         uint64_t count = DIV_ROUND_UP(size - end, s->cluster);
@@ -878,5 +892,6 @@ const struct vimg_driver vimg_driver_parallels = {
     .flush = prl_flush,
     .truncate = prl_truncate,
     .block_status = prl_block_status,
+    .get_info = prl_get_info,
     .check = prl_check,
 };
