@@ -3,8 +3,9 @@
  * as they are first written. Both magics are read and written: the old
  * "WithoutFreeSpace" (BAT entries in sectors) and "WithouFreSpacExt"
  * (entries in clusters, what qemu-img creates). The format extension
- * (dirty bitmaps) is not read; a read-write open drops it, as QEMU 7.2
- * does, since writes would make its bitmaps wrong. */
+ * (dirty bitmaps) is not read; a read-write open drops it, since writes
+ * would make its bitmaps wrong (QEMU 7.2 ignores it but keeps ext_off,
+ * and may then put a data cluster where it points). */
 #define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <stdarg.h>
