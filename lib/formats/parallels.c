@@ -437,6 +437,14 @@ static int allocate_cluster(struct vimg_image *img, uint32_t idx,
     uint64_t entry = s->data_end / unit;
     int r;
 
+    if (s->n_bad) {
+        /* Such an entry may name bytes past data_end: a new cluster there
+         * would be shared with it. */
+        return vimg_internal_img_error(img, EIO, "BAT has entries outside "
+                                       "the data area or the file; 'check "
+                                       "-r all' must clear them before new "
+                                       "clusters are written");
+    }
     if (entry > UINT32_MAX) {
         return vimg_internal_img_error(img, ENOSPC, "image is full: a "
                                        "cluster at 0x%llx cannot be named "
