@@ -49,7 +49,7 @@ struct prl_state {
     uint32_t *bat;            /* host order; 0 is unallocated */
     uint64_t data_off;        /* bytes */
     uint64_t data_end;        /* bytes: where the next cluster goes */
-    struct prl_bad *bad;      /* in index order; those entries read 0 */
+    struct prl_bad *bad;      /* in index order; 0 in bat, I/O fails */
     uint32_t n_bad;
     uint32_t dirty_lo, dirty_hi; /* BAT entries not yet written: [lo, hi) */
 };

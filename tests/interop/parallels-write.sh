@@ -68,8 +68,9 @@ PY
     qemu-img compare -q -f raw -F parallels "$src" "$T/t.hdd" ||
         fail "convert -n $magic: data"
     clean "$T/t.hdd" "convert -n $magic"
-    [ "$(stat -c %s "$T/t.hdd")" = $((before + 1048576)) ] ||
-        fail "convert -n $magic grew by $(( $(stat -c %s "$T/t.hdd") - before ))"
+    after=$(stat -c %s "$T/t.hdd")
+    [ "$after" = $((before + 1048576)) ] ||
+        fail "convert -n $magic grew by $((after - before))"
 done
 
 # Left in use by a writer that did not close it: read, but not written,
@@ -85,7 +86,8 @@ expect_status 1 "$VIMG" convert -n -f raw -O parallels "$src" "$T/u.hdd"
 [ "$(vimg_sha "$T/u.hdd" parallels)" = "$(qemu_sha "$T/u.hdd" parallels)" ] ||
     fail "in use: read differs"
 expect_status 2 "$VIMG" check "$T/u.hdd"
-grep -q 'ERROR image was not closed correctly' "$T/err" || fail "check: $(cat "$T/err")"
+grep -q 'ERROR image was not closed correctly' "$T/err" ||
+    fail "check: $(cat "$T/err")"
 expect_status 0 "$VIMG" check -r all "$T/u.hdd"
 clean "$T/u.hdd" "check -r all"
 

@@ -233,7 +233,8 @@ static int reports;
 static void count_report(void *opaque, const char *msg)
 {
     (void)opaque;
-    CHECK(strncmp(msg, "ERROR ", 6) == 0 || strncmp(msg, "Repairing ", 10) == 0);
+    CHECK(strncmp(msg, "ERROR ", 6) == 0 ||
+          strncmp(msg, "Repairing ", 10) == 0);
     reports++;
 }
 
