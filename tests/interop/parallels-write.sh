@@ -114,13 +114,23 @@ qemu-img compare -q -f raw -F parallels "$T/four.raw" "$T/e.hdd" ||
 # after it; past it, and shrinking, are refused with one line.
 qemu-img create -q -f parallels -o cluster_size=64k "$T/r.hdd" 1000000
 qemu-io -f parallels -c 'write -P 0x88 0 1000000' "$T/r.hdd" >/dev/null
+# Bytes past the old end (1000448, rounded up to a sector) in the last
+# cluster (15) must not show up.
+"$PY" - "$T/r.hdd" <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+f.seek(64 + 4 * 15)
+at = struct.unpack('<I', f.read(4))[0] * 65536 + 1000448 % 65536
+f.seek(at)
+f.write(b'\x99' * (65536 - 1000448 % 65536))
+PY
 "$VIMG" resize -f parallels "$T/r.hdd" 2M
 [ "$(qemu-img info -f parallels --output=json "$T/r.hdd" |
      sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')" = 2097152 ] ||
     fail "resize: virtual size"
 clean "$T/r.hdd" "resize"
 qemu-io -f parallels -c 'read -P 0x88 0 1000000' \
-    -c 'read -P 0 1000000 1097152' "$T/r.hdd" > "$T/io"
+    -c 'read -P 0 1000448 1096704' "$T/r.hdd" > "$T/io"
 ! grep -q 'Pattern verification failed' "$T/io" || fail "resize: data"
 expect_status 1 "$VIMG" resize -f parallels "$T/r.hdd" 2G
 [ "$(wc -l < "$T/err")" = 1 ] && grep -q 'r.hdd: .*BAT' "$T/err" ||
