@@ -346,6 +346,8 @@ static int prl_close(struct vimg_image *img)
         if (r == 0 && !s->unclean) {
             store_le32(s->header + PRL_INUSE, PRL_INUSE_CLOSED_OLD);
             r = write_header(img);
+        } else if (r == 0) {
+            r = vimg_internal_flush(img->file);
         }
     }
     free_state(s);
