@@ -184,6 +184,7 @@ static int read_bat(struct vimg_image *img, uint64_t file_size,
     struct prl_state *s = prl_state(img);
     uint64_t bytes = (uint64_t)s->bat_entries * 4;
     uint64_t end = s->data_off;
+    size_t cap = 0;
     int r;
 
     s->bat = malloc(bytes ? bytes : 1);
@@ -215,13 +216,15 @@ static int read_bat(struct vimg_image *img, uint64_t file_size,
                                            (unsigned long long)
                                            entry_offset(s, e), why);
         }
-        if (!s->bad) {
+        if (s->n_bad == cap) {
             /* At most one per entry: bounded like the BAT itself. */
-            s->bad = malloc((size_t)s->bat_entries * sizeof *s->bad);
-            if (!s->bad) {
+            cap = cap ? MIN(2 * cap, s->bat_entries) : 16;
+            struct prl_bad *bad = realloc(s->bad, cap * sizeof *bad);
+            if (!bad) {
                 return vimg_internal_img_error(img, ENOMEM, "out of "
                                                "memory");
             }
+            s->bad = bad;
         }
         s->bad[s->n_bad++] = (struct prl_bad){ i, e };
         s->bat[i] = 0;
@@ -706,10 +709,14 @@ static int check_overlaps(struct vimg_image *img, bool fixing,
     uint32_t keep = 0;
     int r = 0;
 
-    order = malloc((s->bat_entries ? s->bat_entries : 1) * sizeof *order);
+    for (uint32_t i = 0; i < s->bat_entries; i++) {
+        n += s->bat[i] != 0;
+    }
+    order = malloc((n ? n : 1) * sizeof *order);
     if (!order) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
+    n = 0;
     for (uint32_t i = 0; i < s->bat_entries; i++) {
         if (s->bat[i]) {
             order[n++] = i;
