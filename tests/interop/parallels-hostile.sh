@@ -108,3 +108,30 @@ expect_status 0 "$VIMG" check -r all -f parallels "$T/bad.hdd"
 qemu-img check -q -f parallels "$T/bad.hdd" || fail "shared: qemu-img check"
 [ "$(qemu_sha "$T/bad.hdd" parallels)" = "$before" ] ||
     fail "shared: the repair changed guest data"
+
+# A BAT at the cap (16 Mi entries, 64 MiB, a sparse file) is read and
+# checked within the same 128 MiB of address space; one entry more is
+# refused before anything is allocated.
+cap() { # ENTRIES OUT
+    "$PY" - "$@" <<'PY'
+import struct, sys
+n, out = int(sys.argv[1]), sys.argv[2]
+h = bytearray(64)
+h[0:16] = b'WithouFreSpacExt'
+data = (64 + 4 * n + 511) // 512
+struct.pack_into('<IIIIIQII', h, 16, 2, 16, 0, 1, n, n, 0, data)
+with open(out, 'wb') as f:
+    f.write(h)
+    f.truncate(data * 512)
+PY
+}
+cap $((16 << 20)) "$T/cap.hdd"
+(ulimit -v 131072; "$VIMG" check -f parallels "$T/cap.hdd" >/dev/null) ||
+    fail "a BAT at the cap does not fit in 128 MiB"
+cap $(((16 << 20) + 1)) "$T/cap.hdd"
+set +e
+(ulimit -v 131072; "$VIMG" info -f parallels "$T/cap.hdd") >/dev/null 2>"$T/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q 'BAT is too large (16777217 entries' "$T/err" ||
+    fail "past the cap: exit $rc: $(cat "$T/err")"
