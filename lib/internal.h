@@ -509,6 +509,7 @@ extern const struct vimg_driver vimg_driver_qcow1;
 extern const struct vimg_driver vimg_driver_bochs;
 extern const struct vimg_driver vimg_driver_cloop;
 extern const struct vimg_driver vimg_driver_dmg;
+extern const struct vimg_driver vimg_driver_parallels;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */
