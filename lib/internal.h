@@ -474,6 +474,7 @@ extern const struct vimg_driver vimg_driver_vhdx;
 extern const struct vimg_driver vimg_driver_luks;
 extern const struct vimg_driver vimg_driver_vmdk;
 extern const struct vimg_driver vimg_driver_qcow1;
+extern const struct vimg_driver vimg_driver_qed;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

@@ -12,6 +12,7 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_vhdx,
     &vimg_driver_vmdk,
     &vimg_driver_qcow1,
+    &vimg_driver_qed,
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,
