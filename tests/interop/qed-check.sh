@@ -99,6 +99,22 @@ qemu-io -f qed -c 'write -P 0 0 512' -c 'write -P 0x78 0 1' cq.qed > /dev/null
 cmp -s c.qed cq.qed || fail "repair on open differs from QEMU's"
 [ "$(need_check c.qed)" = 0 ] || fail "need-check not cleared by repair"
 qemu-img check -q c.qed || fail "not clean after repair on open"
+# A partial write into a zero cluster over a backing file fills the rest
+# of the cluster with zeros, as the spec says (QEMU 7.2 copies the backing
+# file's bytes there instead).
+qemu-img create -q -f raw base.raw 4M
+qemu-io -f raw -c 'write -P 0x77 0 4M' base.raw > /dev/null
+qemu-img create -q -f qed -b base.raw -F raw z.qed 4M
+qemu-io -f qed -c 'write -z 1M 64k' z.qed > /dev/null
+vserve s.sock -f qed z.qed
+qemu-io -f raw -c 'write -P 0x55 1M 4k' "$(uri s.sock)" > /dev/null
+wait $servers
+servers=""
+qemu-io -f qed -c 'read -P 0x55 1M 4k' -c 'read -P 0 1028k 60k' \
+    -c 'read -P 0x77 1088k 64k' z.qed > z.out
+[ "$(grep -c '^read' z.out)" = 3 ] || fail "zero cluster fill: $(cat z.out)"
+qemu-img check -q z.qed || fail "not clean after a write into a zero cluster"
+
 damage n.qed c.qed dirty-twice
 cp c.qed c0.qed
 expect_status 1 "$VIMG" convert -n -f raw -O qed x.raw c.qed
