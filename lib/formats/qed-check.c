@@ -226,6 +226,9 @@ int qed_check(struct vimg_image *img, unsigned fix,
     free(table);
     if (c.fix) {
         qed_drop_cache(s);
+        if (res->corruptions_fixed && qed_index_tables(img) < 0) {
+            r = -ENOMEM;
+        }
     }
     if (r == -ENOMEM) {
         free(c.used.slot);

@@ -186,16 +186,23 @@ static int cmp_u64(const void *a, const void *b)
 /* Index the L2 tables the L1 table names and mark the entries that cannot
  * be used: a bad place, or a table shared with another entry (writes
  * through one would change the other). Nothing is refused here: check
- * must be able to open such an image and report it. */
-static int index_tables(struct vimg_image *img, struct qed_state *s)
+ * must be able to open such an image and report it (and calls this
+ * again after clearing entries). */
+int qed_index_tables(struct vimg_image *img)
 {
+    struct qed_state *s = qed_state(img);
     uint64_t n = 0;
+
+    free(s->tables);
+    free(s->bad);
+    s->tables = NULL;
+    s->bad = NULL;
+    s->n_tables = 0;
     for (uint64_t i = 0; i < s->entries; i++) {
         n += s->l1[i] != 0;
     }
     if (!(s->tables = malloc((n ? n : 1) * sizeof *s->tables)) ||
-        !(s->bad = calloc(1, s->entries / 8 + 1)) ||
-        !(s->verified = calloc(1, s->entries / 8 + 1))) {
+        !(s->bad = calloc(1, s->entries / 8 + 1))) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
     for (uint64_t i = 0; i < s->entries; i++) {
@@ -322,15 +329,16 @@ static int qed_open(struct vimg_image *img, const struct vimg_opts *opts)
     }
     if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
         (r = validate_header(img, s, h, (uint64_t)len)) < 0 ||
-        (r = read_l1(img, s)) < 0 || (r = index_tables(img, s)) < 0 ||
+        (r = read_l1(img, s)) < 0 || (r = qed_index_tables(img)) < 0 ||
         ((s->features & QED_F_BACKING_FILE) &&
          (r = read_backing_name(img, s)) < 0)) {
         goto fail;
     }
+    s->verified = calloc(1, s->entries / 8 + 1);
     s->slot_count = (unsigned)MAX(1, MIN(QED_L2_SLOTS, QED_L2_CACHE_BYTES /
                                                         s->table_bytes));
     s->fill_size = MIN(s->cluster_size, QED_FILL_BYTES);
-    if (!(s->fill = malloc(s->fill_size))) {
+    if (!s->verified || !(s->fill = malloc(s->fill_size))) {
         r = vimg_internal_img_error(img, ENOMEM, "out of memory");
         goto fail;
     }

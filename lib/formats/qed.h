@@ -87,6 +87,8 @@ int qed_write_header(struct vimg_image *img);
 int qed_corrupt(struct vimg_image *img, const char *what, uint64_t off);
 /* Clear QED_F_NEED_CHECK after a flush (nothing when it is clear). */
 int qed_mark_clean(struct vimg_image *img);
+/* (Re)build the sorted index of L2 tables and the unusable L1 entries. */
+int qed_index_tables(struct vimg_image *img);
 /* Forget the cached L2 tables (check rewrote some on disk). */
 void qed_drop_cache(struct qed_state *s);
 
