@@ -112,14 +112,10 @@ static int validate_header(struct vimg_image *img, struct qed_state *s,
     return 0;
 }
 
-/* Write the header fields from S over the first QED_HDR_LENGTH bytes (what
- * follows them, the backing name, stays). */
-int qed_write_header(struct vimg_image *img)
+/* S's header fields as they lie on disk, in the QED_HDR_LENGTH bytes at H. */
+static void store_header(const struct qed_state *s, uint8_t *h)
 {
-    struct qed_state *s = qed_state(img);
-    uint8_t h[QED_HDR_LENGTH];
-
-    memset(h, 0, sizeof h);
+    memset(h, 0, QED_HDR_LENGTH);
     store_le32(h + QED_HDR_MAGIC, QED_MAGIC);
     store_le32(h + QED_HDR_CLUSTER_SIZE, s->cluster_size);
     store_le32(h + QED_HDR_TABLE_SIZE, s->table_size);
@@ -131,6 +127,15 @@ int qed_write_header(struct vimg_image *img)
     store_le64(h + QED_HDR_IMAGE_SIZE, s->image_size);
     store_le32(h + QED_HDR_BACKING_FILENAME_OFFSET, s->backing_off);
     store_le32(h + QED_HDR_BACKING_FILENAME_SIZE, s->backing_len);
+}
+
+/* Write the header fields from S over the first QED_HDR_LENGTH bytes (what
+ * follows them, the backing name, stays). */
+int qed_write_header(struct vimg_image *img)
+{
+    uint8_t h[QED_HDR_LENGTH];
+
+    store_header(qed_state(img), h);
     return vimg_internal_pwrite(img->file, h, sizeof h, 0,
                                 VIMG_INTERNAL_WRITE_METADATA);
 }
@@ -863,6 +868,74 @@ static int qed_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
     return 0;
 }
 
+/* As QEMU: the header and the new name right after it, in the header
+ * clusters, in one write after everything else is on disk. Only a raw
+ * backing file's format is recorded (QED_F_BACKING_FORMAT_NO_PROBE);
+ * others are probed when the image is opened again. */
+static int qed_change_backing(struct vimg_image *img, const char *name,
+                              const char *format)
+{
+    struct qed_state *s = qed_state(img);
+    size_t len = name ? strlen(name) : 0;
+    bool raw = name && format && strcmp(format, "raw") == 0;
+    char *iname = NULL, *iformat = NULL;
+    uint8_t *buf;
+    int r;
+
+    if (name && s->compat) {
+        return vimg_internal_img_error(img, ENOTSUP, "unknown compat "
+                                       "features 0x%llx may use the header "
+                                       "space: the backing file cannot "
+                                       "change",
+                                       (unsigned long long)s->compat);
+    }
+    if (len > QED_MAX_BACKING_NAME || QED_HDR_LENGTH + len > s->header_end) {
+        return vimg_internal_img_error(img, ENOSPC, "backing file name too "
+                                       "long for the header");
+    }
+    if ((name && !(iname = strdup(name))) ||
+        (name && format && !(iformat = strdup(format))) ||
+        !(buf = calloc(1, QED_HDR_LENGTH + len))) {
+        free(iname);
+        free(iformat);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    uint64_t old_features = s->features;
+    uint32_t old_off = s->backing_off, old_len = s->backing_len;
+    s->features &= ~(uint64_t)(QED_F_BACKING_FILE |
+                               QED_F_BACKING_FORMAT_NO_PROBE);
+    s->features |= (name ? QED_F_BACKING_FILE : 0) |
+                   (raw ? QED_F_BACKING_FORMAT_NO_PROBE : 0);
+    s->backing_off = QED_HDR_LENGTH;
+    s->backing_len = (uint32_t)len;
+    store_header(s, buf);
+    if (len) {
+        memcpy(buf + QED_HDR_LENGTH, name, len);
+    }
+    if ((r = refuse_corrupt(img)) == 0 &&
+        (r = vimg_internal_flush(img->file)) == 0) {
+        r = vimg_internal_pwrite(img->file, buf, QED_HDR_LENGTH + len, 0,
+                                 VIMG_INTERNAL_WRITE_METADATA);
+    }
+    free(buf);
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    if (r < 0) {
+        s->features = old_features;
+        s->backing_off = old_off;
+        s->backing_len = old_len;
+        free(iname);
+        free(iformat);
+        return r;
+    }
+    free(img->backing_name);
+    free(img->backing_format);
+    img->backing_name = iname;
+    img->backing_format = iformat;
+    return 0;
+}
+
 static int qed_get_info(struct vimg_image *img, struct vimg_value *info)
 {
     struct qed_state *s = qed_state(img);
@@ -894,5 +967,6 @@ const struct vimg_driver vimg_driver_qed = {
     .truncate = qed_truncate,
     .block_status = qed_block_status,
     .get_info = qed_get_info,
+    .change_backing = qed_change_backing,
     .check = qed_check,
 };

@@ -4,8 +4,8 @@
 # table sizes) read the same in vimg, with the same map and info; vimg's
 # create output is byte-identical to qemu-img's; vimg's convert output
 # and vimg's writes into qemu-made images (over a backing file, zeroes)
-# read back in qemu-img, which finds them clean; resize and measure
-# answer as qemu-img does.
+# read back in qemu-img, which finds them clean; resize, rebase and
+# measure answer as qemu-img does.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/qcow2.inc"
 requires qemu-img qemu-io
@@ -131,6 +131,22 @@ expect_status 1 "$VIMG" resize -q -f qed --shrink r-v.qed 1M
 grep -q 'Shrinking images is currently not supported' err || fail "$(cat err)"
 expect_status 1 "$VIMG" measure -O qed --size 1G
 grep -q "does not support" err || fail "measure: $(cat err)"
+
+# rebase: -u writes the header qemu-img rebase -u writes; a safe rebase
+# keeps what the guest sees (the header's change is flushed after the
+# copied data).
+cp q4.qed rb-q.qed
+cp q4.qed rb-v.qed
+for args in "-b base.qed -F qed" "-b base.raw -F raw" "-b ''"; do
+    eval qemu-img rebase -u -f qed "$args" rb-q.qed
+    eval "\"\$VIMG\"" rebase -u -f qed "$args" rb-v.qed
+    cmp -s rb-q.qed rb-v.qed || fail "rebase -u $args differs"
+done
+cp q4.qed rb.qed
+"$VIMG" rebase -f qed -b base.qed -F qed rb.qed
+[ "$(qemu_sha rb.qed qed)" = "$(qemu_sha q4.qed qed)" ] ||
+    fail "a safe rebase changed the guest bytes"
+qemu_check_clean rb.qed
 
 # Refused options, as qemu-img refuses them.
 expect_status 1 "$VIMG" create -q -f qed -o cluster_size=3k x.qed 1M
