@@ -370,7 +370,7 @@ fail:
 }
 
 /* Clear the need-check flag once everything it guarded is on disk. */
-static int mark_clean(struct vimg_image *img)
+int qed_mark_clean(struct vimg_image *img)
 {
     struct qed_state *s = qed_state(img);
     int r;
@@ -396,15 +396,10 @@ static int qed_close(struct vimg_image *img)
     int r = 0;
 
     if (img->writable && s->need_check_ours && !s->corrupt) {
-        r = mark_clean(img);
+        r = qed_mark_clean(img);
     }
     free_state(s);
     return r;
-}
-
-int qed_mark_clean(struct vimg_image *img)
-{
-    return mark_clean(img);
 }
 
 /* ---- L2 tables -------------------------------------------------------- */
@@ -598,12 +593,12 @@ static int need_check(struct vimg_image *img)
         return 0;
     }
     s->features |= QED_F_NEED_CHECK;
-    if ((r = qed_write_header(img)) < 0 ||
-        (r = vimg_internal_flush(img->file)) < 0) {
+    if ((r = qed_write_header(img)) < 0) {
+        s->features &= ~(uint64_t)QED_F_NEED_CHECK;
         return r;
     }
     s->need_check_ours = true;
-    return 0;
+    return vimg_internal_flush(img->file);
 }
 
 /* N new clusters (or a table) at the end of the file. */
@@ -734,7 +729,6 @@ static int qed_pwrite(struct vimg_image *img, const void *buf,
     uint64_t *table;
     int r;
 
-    (void)flags;
     if ((r = refuse_corrupt(img)) < 0) {
         return r;
     }
@@ -764,7 +758,9 @@ static int qed_pwrite(struct vimg_image *img, const void *buf,
         offset += n;
         count -= n;
     }
-    return 0;
+    /* Tables are written through as they change: FUA needs only the
+     * file's flush. */
+    return flags & VIMG_WRITE_FUA ? vimg_internal_flush(img->file) : 0;
 }
 
 /* As QEMU: whole clusters only (the core writes zeros for the rest).
