@@ -77,8 +77,10 @@ grep -q '^2 errors were found on the image' out || fail "$(cat out)"
 vserve s.sock -t -f qed n.qed
 qemu-io -f raw -c 'write -P 0x44 0 100k' "$(uri s.sock)" > /dev/null
 [ "$(need_check n.qed)" = 2 ] || fail "need-check not set while dirty"
+# info reports no dirty flag for QED, as qemu-img 7.2 does not.
 "$VIMG" info -U --output=json n.qed > v.json
-[ "$(json_get v.json dirty-flag)" = true ] || fail "info: not dirty"
+qemu-img info -U --output=json n.qed > q.json
+json_diff q.json v.json dirty-flag || fail "info's dirty flag differs"
 stop_servers
 [ "$(need_check n.qed)" = 0 ] || fail "need-check left after close"
 qemu-img check -q n.qed || fail "not clean after close"

@@ -198,10 +198,6 @@ static void rw(const char *dir, const char *options)
         CHECK_EQ(vimg_check(img, 0, &res, NULL, NULL), 0);
         CHECK_EQ(res.corruptions, 0);
         CHECK_EQ(res.leaks, 0);
-        struct vimg_value *info = vimg_get_info(img);
-        const struct vimg_value *dirty = vimg_value_get(info, "dirty-flag");
-        CHECK(dirty && !vimg_value_bool(dirty));
-        vimg_value_free(info);
         vimg_close(img);
     }
     unlink(path);
@@ -232,13 +228,14 @@ static void test_crash(void)
         if (!img) {
             continue;
         }
-        /* Two new clusters in a new L2 table, beyond guest 2 MiB. */
+        /* Two new clusters: flag, data, L2 entries, each may fail. */
         vimg_internal_memory_fail_after(mem, fail);
         int w = vimg_pwrite(img, data, sizeof data, 40 * CS, 0);
         const uint8_t *d = vimg_internal_memory_data(mem, &len);
         uint8_t *copy = malloc(len);
         memcpy(copy, d, len);
         vimg_close(img);
+        /* The write got through before the failures began. */
         if (w == 0) {
             free(copy);
             continue;
@@ -251,18 +248,15 @@ static void test_crash(void)
         if (img) {
             CHECK_EQ(vimg_check(img, 0, &res, NULL, NULL), 0);
             CHECK_EQ(res.corruptions, 0);
-            struct vimg_value *info = vimg_get_info(img);
-            const struct vimg_value *dirty =
-                vimg_value_get(info, "dirty-flag");
-            CHECK(dirty && !vimg_value_bool(dirty));
-            vimg_value_free(info);
+            const uint8_t *h = vimg_internal_memory_data(mem, &len);
+            CHECK(!(h[QED_HDR_FEATURES] & QED_F_NEED_CHECK));
             CHECK_EQ(vimg_pwrite(img, data, sizeof data, 40 * CS, 0), 0);
             vimg_close(img);
         }
         free(copy);
     }
-    /* Flag, data, table, flush, L1 entry: each step was interrupted. */
-    CHECK(crashes >= 4);
+    /* The flag, the data and the entries were each interrupted. */
+    CHECK(crashes >= 3);
     free(b);
 }
 
