@@ -50,6 +50,16 @@ int qed_create(struct vimg_image *file,
                                    QED_MAX_TABLE_SIZE);
     }
     uint64_t max = qed_max_image_size(cluster_size, table_size);
+    if (max == UINT64_MAX) {
+        /* QEMU computes the bound in 64 bits, gets 0, and neither creates
+         * nor opens such an image. */
+        return vimg_internal_error(EINVAL, "%s: QED cluster size %llu with "
+                                   "table size %llu maps more than 2^64 "
+                                   "bytes, which QEMU cannot open",
+                                   c->filename,
+                                   (unsigned long long)cluster_size,
+                                   (unsigned long long)table_size);
+    }
     if (size > max || size > INT64_MAX) {
         return vimg_internal_error(EINVAL, "%s: QED image size must be a "
                                    "non-zero multiple of cluster size and "

@@ -66,8 +66,8 @@ static inline bool qed_pow2(uint64_t v)
     return v && !(v & (v - 1));
 }
 
-/* The spec's bound, image_size <= entries * entries * cluster_size, where
- * the product may not fit 64 bits (then every size fits). */
+/* The spec's bound, image_size <= entries * entries * cluster_size, or
+ * UINT64_MAX when the product does not fit 64 bits (every size fits). */
 static inline uint64_t qed_max_image_size(uint64_t cluster_size,
                                           uint64_t table_size)
 {

@@ -157,6 +157,10 @@ expect_status 1 "$VIMG" create -q -f qed -o table_size=3 x.qed 1M
 grep -q 'table size must be within range \[1, 16\]' err || fail "$(cat err)"
 expect_status 1 "$VIMG" create -q -f qed -o cluster_size=4k,table_size=1 \
     x.qed 1T
+expect_status 1 qemu-img create -q -f qed -o cluster_size=16M x.qed 1G
+expect_status 1 "$VIMG" create -q -f qed -o cluster_size=16M x.qed 1G
+grep -q 'which QEMU cannot open' err || fail "$(cat err)"
+rm -f x.qed  # qemu-img leaves an empty file
 expect_status 1 "$VIMG" create -q -f qed -b base.raw x.qed 1M
 grep -q 'without backing format' err || fail "$(cat err)"
 [ ! -e x.qed ] || fail "a refused create left a file"
