@@ -510,6 +510,7 @@ extern const struct vimg_driver vimg_driver_bochs;
 extern const struct vimg_driver vimg_driver_cloop;
 extern const struct vimg_driver vimg_driver_dmg;
 extern const struct vimg_driver vimg_driver_parallels;
+extern const struct vimg_driver vimg_driver_qed;
 
 /* Values: builders for get_info. All return NULL/-ENOMEM on allocation
  * failure; the object takes ownership of CHILD even on failure. */

@@ -17,6 +17,7 @@ static const struct vimg_driver *const drivers[] = {
     &vimg_driver_cloop,
     &vimg_driver_dmg,
     &vimg_driver_parallels,
+    &vimg_driver_qed,
     &vimg_driver_raw,
     &vimg_driver_file,
     &vimg_driver_memory,
