@@ -935,7 +935,8 @@ static int make_plan(struct vimg_image *img, const struct vimg_opts *o,
                                            (unsigned long long)other);
         }
     }
-    p->steps = (p->version != s->version) + (p->order != s->refcount_order);
+    p->steps = (p->version != s->version) + (p->order != s->refcount_order) +
+               p->keys;
     return 0;
 }
 
@@ -965,17 +966,21 @@ int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
         }
         p.step++;
     }
+    /* Where QEMU changes them: after an upgrade, before the refcount
+     * width. */
+    if (p.keys) {
+        report(&p, 0, 1);
+        if ((r = qcow2_crypto_amend(img, &p.keyslots, params)) < 0) {
+            return r;
+        }
+        p.step++;
+    }
     if (p.order != s->refcount_order) {
         report(&p, 0, 1);
         if ((r = qcow2_change_refcount_order(img, p.order)) < 0) {
             return r;
         }
         p.step++;
-    }
-    /* Where QEMU changes them: after the version and refcount width, before
-     * the other fields. */
-    if (p.keys && (r = qcow2_crypto_amend(img, &p.keyslots, params)) < 0) {
-        return r;
     }
     if (!p.data_file_raw && (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
         s->autoclear &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
