@@ -59,6 +59,7 @@ static int run(int argc, char **argv)
     enum progress_mode pmode = PROGRESS_NONE;
     bool quiet = false;
     unsigned flags = VIMG_OPEN_RDWR | VIMG_OPEN_NO_BACKING;
+    struct vimg_amend_params ap = { 0 };
     int c;
 
     while ((c = getopt_long(argc, argv, "o:f:t:pq", longopts, NULL)) != -1) {
@@ -95,7 +96,7 @@ static int run(int argc, char **argv)
             }
             pmode = PROGRESS_JSON;
             break;
-        case 'F': break; /* only key-slot changes need it: none here */
+        case 'F': ap.force = true; break;
         default:
             free(options);
             return 1; /* getopt named the problem */
@@ -128,7 +129,10 @@ static int run(int argc, char **argv)
     struct progress prog;
     progress_init(&prog, pmode);
     int rc = 0;
-    if (vimg_amend(img, options, progress_update, &prog) < 0) {
+    ap.secrets = cli_secrets(&ap.n_secrets);
+    ap.progress = progress_update;
+    ap.opaque = &prog;
+    if (vimg_amend_with(img, options, &ap) < 0) {
         rc = fail_lib();
     } else {
         progress_update(&prog, 1, 1);
@@ -152,8 +156,13 @@ const struct command cmd_amend = {
     "refuses what version 2 cannot hold), refcount_bits=1..64 (rebuilds the\n"
     "refcount structure), lazy_refcounts=on|off, backing_file=NAME and\n"
     "backing_fmt=FMT (the header fields only; backing_file= removes them),\n"
-    "data_file=NAME, data_file_raw=off, size=SIZE (growing only). Every\n"
-    "option is checked before anything changes.\n"
+    "data_file=NAME, data_file_raw=off, size=SIZE (growing only),\n"
+    "LUKS key slots with encrypt.state=active,encrypt.new-secret=ID\n"
+    "[,encrypt.keyslot=N][,encrypt.iter-time=MS] (add a passphrase) or\n"
+    "encrypt.state=inactive,encrypt.old-secret=ID|encrypt.keyslot=N (erase);\n"
+    "luks: the same options without 'encrypt.'. Every option is checked\n"
+    "before anything changes.\n"
+    "  --force       overwrite an active key slot, erase the last one\n"
     "  -o OPTIONS    the options; repeatable; -o help lists them\n"
     "  -f FMT        format (default: probe)\n"
     "  -t CACHE      cache mode: writeback (default), unsafe, none, ...\n"

@@ -237,27 +237,67 @@ static int listen_tcp(struct server *s, const char *addr, const char *port)
     return 0;
 }
 
+/* OPTIONS (an --image-opts list of the base's own options) for the
+ * overlay over it: each item under "backing.", QEMU's syntax, so that the
+ * base's key reaches its open. NULL when out of memory. */
+static char *backing_options(const char *options)
+{
+    size_t n = 0, len = strlen(options);
+    char *out = malloc(len + 8 * (len + 1) + 1);
+
+    if (!out) {
+        return NULL;
+    }
+    for (const char *p = options; *p;) {
+        n += (size_t)sprintf(out + n, "%sbacking.", n ? "," : "");
+        /* One item, up to a comma that is not doubled. */
+        while (*p && !(*p == ',' && p[1] != ',')) {
+            if (*p == ',') {
+                out[n++] = *p++;
+            }
+            out[n++] = *p++;
+        }
+        p += *p == ',';
+    }
+    out[n] = 0;
+    return out;
+}
+
 /* -s: a temporary qcow2 overlay over IMAGE takes the writes; it is
- * unlinked as soon as it is open, so nothing is left whatever happens. */
+ * unlinked as soon as it is open, so nothing is left whatever happens.
+ * With --image-opts the base's options (its key) go to the overlay's
+ * open as backing.* options. */
 static struct vimg_image *open_snapshot(const char *image, const char *fmt,
                                         unsigned flags)
 {
-    struct vimg_image *probe = open_image(image, fmt, VIMG_OPEN_FORCE_SHARE);
-    if (!probe) {
-        return NULL;
-    }
-    char *format = strdup(vimg_get_format(probe));
-    vimg_close(probe);
-    char *real = realpath(image, NULL);
-    const char *dir = getenv("TMPDIR");
-    char *tmp = NULL;
+    char *name = NULL, *ifmt = NULL, *opts = NULL, *bopts = NULL;
+    char *format = NULL, *real = NULL, *tmp = NULL;
     struct vimg_image *img = NULL;
+
+    if (cli_image_opts() &&
+        (cli_parse_image_opts(image, &name, &ifmt, &opts) ||
+         !(bopts = backing_options(opts)))) {
+        if (opts && !bopts) {
+            fail("out of memory");
+        }
+        goto out;
+    }
+    /* Only the format is wanted here: no key needed. */
+    struct vimg_image *probe = open_image(image, fmt, VIMG_OPEN_FORCE_SHARE |
+                                                         VIMG_OPEN_NO_IO);
+    if (!probe) {
+        goto out;
+    }
+    format = strdup(vimg_get_format(probe));
+    vimg_close(probe);
+    real = realpath(name ? name : image, NULL);
+    const char *dir = getenv("TMPDIR");
 
     if (!format || !real ||
         asprintf(&tmp, "%s/vimg-serve-XXXXXX", dir && *dir ? dir
                                                             : "/var/tmp") < 0) {
         tmp = NULL;
-        fail("%s: %s", image, strerror(errno ? errno : ENOMEM));
+        fail("%s: %s", name ? name : image, strerror(errno ? errno : ENOMEM));
         goto out;
     }
     int fd = mkstemp(tmp);
@@ -269,10 +309,14 @@ static struct vimg_image *open_snapshot(const char *image, const char *fmt,
     struct vimg_create_params cp = { .format = "qcow2", .backing_file = real,
                                      .backing_format = format,
                                      .refs = cli_ref_policy() };
-    if (vimg_create(tmp, &cp) < 0) {
+    struct vimg_open_params op = { .format = "qcow2",
+                                   .flags = flags | VIMG_OPEN_RDWR,
+                                   .refs = cli_ref_policy(),
+                                   .options = bopts && *bopts ? bopts
+                                                              : NULL };
+    op.secrets = cli_secrets(&op.n_secrets);
+    if (vimg_create(tmp, &cp) < 0 || !(img = vimg_open(tmp, &op))) {
         fail_lib();
-    } else {
-        img = open_image(tmp, "qcow2", flags | VIMG_OPEN_RDWR);
     }
     unlink(tmp);
 
@@ -280,6 +324,10 @@ out:
     free(tmp);
     free(real);
     free(format);
+    free(name);
+    free(ifmt);
+    free(opts);
+    free(bopts);
     return img;
 }
 

@@ -178,13 +178,50 @@ static const struct fuse_operations ops = {
     .statfs = v_statfs,
 };
 
-/* Open IMAGE and mount the view on FILE; messages go to ERR. */
-static struct fuse *mount_view(const struct fuse_view_opts *o,
-                               struct view *v, char *err, size_t errlen)
+/* The image as the command line names it: a file and format, or with
+ * --image-opts an option list split into the file, the format (driver=)
+ * and the format's options. */
+struct image_arg {
+    const char *name, *format;
+    char *name_buf, *format_buf, *options;
+};
+
+static int image_arg_parse(const struct fuse_view_opts *o,
+                           struct image_arg *a)
 {
-    struct vimg_open_params p = { .format = o->format,
+    memset(a, 0, sizeof *a);
+    a->name = o->image;
+    a->format = o->format;
+    if (!cli_image_opts()) {
+        return 0;
+    }
+    if (cli_parse_image_opts(o->image, &a->name_buf, &a->format_buf,
+                             &a->options)) {
+        return 1;
+    }
+    a->name = a->name_buf;
+    a->format = a->format_buf ? a->format_buf : o->format;
+    return 0;
+}
+
+static void image_arg_free(struct image_arg *a)
+{
+    free(a->name_buf);
+    free(a->format_buf);
+    free(a->options);
+}
+
+/* Open the image A names and mount the view on FILE; messages go to
+ * ERR. */
+static struct fuse *mount_view(const struct fuse_view_opts *o,
+                               const struct image_arg *a, struct view *v,
+                               char *err, size_t errlen)
+{
+    struct vimg_open_params p = { .format = a->format,
                                   .flags = o->rw ? VIMG_OPEN_RDWR : 0,
-                                  .refs = cli_ref_policy() };
+                                  .refs = cli_ref_policy(),
+                                  .options = a->options && *a->options
+                                                 ? a->options : NULL };
     struct stat st;
 
     if (stat(o->file, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -192,7 +229,9 @@ static struct fuse *mount_view(const struct fuse_view_opts *o,
                  "regular file", o->file);
         return NULL;
     }
-    v->img = vimg_open(o->image, &p);
+    /* The secrets of --object; a terminal is asked for a missing key. */
+    p.secrets = cli_secrets(&p.n_secrets);
+    v->img = cli_open_prompting(a->name, &p);
     if (!v->img) {
         snprintf(err, errlen, "%s", vimg_get_error());
         return NULL;
@@ -236,13 +275,14 @@ static int serve_view(struct fuse *f, struct view *v)
     return r == 0 ? 0 : 1;
 }
 
-int fuse_view_run(const struct fuse_view_opts *o)
+static int run_view(const struct fuse_view_opts *o,
+                    const struct image_arg *a)
 {
     struct view v = { 0 };
     char err[1024] = "";
 
     if (o->foreground) {
-        struct fuse *f = mount_view(o, &v, err, sizeof err);
+        struct fuse *f = mount_view(o, a, &v, err, sizeof err);
         if (!f) {
             return fail("%s", err);
         }
@@ -264,7 +304,7 @@ int fuse_view_run(const struct fuse_view_opts *o)
     if (pid == 0) {
         close(p[0]);
         setsid();
-        struct fuse *f = mount_view(o, &v, err, sizeof err);
+        struct fuse *f = mount_view(o, a, &v, err, sizeof err);
         if (f && o->pid_file) {
             FILE *pf = fopen(o->pid_file, "w");
             if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 ||
@@ -303,4 +343,17 @@ int fuse_view_run(const struct fuse_view_opts *o)
     waitpid(pid, NULL, 0);
     msg[n > 0 ? n : 0] = '\0';
     return fail("%s", n > 1 ? msg + 1 : "the FUSE view did not start");
+}
+
+int fuse_view_run(const struct fuse_view_opts *o)
+{
+    struct image_arg a;
+
+    if (image_arg_parse(o, &a)) {
+        image_arg_free(&a);
+        return 1;
+    }
+    int rc = run_view(o, &a);
+    image_arg_free(&a);
+    return rc;
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Regenerate fuzz/corpus/qcow/: small qcow (version 1) images made by
 # qemu-img and qemu-io (plain, compressed, backing file, 512-byte
-# clusters) and hostile variants made by editing header and table bytes.
+# clusters, AES) and hostile variants made by editing header and table bytes.
 # Usage: fuzz/make-qcow-corpus.sh [OUTDIR]   (needs qemu-img, python3)
 set -eu
 out=${1:-$(dirname "$0")/corpus/qcow}
@@ -16,6 +16,11 @@ q create -f qcow "$out/data" 64k
 io -f qcow -c 'write -P 0x11 0 4k' -c 'write -P 0x22 40k 6k' "$out/data"
 q create -f qcow -u -b base.raw -F raw "$out/backing" 64k
 io -f qcow -c 'write -P 0x33 1k 1k' "$out/backing" 2>/dev/null || true
+# Legacy AES, its passphrase the fuzz target's secret.
+k="--object secret,id=k,data=fuzz"
+q create -f qcow $k -o encrypt.format=aes,encrypt.key-secret=k "$out/aes" 64k
+io $k --image-opts "driver=qcow,file.filename=$out/aes,encrypt.key-secret=k" \
+    -c 'write -P 0x44 0 6k'
 printf 'compress me %01000d' 0 > "$t/c.raw"
 head -c 2000 /dev/urandom >> "$t/c.raw"
 truncate -s 20k "$t/c.raw"

@@ -147,7 +147,58 @@ static int take_locks(struct vimg_image *fmt, struct vimg_image *file)
     return vimg_internal_file_lock(file, perm, shared);
 }
 
-static int open_backing(struct vimg_image *img, int depth);
+static int open_backing(struct vimg_image *img, int depth,
+                        const char *options,
+                        const struct vimg_open_params *p);
+
+/* Split the option list TEXT into the image's own items (*OWN) and those
+ * for its backing file, QEMU's "backing.KEY=VALUE" (*BACKING, as
+ * "KEY=VALUE", the prefix taken off, nested ones kept for the next
+ * level). Items stay as written, ",," escapes included. Both NULL when
+ * empty; the caller frees them. */
+static int split_backing_options(const char *text, char **own,
+                                 char **backing)
+{
+    size_t len = text ? strlen(text) : 0;
+    size_t n[2] = { 0, 0 };
+    char *out[2];
+
+    *own = *backing = NULL;
+    if (!len) {
+        return 0;
+    }
+    out[0] = malloc(len + 1);
+    out[1] = malloc(len + 1);
+    if (!out[0] || !out[1]) {
+        free(out[0]);
+        free(out[1]);
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    for (const char *p = text; *p;) {
+        const char *end = p;
+        while (*end && !(*end == ',' && end[1] != ',')) {
+            end += *end == ',' ? 2 : 1;
+        }
+        int to = !strncmp(p, "backing.", 8);
+        const char *item = to ? p + 8 : p;
+        if (n[to]) {
+            out[to][n[to]++] = ',';
+        }
+        memcpy(out[to] + n[to], item, (size_t)(end - item));
+        n[to] += (size_t)(end - item);
+        p = *end ? end + 1 : end;
+    }
+    for (int i = 0; i < 2; i++) {
+        out[i][n[i]] = 0;
+        if (!n[i]) {
+            free(out[i]);
+            out[i] = NULL;
+        }
+    }
+    *own = out[0];
+    *backing = out[1];
+    return 0;
+}
 
 /* Formats known by a footer (fixed VHD, DMG): asked when the start of
  * FILE looks raw. A guest writes the end of its disk, so such a guess is
@@ -206,6 +257,7 @@ static struct vimg_image *open_format(struct vimg_image *file,
     const struct vimg_driver *drv = NULL;
     struct vimg_opts opts = { 0 };
     struct vimg_image *img = NULL;
+    CLEANUP_FREE char *own = NULL, *backing = NULL;
     bool probed_raw = false;
     int r;
 
@@ -252,8 +304,9 @@ static struct vimg_image *open_format(struct vimg_image *file,
     img->parent = parent;
     img->probed_raw = probed_raw;
     if (take_locks(img, img->file) < 0 ||
-        vimg_internal_opts_parse(p->options, drv->runtime_opts,
-                                 img->filename, &opts) < 0) {
+        split_backing_options(p->options, &own, &backing) < 0 ||
+        vimg_internal_opts_parse(own, drv->runtime_opts, img->filename,
+                                 &opts) < 0) {
         image_free(img, false);
         return NULL;
     }
@@ -277,7 +330,7 @@ static struct vimg_image *open_format(struct vimg_image *file,
         image_free(img, true);
         return NULL;
     }
-    if (img->backing_name && open_backing(img, depth) < 0) {
+    if (img->backing_name && open_backing(img, depth, backing, p) < 0) {
         image_free(img, true);
         return NULL;
     }
@@ -356,7 +409,11 @@ static bool chain_contains(struct vimg_image *img, const char *path)
     return false;
 }
 
-static int open_backing(struct vimg_image *img, int depth)
+/* Open IMG's backing file with OPTIONS (the backing.* part of IMG's) and
+ * the secrets of P, IMG's open parameters. */
+static int open_backing(struct vimg_image *img, int depth,
+                        const char *options,
+                        const struct vimg_open_params *p)
 {
     bool opening = !(img->params.flags & VIMG_OPEN_NO_BACKING) &&
                    img->params.refs != VIMG_REFS_NEVER;
@@ -382,6 +439,9 @@ static int open_backing(struct vimg_image *img, int depth)
     struct vimg_open_params bp = img->params;
     bp.flags &= ~(unsigned)VIMG_OPEN_RDWR;
     bp.format = img->backing_format;
+    bp.options = options;
+    bp.secrets = p->secrets;
+    bp.n_secrets = p->n_secrets;
     struct vimg_image *file = open_protocol(img->backing_path, &bp);
     if (!file) {
         return vimg_internal_img_error(img, ENOENT, "could not open backing "
@@ -682,10 +742,13 @@ static int open_backing_for_create(const char *filename,
     if (r < 0) {
         return r;
     }
+    /* Only its size is read: an encrypted one opens without its key, as
+     * in qemu-img (BDRV_O_NO_IO). */
     struct vimg_open_params bp = { .format = ctx->backing_format,
                                    .refs = refs,
                                    .flags = VIMG_OPEN_NO_BACKING |
-                                            VIMG_OPEN_FORCE_SHARE };
+                                            VIMG_OPEN_FORCE_SHARE |
+                                            VIMG_OPEN_NO_IO };
     struct vimg_image *file = open_protocol(path, &bp);
     struct vimg_image *b = file ? open_format(file, &bp, NULL, 0) : NULL;
     if (!b) {

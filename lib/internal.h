@@ -257,7 +257,7 @@ struct vimg_driver {
     /* Change format options in place (OPTS validated against amend_opts;
      * IMG writable). Checks every option before changing anything. */
     int (*amend)(struct vimg_image *img, const struct vimg_opts *opts,
-                 vimg_progress_fn progress, void *opaque);
+                 const struct vimg_amend_params *p);
 
     /* Persistent bitmaps; all three NULL for formats without them. */
     /* The bitmaps in the image's order (free with

@@ -419,6 +419,27 @@ int vimg_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p);
  * NULL. */
 int vimg_amend(struct vimg_image *img, const char *options,
                vimg_progress_fn progress, void *opaque);
+/* What vimg_amend_with takes besides the options. */
+struct vimg_amend_params {
+    bool force;                /* qemu-img amend --force: overwrite an
+                                  active LUKS key slot, erase the last
+                                  one */
+    const struct vimg_secret *secrets; /* what the key-slot options
+                                  new-secret= and old-secret= name
+                                  (encrypt.*= for qcow2) */
+    size_t n_secrets;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
+};
+/* vimg_amend with P (NULL: none of it). LUKS key slots (luks, and qcow2
+ * with encrypt.format=luks, opened with their key) change as qemu-img
+ * amend changes them: state=active,new-secret=ID[,keyslot=N]
+ * [,iter-time=MS] adds a passphrase, state=inactive with old-secret=ID
+ * or keyslot=N erases slots; refused with qemu-img's messages (EINVAL,
+ * EEXIST for an active slot, EPERM for the last one, EKEYREJECTED when
+ * the old passphrase opens no slot). */
+int vimg_amend_with(struct vimg_image *img, const char *options,
+                    const struct vimg_amend_params *p);
 /* Names and help of a format's amend options, as
  * vimg_create_options_help gives them; NULL for a format that has none
  * (the caller frees the string). */

@@ -133,6 +133,28 @@ int vimg_internal_cipher_init(struct vimg_cipher *c,
     return 0;
 }
 
+int vimg_internal_cipher_init_aes_legacy(struct vimg_cipher *c,
+                                         const uint8_t *pass,
+                                         size_t pass_len)
+{
+    static const struct vimg_cipher_spec spec = {
+        .aes_bits = 128, .mode = VIMG_CMODE_CBC, .ivgen = VIMG_IVGEN_PLAIN64,
+    };
+    /* The key is at most the first 16 bytes of the passphrase. */
+    uint8_t *key = vimg_internal_secure_alloc(16);
+    int r;
+
+    if (!key) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    /* QEMU takes the passphrase as a C string. */
+    pass_len = strnlen((const char *)pass, pass_len);
+    memcpy(key, pass, pass_len < 16 ? pass_len : 16);
+    r = vimg_internal_cipher_init(c, &spec, key, 16);
+    vimg_internal_secure_free(key, 16);
+    return r;
+}
+
 int vimg_internal_cipher_run(const struct vimg_cipher *c, bool encrypt,
                              uint64_t sector, const uint8_t *in,
                              uint8_t *out, size_t len)

@@ -27,6 +27,14 @@ void vimg_internal_secure_free(void *p, size_t len);
 int vimg_internal_secret_find(const struct vimg_secret *secrets, size_t n,
                               const char *id, const char *what,
                               const uint8_t **data, size_t *len);
+/* The passphrase of IMG, an encrypted image in its driver's open: the
+ * secret (from IMG's open parameters) that OPTION in OPTS names. -ENOKEY
+ * when OPTS names none, with a message giving the option as the user
+ * writes it at the top of the chain (backing.OPTION for a backing
+ * file). */
+int vimg_internal_image_key(struct vimg_image *img,
+                            const struct vimg_opts *opts, const char *option,
+                            const uint8_t **pass, size_t *pass_len);
 
 /* ---- kdf.c: PBKDF2 and the LUKS1 anti-forensic splitter --------------- */
 
@@ -89,6 +97,13 @@ int vimg_internal_cipher_init(struct vimg_cipher *c,
                               const struct vimg_cipher_spec *spec,
                               const uint8_t *key, size_t key_len);
 void vimg_internal_cipher_free(struct vimg_cipher *c);
+/* Make C for QEMU's legacy "qcow" AES method (qcow v1 and qcow2
+ * crypt_method 1): AES-128-CBC with plain64 IVs, keyed by PASS as a C
+ * string cut or zero-padded to 16 bytes (QEMU crypto/block-qcow.c). The
+ * caller numbers sectors from the guest offset. */
+int vimg_internal_cipher_init_aes_legacy(struct vimg_cipher *c,
+                                         const uint8_t *pass,
+                                         size_t pass_len);
 /* Encrypt (ENCRYPT) or decrypt LEN bytes from IN to OUT (may be the same
  * buffer) as 512-byte sectors (the last may be shorter, a multiple of the
  * block size), the first numbered SECTOR for the IV generator. */
@@ -123,6 +138,8 @@ struct vimg_luks {
     bool unlocked;
     uint8_t *material;        /* slot 0's encrypted key material, made by
                                  vimg_internal_luks_format until written */
+    uint8_t raw[LUKS_HDR_SIZE]; /* the header as parsed: key-slot changes
+                                 rewrite only their slot's bytes */
 };
 
 /* Validate the LUKS1 header in BUF (LEN bytes, at least LUKS_HDR_SIZE
@@ -166,6 +183,45 @@ static inline uint64_t vimg_internal_luks_header_len(const struct vimg_luks *l)
 int vimg_internal_luks_write(struct vimg_luks *l, struct vimg_image *file,
                              uint64_t base);
 void vimg_internal_luks_free(struct vimg_luks *l);
+
+/* A key-slot change as qemu-img amend makes it (QEMU's
+ * QCryptoBlockAmendOptionsLUKS): add a passphrase (state=active) or erase
+ * key slots (state=inactive). */
+struct vimg_luks_amend {
+    bool activate;
+    bool has_keyslot;
+    uint64_t keyslot;
+    const char *new_secret;   /* secret ids; NULL: not given */
+    const char *old_secret;
+    bool has_iter_time;
+    uint64_t iter_time_ms;
+};
+/* Read the amend options STATE, KEYSLOT, NEW-SECRET, OLD-SECRET and
+ * ITER-TIME, each after PREFIX ("" for luks, "encrypt." for qcow2), from
+ * OPTS into A; *ANY tells whether any is given (the others may be left
+ * out then). EINVAL with qemu-img's message for a missing or bad
+ * state. */
+int vimg_internal_luks_amend_parse(const struct vimg_opts *opts,
+                                   const char *prefix, const char *what,
+                                   struct vimg_luks_amend *a, bool *any);
+/* Apply A to L (unlocked) whose header is at BASE in FILE, with qemu-img's
+ * checks and messages; FORCE allows overwriting an active slot and
+ * erasing the last one. SECRETS hold what A names. A new slot's key
+ * material is written and flushed before the header marks it active;
+ * an erased slot is marked inactive (flushed) and then its material is
+ * overwritten with random bytes. */
+/* The checks of vimg_internal_luks_amend that need no key derivation
+ * (options, slot numbers and states, the secrets named), to refuse a
+ * change before anything else changes. */
+int vimg_internal_luks_amend_check(const struct vimg_luks *l,
+                                   const struct vimg_luks_amend *a,
+                                   bool force,
+                                   const struct vimg_secret *secrets,
+                                   size_t n_secrets, const char *what);
+int vimg_internal_luks_amend(struct vimg_luks *l, struct vimg_image *file,
+                             uint64_t base, const struct vimg_luks_amend *a,
+                             bool force, const struct vimg_secret *secrets,
+                             size_t n_secrets, const char *what);
 /* The fields qemu-img info shows, in its order, into OBJ; FORMAT adds
  * "format": "luks" where qcow2 shows it. */
 int vimg_internal_luks_info(const struct vimg_luks *l, bool format,

@@ -51,6 +51,7 @@ int vimg_internal_luks_parse(const uint8_t *buf, size_t len,
                                        ? "LUKS header is truncated"
                                        : "not a LUKS header (bad magic)");
     }
+    memcpy(l->raw, buf, LUKS_HDR_SIZE);
     if (load_be16(buf + LUKS_HDR_VERSION) != LUKS_VERSION) {
         return vimg_internal_error(ENOTSUP, "%s: LUKS version %u is not "
                                    "supported (only LUKS1)", what,
@@ -500,4 +501,387 @@ int vimg_internal_luks_info(const struct vimg_luks *l, bool format,
         return r;
     }
     return 0;
+}
+
+/* ---- Key slots (qemu-img amend) ---------------------------------------- */
+
+static unsigned count_active(const struct vimg_luks *l)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < LUKS_NUM_SLOTS; i++) {
+        n += l->slots[i].active;
+    }
+    return n;
+}
+
+/* Write the header with slot I as it is in memory and every other byte as
+ * read (one 592-byte write inside the first sector), then flush. */
+static int store_slot(struct vimg_luks *l, unsigned i,
+                      struct vimg_image *file, uint64_t base)
+{
+    uint8_t h[LUKS_HDR_SIZE];
+    uint8_t *p = h + LUKS_HDR_KEYSLOTS + i * LUKS_SLOT_SIZE;
+    const struct vimg_luks_slot *s = &l->slots[i];
+    int r;
+
+    memcpy(h, l->raw, sizeof h);
+    store_be32(p + LUKS_SLOT_ACTIVE, s->active ? LUKS_SLOT_ENABLED
+                                               : LUKS_SLOT_DISABLED);
+    store_be32(p + LUKS_SLOT_ITERATIONS, s->iterations);
+    memcpy(p + LUKS_SLOT_SALT, s->salt, LUKS_SALT_LEN);
+    if ((r = vimg_internal_pwrite(file, h, sizeof h, base, 0)) < 0 ||
+        (r = vimg_internal_flush(file)) < 0) {
+        return r;
+    }
+    memcpy(l->raw, h, sizeof h);
+    return 0;
+}
+
+/* Protect the master key with PASS in slot I (QEMU's
+ * qcrypto_block_luks_store_key): the material first, flushed, and only
+ * then the header that makes the slot active, so that a crash leaves the
+ * slot as it was or complete. */
+static int store_key(struct vimg_luks *l, unsigned i, const uint8_t *pass,
+                     size_t pass_len, uint64_t iter_time,
+                     struct vimg_image *file, uint64_t base, const char *what)
+{
+    struct vimg_luks_slot *s = &l->slots[i], saved = *s;
+    size_t kb = l->key_bytes, mlen = kb * s->stripes;
+    uint8_t *key = vimg_internal_secure_alloc(kb);
+    uint8_t *split = vimg_internal_secure_alloc(mlen);
+    struct vimg_cipher c = { 0 };
+    uint8_t salt[LUKS_SALT_LEN];
+    uint32_t iterations = 0;
+    uint64_t rate;
+    int r;
+
+    if (!key || !split) {
+        r = vimg_internal_error(ENOMEM, "out of memory");
+        goto out;
+    }
+    if (RAND_bytes(salt, sizeof salt) != 1) {
+        r = vimg_internal_error(EIO, "%s: no random bytes from OpenSSL",
+                                what);
+        goto out;
+    }
+    if ((r = vimg_internal_pbkdf2_rate(l->hash, &rate)) < 0 ||
+        (r = scale_iterations(rate, iter_time,
+                              DIV_ROUND_UP(kb,
+                                           vimg_internal_hash_len(l->hash)),
+                              1, what, &iterations)) < 0 ||
+        (r = vimg_internal_pbkdf2(l->hash, pass, pass_len, salt,
+                                  sizeof salt, iterations, key, kb)) < 0 ||
+        (r = vimg_internal_af_split(l->hash, l->cipher.key, kb, s->stripes,
+                                    split)) < 0 ||
+        (r = vimg_internal_cipher_init(&c, &l->spec, key, kb)) < 0 ||
+        (r = vimg_internal_cipher_run(&c, true, 0, split, split,
+                                      mlen)) < 0 ||
+        (r = vimg_internal_pwrite(file, split, mlen,
+                                  base + (uint64_t)s->key_offset *
+                                             LUKS_SECTOR_SIZE, 0)) < 0 ||
+        (r = vimg_internal_flush(file)) < 0) {
+        goto out;
+    }
+    s->active = true;
+    s->iterations = iterations;
+    memcpy(s->salt, salt, sizeof salt);
+    if ((r = store_slot(l, i, file, base)) < 0) {
+        *s = saved;
+    }
+out:
+    vimg_internal_cipher_free(&c);
+    vimg_internal_secure_free(key, kb);
+    vimg_internal_secure_free(split, mlen);
+    return r;
+}
+
+/* Erase slot I (QEMU's qcrypto_block_luks_erase_key): inactive in the
+ * header first, flushed, then its material overwritten with random
+ * bytes, as QEMU even when the header write failed. One pass: through
+ * the page cache, more passes would reach the disk as one write. */
+static int erase_key(struct vimg_luks *l, unsigned i, struct vimg_image *file,
+                     uint64_t base, const char *what)
+{
+    struct vimg_luks_slot *s = &l->slots[i];
+    size_t mlen = (size_t)l->key_bytes * s->stripes;
+    uint8_t *junk = malloc(mlen);
+    int r, r2;
+
+    if (!junk) {
+        return vimg_internal_error(ENOMEM, "out of memory");
+    }
+    s->active = false;
+    s->iterations = 0;
+    memset(s->salt, 0, sizeof s->salt);
+    r = store_slot(l, i, file, base);
+    if (RAND_bytes(junk, (int)mlen) != 1) {
+        /* Zeros still destroy the key. */
+        memset(junk, 0, mlen);
+    }
+    if ((r2 = vimg_internal_pwrite(file, junk, mlen,
+                                   base + (uint64_t)s->key_offset *
+                                              LUKS_SECTOR_SIZE, 0)) == 0) {
+        r2 = vimg_internal_flush(file);
+    }
+    free(junk);
+    if (r == 0 && r2 < 0) {
+        r = vimg_internal_error(-r2, "%s: erasing the key material of "
+                                "LUKS key slot %u failed", what, i);
+    }
+    return r;
+}
+
+int vimg_internal_luks_amend_parse(const struct vimg_opts *opts,
+                                   const char *prefix, const char *what,
+                                   struct vimg_luks_amend *a, bool *any)
+{
+    static const char *const names[] = { "state", "keyslot", "new-secret",
+                                         "old-secret", "iter-time" };
+    const char *v[5];
+    char key[32];
+
+    memset(a, 0, sizeof *a);
+    *any = false;
+    for (unsigned i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "%s%s", prefix, names[i]);
+        v[i] = vimg_internal_opts_get(opts, key, NULL);
+        *any = *any || v[i];
+    }
+    if (!*any) {
+        return 0;
+    }
+    /* qemu-img's words: its option visitor names the key without the
+     * prefix. */
+    if (!v[0]) {
+        return vimg_internal_error(EINVAL, "%s: Parameter 'state' is "
+                                   "missing", what);
+    }
+    if (strcmp(v[0], "active") && strcmp(v[0], "inactive")) {
+        return vimg_internal_error(EINVAL, "%s: Parameter 'state' does not "
+                                   "accept value '%s'", what, v[0]);
+    }
+    /* The option parser let only digits through for the numbers. */
+    a->activate = !strcmp(v[0], "active");
+    a->has_keyslot = v[1];
+    a->keyslot = v[1] ? strtoull(v[1], NULL, 10) : 0;
+    a->new_secret = v[2];
+    a->old_secret = v[3];
+    a->has_iter_time = v[4];
+    a->iter_time_ms = v[4] ? strtoull(v[4], NULL, 10) : 0;
+    return 0;
+}
+
+/* The checks of an addition that need no key derivation, in QEMU's
+ * order; the slot to write into *SLOT. */
+static int check_add(const struct vimg_luks *l,
+                     const struct vimg_luks_amend *a, bool force,
+                     const struct vimg_secret *secrets, size_t n,
+                     const char *what, unsigned *slot)
+{
+    const uint8_t *pass;
+    size_t pass_len;
+
+    if (!a->new_secret) {
+        return vimg_internal_error(EINVAL, "%s: 'new-secret' is required "
+                                   "to activate a keyslot", what);
+    }
+    if (a->old_secret) {
+        return vimg_internal_error(EINVAL, "%s: 'old-secret' must not be "
+                                   "given when activating keyslots", what);
+    }
+    *slot = 0;
+    if (a->has_keyslot) {
+        if (a->keyslot >= LUKS_NUM_SLOTS) {
+            return vimg_internal_error(EINVAL, "%s: Invalid keyslot %llu "
+                                       "specified, must be between 0 and "
+                                       "%u", what,
+                                       (unsigned long long)a->keyslot,
+                                       LUKS_NUM_SLOTS - 1);
+        }
+        *slot = (unsigned)a->keyslot;
+    } else {
+        while (*slot < LUKS_NUM_SLOTS && l->slots[*slot].active) {
+            (*slot)++;
+        }
+        if (*slot == LUKS_NUM_SLOTS) {
+            return vimg_internal_error(ENOSPC, "%s: Can't add a keyslot - "
+                                       "all keyslots are in use", what);
+        }
+    }
+    if (!force && l->slots[*slot].active) {
+        return vimg_internal_error(EEXIST, "%s: Refusing to overwrite "
+                                   "active keyslot %u - please erase it "
+                                   "first", what, *slot);
+    }
+    /* The passphrase the image was opened with unlocked the master key,
+     * which the cipher holds. */
+    if (!l->unlocked) {
+        return vimg_internal_error(ENOKEY, "%s: image is encrypted and was "
+                                   "opened without its passphrase "
+                                   "(metadata only)", what);
+    }
+    return vimg_internal_secret_find(secrets, n, a->new_secret, what, &pass,
+                                     &pass_len);
+}
+
+/* The same for an erase; the checks that need the old passphrase tried
+ * on the slots come in erase_keys. */
+static int check_erase(const struct vimg_luks *l,
+                       const struct vimg_luks_amend *a, bool force,
+                       const struct vimg_secret *secrets, size_t n,
+                       const char *what)
+{
+    const uint8_t *pass;
+    size_t pass_len;
+    int r;
+
+    if (a->new_secret) {
+        return vimg_internal_error(EINVAL, "%s: 'new-secret' must not be "
+                                   "given when erasing keyslots", what);
+    }
+    if (a->has_iter_time) {
+        return vimg_internal_error(EINVAL, "%s: 'iter-time' must not be "
+                                   "given when erasing keyslots", what);
+    }
+    if (a->old_secret &&
+        (r = vimg_internal_secret_find(secrets, n, a->old_secret, what,
+                                       &pass, &pass_len)) < 0) {
+        return r;
+    }
+    if (a->has_keyslot && a->keyslot >= LUKS_NUM_SLOTS) {
+        return vimg_internal_error(EINVAL, "%s: Invalid keyslot %llu "
+                                   "specified, must be between 0 and %u",
+                                   what, (unsigned long long)a->keyslot,
+                                   LUKS_NUM_SLOTS - 1);
+    }
+    if (!a->has_keyslot && !a->old_secret) {
+        return vimg_internal_error(EINVAL, "%s: To erase keyslot(s), either "
+                                   "explicit keyslot index or the password "
+                                   "currently contained in them must be "
+                                   "given", what);
+    }
+    if (a->has_keyslot && !a->old_secret) {
+        unsigned i = (unsigned)a->keyslot;
+        if (!force && !l->slots[i].active) {
+            return vimg_internal_error(EINVAL, "%s: Given keyslot %u is "
+                                       "already erased (inactive)", what, i);
+        }
+        if (!force && count_active(l) == 1) {
+            return vimg_internal_error(EPERM, "%s: Attempt to erase the only "
+                                       "active keyslot %u which will erase "
+                                       "all the data in the image "
+                                       "irreversibly - refusing operation",
+                                       what, i);
+        }
+    }
+    return 0;
+}
+
+int vimg_internal_luks_amend_check(const struct vimg_luks *l,
+                                   const struct vimg_luks_amend *a,
+                                   bool force,
+                                   const struct vimg_secret *secrets,
+                                   size_t n_secrets, const char *what)
+{
+    unsigned slot;
+    return a->activate ? check_add(l, a, force, secrets, n_secrets, what,
+                                   &slot)
+                       : check_erase(l, a, force, secrets, n_secrets, what);
+}
+
+static int erase_keys(struct vimg_luks *l, struct vimg_image *file,
+                      uint64_t base, const struct vimg_luks_amend *a,
+                      bool force, const struct vimg_secret *secrets,
+                      size_t n, const char *what)
+{
+    const uint8_t *pass = NULL;
+    size_t pass_len = 0;
+    uint8_t *mk = NULL;
+    bool match[LUKS_NUM_SLOTS] = { false };
+    unsigned matched = 0;
+    int r;
+
+    if ((r = check_erase(l, a, force, secrets, n, what)) < 0) {
+        return r;
+    }
+    if (a->old_secret) {
+        if ((r = vimg_internal_secret_find(secrets, n, a->old_secret, what,
+                                           &pass, &pass_len)) < 0) {
+            return r;
+        }
+        if (!(mk = vimg_internal_secure_alloc(l->key_bytes))) {
+            return vimg_internal_error(ENOMEM, "out of memory");
+        }
+    }
+    /* The slots the old passphrase opens: only the given one, or all. */
+    for (unsigned i = 0; pass && i < LUKS_NUM_SLOTS; i++) {
+        if ((a->has_keyslot && i != a->keyslot) || !l->slots[i].active) {
+            continue;
+        }
+        if ((r = try_slot(l, &l->slots[i], file, base, pass, pass_len,
+                          mk)) < 0) {
+            goto out;
+        }
+        match[i] = r == 0;
+        matched += match[i];
+        r = 0;
+    }
+    if (a->has_keyslot) {
+        unsigned i = (unsigned)a->keyslot;
+        if (pass && !match[i]) {
+            r = vimg_internal_error(EKEYREJECTED, "%s: Given keyslot %u "
+                                    "doesn't contain the given old password "
+                                    "for erase operation", what, i);
+        } else if (!force && count_active(l) == 1) {
+            r = vimg_internal_error(EPERM, "%s: Attempt to erase the only "
+                                    "active keyslot %u which will erase all "
+                                    "the data in the image irreversibly - "
+                                    "refusing operation", what, i);
+        } else {
+            r = erase_key(l, i, file, base, what);
+        }
+        goto out;
+    }
+    if (matched == 0) {
+        r = vimg_internal_error(EKEYREJECTED, "%s: No keyslots match given "
+                                "(old) password for erase operation", what);
+    } else if (!force && matched == count_active(l)) {
+        r = vimg_internal_error(EPERM, "%s: All the active keyslots match "
+                                "the (old) password that was given and "
+                                "erasing them will erase all the data in "
+                                "the image irreversibly - refusing "
+                                "operation", what);
+    }
+    for (unsigned i = 0; r == 0 && i < LUKS_NUM_SLOTS; i++) {
+        if (match[i]) {
+            r = erase_key(l, i, file, base, what);
+        }
+    }
+out:
+    vimg_internal_secure_free(mk, l->key_bytes);
+    return r;
+}
+
+int vimg_internal_luks_amend(struct vimg_luks *l, struct vimg_image *file,
+                             uint64_t base, const struct vimg_luks_amend *a,
+                             bool force, const struct vimg_secret *secrets,
+                             size_t n_secrets, const char *what)
+{
+    const uint8_t *pass;
+    size_t pass_len;
+    unsigned slot;
+    int r;
+
+    if (!a->activate) {
+        return erase_keys(l, file, base, a, force, secrets, n_secrets, what);
+    }
+    if ((r = check_add(l, a, force, secrets, n_secrets, what, &slot)) < 0 ||
+        (r = vimg_internal_secret_find(secrets, n_secrets, a->new_secret,
+                                       what, &pass, &pass_len)) < 0) {
+        return r;
+    }
+    return store_key(l, slot, pass, pass_len,
+                     a->has_iter_time ? a->iter_time_ms
+                                      : LUKS_DEFAULT_ITER_TIME_MS,
+                     file, base, what);
 }

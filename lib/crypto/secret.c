@@ -51,3 +51,29 @@ int vimg_internal_secret_find(const struct vimg_secret *secrets, size_t n,
     return vimg_internal_error(ENOENT, "%s: no secret with id '%s'", what,
                                id);
 }
+
+int vimg_internal_image_key(struct vimg_image *img,
+                            const struct vimg_opts *opts, const char *option,
+                            const uint8_t **pass, size_t *pass_len)
+{
+    const char *id = vimg_internal_opts_get(opts, option, NULL);
+    char name[128] = "";
+    size_t n = 0;
+
+    if (id) {
+        return vimg_internal_secret_find(img->params.secrets,
+                                         img->params.n_secrets, id,
+                                         img->filename, pass, pass_len);
+    }
+    /* A backing file's options come from its overlay's, under
+     * "backing." (QEMU's syntax), once per level. */
+    for (const struct vimg_image *p = img->parent;
+         p && n + 8 < sizeof name; p = p->parent) {
+        memcpy(name + n, "backing.", 8);
+        n += 8;
+        name[n] = 0;
+    }
+    return vimg_internal_img_error(img, ENOKEY, "image is encrypted; its "
+                                   "passphrase is needed (%s%s=ID naming a "
+                                   "secret)", name, option);
+}

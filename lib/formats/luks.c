@@ -44,6 +44,20 @@ static const struct vimg_opt_desc luks_runtime_opts[] = {
     { NULL, 0, NULL },
 };
 
+/* qemu-img's key-slot options (block/crypto.c). */
+static const struct vimg_opt_desc luks_amend_opts[] = {
+    { "iter-time", VIMG_OPT_NUMBER, "Time to spend in PBKDF in milliseconds" },
+    { "keyslot", VIMG_OPT_NUMBER,
+      "Select a single keyslot to modify explicitly" },
+    { "new-secret", VIMG_OPT_STRING,
+      "New secret to set in the matching keyslots. Empty string to erase" },
+    { "old-secret", VIMG_OPT_STRING,
+      "Select all keyslots that match this password" },
+    { "state", VIMG_OPT_STRING,
+      "Select new state of affected keyslots (active/inactive)" },
+    { NULL, 0, NULL },
+};
+
 static int luks_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
@@ -57,7 +71,6 @@ static int luks_open(struct vimg_image *img, const struct vimg_opts *opts)
     struct luks_state *s = img->opaque;
     uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
     uint8_t h[LUKS_HDR_SIZE] = { 0 };
-    const char *id = vimg_internal_opts_get(opts, "key-secret", NULL);
     const uint8_t *pass;
     size_t pass_len;
     int r;
@@ -80,15 +93,8 @@ static int luks_open(struct vimg_image *img, const struct vimg_opts *opts)
     if (img->params.flags & VIMG_OPEN_NO_IO) {
         return 0;
     }
-    if (!id) {
-        return vimg_internal_img_error(img, ENOKEY, "image is encrypted; "
-                                       "its passphrase is needed "
-                                       "(key-secret=ID naming a secret)");
-    }
-    if ((r = vimg_internal_secret_find(img->params.secrets,
-                                       img->params.n_secrets, id,
-                                       img->filename, &pass,
-                                       &pass_len)) < 0 ||
+    if ((r = vimg_internal_image_key(img, opts, "key-secret", &pass,
+                                     &pass_len)) < 0 ||
         (r = vimg_internal_luks_unlock(&s->luks, img->file, 0, pass,
                                        pass_len, img->filename)) < 0) {
         vimg_internal_luks_free(&s->luks);
@@ -227,6 +233,26 @@ static int luks_create(struct vimg_image *file,
     return r;
 }
 
+/* Key slots, as qemu-img amend changes them; the header sits at the
+ * start of the file. */
+static int luks_amend(struct vimg_image *img, const struct vimg_opts *opts,
+                      const struct vimg_amend_params *p)
+{
+    struct luks_state *s = img->opaque;
+    struct vimg_luks_amend a;
+    bool any;
+    int r;
+
+    /* Every amend option of luks is a key-slot one: ANY holds. */
+    if ((r = vimg_internal_luks_amend_parse(opts, "", img->filename, &a,
+                                            &any)) < 0) {
+        return r;
+    }
+    return vimg_internal_luks_amend(&s->luks, img->file, 0, &a, p->force,
+                                    p->secrets, p->n_secrets,
+                                    img->filename);
+}
+
 static int luks_get_info(struct vimg_image *img, struct vimg_value *info)
 {
     struct luks_state *s = img->opaque;
@@ -264,6 +290,7 @@ const struct vimg_driver vimg_driver_luks = {
     .has_zero_init = false,
     .create_opts = luks_create_opts,
     .runtime_opts = luks_runtime_opts,
+    .amend_opts = luks_amend_opts,
     .probe = luks_probe,
     .open = luks_open,
     .close = luks_close,
@@ -272,4 +299,5 @@ const struct vimg_driver vimg_driver_luks = {
     .pwrite = luks_pwrite,
     .truncate = luks_truncate,
     .get_info = luks_get_info,
+    .amend = luks_amend,
 };

@@ -3,8 +3,8 @@
  * cluster offsets, clusters plain or deflated. Read (with the backing
  * chain and compressed clusters), written and created as qemu-img does,
  * so that vimg's images are byte-identical to qemu-img's. Encrypted
- * images (AES-CBC, which QEMU itself no longer opens in emulators) open
- * for info only. */
+ * images (QEMU's legacy AES-CBC, which QEMU itself no longer opens in
+ * emulators) are read with their key, never written. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "../../common/checked-overflow.h"
 #include "../../common/rounding.h"
 #include "../compress/compress.h"
+#include "../crypto/crypto.h"
 #include "../internal.h"
 #include "qcow1-ondisk.h"
 
@@ -33,6 +34,8 @@ struct qcow1_state {
     uint64_t cluster_size, l2_entries, l2_bytes;
     uint64_t offset_mask;      /* of compressed entries */
     uint32_t crypt_method;
+    struct vimg_cipher cipher; /* AES: IVs from the guest sector */
+    bool keyed;                /* AES: the cipher is set up */
     uint64_t l1_offset;
     uint64_t l1_size;
     uint64_t *l1;
@@ -238,6 +241,7 @@ static int index_tables(struct vimg_image *img, struct qcow1_state *s)
 
 static void free_state(struct qcow1_state *s)
 {
+    vimg_internal_cipher_free(&s->cipher);
     free(s->l1);
     free(s->verified);
     free(s->tables);
@@ -246,6 +250,40 @@ static void free_state(struct qcow1_state *s)
     free(s->cbuf);
     free(s->cache);
     memset(s, 0, sizeof *s);
+}
+
+/* The legacy AES method: read only (it is not secure, and QEMU refuses it
+ * in emulators), the key from encrypt.key-secret, as QEMU's. */
+static int open_crypto(struct vimg_image *img, struct qcow1_state *s,
+                       const struct vimg_opts *opts)
+{
+    const uint8_t *pass;
+    size_t pass_len;
+    int r;
+
+    if (!s->crypt_method) {
+        return 0;
+    }
+    if (img->writable) {
+        return vimg_internal_img_error(img, ENOTSUP, "legacy AES "
+                                       "encryption is not secure and vimg "
+                                       "only reads it; convert the image "
+                                       "(to qcow2 with encrypt.format=luks, "
+                                       "say) to write");
+    }
+    /* Ciphers work on whole sectors: the core bounces smaller requests. */
+    img->request_alignment = MAX(img->request_alignment, 512u);
+    if (img->params.flags & VIMG_OPEN_NO_IO) {
+        return 0;
+    }
+    if ((r = vimg_internal_image_key(img, opts, "encrypt.key-secret", &pass,
+                                     &pass_len)) < 0 ||
+        (r = vimg_internal_cipher_init_aes_legacy(&s->cipher, pass,
+                                                  pass_len)) < 0) {
+        return r;
+    }
+    s->keyed = true;
+    return 0;
 }
 
 static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
@@ -257,7 +295,6 @@ static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
     uint32_t backing_len = 0;
     int r;
 
-    (void)opts;
     if (file_size < QCOW1_HDR_LENGTH) {
         return vimg_internal_img_error(img, EINVAL, "file is too short for "
                                        "a qcow header");
@@ -265,6 +302,9 @@ static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
     if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
         (r = validate_header(img, s, h, file_size, &backing_off,
                              &backing_len)) < 0) {
+        return r;
+    }
+    if ((r = open_crypto(img, s, opts)) < 0) {
         return r;
     }
     uint64_t *tables = malloc(L2_SLOTS * s->l2_bytes);
@@ -437,11 +477,11 @@ static int set_entry(struct vimg_image *img, uint64_t *table, uint64_t index,
 
 /* ---- Data path -------------------------------------------------------- */
 
-static int encrypted(struct vimg_image *img)
+static int unkeyed(struct vimg_image *img)
 {
-    return vimg_internal_img_error(img, ENOTSUP, "the image is encrypted "
-                                   "(AES), which vimg does not read or "
-                                   "write");
+    return vimg_internal_img_error(img, ENOKEY, "image is encrypted and was "
+                                   "opened without its passphrase "
+                                   "(metadata only)");
 }
 
 static int decompress(struct vimg_image *img, uint64_t e)
@@ -476,8 +516,8 @@ static int qcow1_pread(struct vimg_image *img, void *buf, uint64_t count,
     uint64_t e, *table, index;
     int r;
 
-    if (s->crypt_method) {
-        return encrypted(img);
+    if (s->crypt_method && !s->keyed) {
+        return unkeyed(img);
     }
     while (count) {
         uint64_t in = offset & (s->cluster_size - 1);
@@ -492,7 +532,12 @@ static int qcow1_pread(struct vimg_image *img, void *buf, uint64_t count,
                 memcpy(p, s->cache + in, n);
             }
         } else {
+            /* Compressed clusters are never encrypted (QEMU's qcow.c). */
             r = vimg_internal_pread(img->file, p, n, e + in);
+            if (r == 0 && s->crypt_method) {
+                r = vimg_internal_cipher_run(&s->cipher, false, offset / 512,
+                                             p, p, n);
+            }
         }
         if (r < 0) {
             return r;
@@ -530,9 +575,6 @@ static int qcow1_pwrite(struct vimg_image *img, const void *buf,
     int r;
 
     (void)flags;
-    if (s->crypt_method) {
-        return encrypted(img);
-    }
     while (count) {
         uint64_t start = offset & ~(s->cluster_size - 1);
         uint64_t in = offset - start;
@@ -622,9 +664,6 @@ static int qcow1_write_compressed(struct vimg_image *img, uint64_t offset,
     uint64_t e, *table, index;
     int r;
 
-    if (s->crypt_method) {
-        return encrypted(img);
-    }
     if ((r = lookup(img, offset, true, &e, &table, &index)) < 0) {
         return r;
     }
@@ -687,6 +726,12 @@ static int qcow1_get_info(struct vimg_image *img, struct vimg_value *info)
 }
 
 /* ---- Create ----------------------------------------------------------- */
+
+static const struct vimg_opt_desc qcow1_runtime_opts[] = {
+    { "encrypt.key-secret", VIMG_OPT_STRING,
+      "ID of the secret that provides the AES encryption key" },
+    { NULL, 0, NULL },
+};
 
 static const struct vimg_opt_desc qcow1_create_opts[] = {
     { "size", VIMG_OPT_SIZE, "Virtual disk size" },
@@ -764,6 +809,7 @@ const struct vimg_driver vimg_driver_qcow1 = {
     .thread_safe = false,
     .has_zero_init = true,
     .create_opts = qcow1_create_opts,
+    .runtime_opts = qcow1_runtime_opts,
     .probe = qcow1_probe,
     .open = qcow1_open,
     .close = qcow1_close,

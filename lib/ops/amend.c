@@ -54,7 +54,16 @@ static const char *unknown_key(const struct vimg_driver *drv,
 int vimg_amend(struct vimg_image *img, const char *options,
                vimg_progress_fn progress, void *opaque)
 {
+    struct vimg_amend_params p = { .progress = progress, .opaque = opaque };
+    return vimg_amend_with(img, options, &p);
+}
+
+int vimg_amend_with(struct vimg_image *img, const char *options,
+                    const struct vimg_amend_params *params)
+{
+    static const struct vimg_amend_params none;
     const struct vimg_driver *drv = img->drv;
+    const struct vimg_amend_params *p = params ? params : &none;
     struct vimg_opts opts;
     char key[256];
     int r;
@@ -90,7 +99,7 @@ int vimg_amend(struct vimg_image *img, const char *options,
     if (locked) {
         pthread_mutex_lock(&img->lock);
     }
-    r = drv->amend(img, &opts, progress, opaque);
+    r = drv->amend(img, &opts, p);
     if (locked) {
         pthread_mutex_unlock(&img->lock);
     }

@@ -1,7 +1,8 @@
 /* lib/crypto: PBKDF2 (RFC 6070), AES-XTS (IEEE 1619 vector 1), the AF
  * splitter round trip, a LUKS1 header made, written, parsed and unlocked,
- * and the header validation refusing hostile fields, each read from an
- * exactly-sized buffer. */
+ * the header validation refusing hostile fields, each read from an
+ * exactly-sized buffer, and key slots added and erased with a crash at
+ * every write and flush. */
 #include <stdint.h>
 
 #include "crypto/crypto.h"
@@ -181,6 +182,126 @@ static void test_hostile(void)
     CHECK_EQ(parse_with(~0u, 0, LUKS_HDR_SIZE, region), 0);
 }
 
+/* What a LUKS image in M opens with after a crash: PW ("pw") must still
+ * open it; SLOT is active exactly when NEW opens it. */
+static bool slot_state(struct vimg_image *m, unsigned slot, const char *new)
+{
+    uint8_t h[LUKS_HDR_SIZE];
+    struct vimg_luks l;
+    bool active;
+
+    CHECK_EQ(vimg_internal_pread(m, h, sizeof h, 0), 0);
+    CHECK_EQ(vimg_internal_luks_parse(h, sizeof h, 1032 * 512, "t.luks", &l),
+             0);
+    active = l.slots[slot].active;
+    CHECK_EQ(vimg_internal_luks_unlock(&l, m, 0, (const uint8_t *)"pw", 2,
+                                       "t.luks"), 0);
+    vimg_internal_luks_free(&l);
+    int r = vimg_internal_luks_unlock(&l, m, 0, (const uint8_t *)new,
+                                      strlen(new), "t.luks");
+    CHECK_EQ(r, active ? 0 : -EKEYREJECTED);
+    vimg_internal_luks_free(&l);
+    return active;
+}
+
+/* Run A on a copy of IMAGE (*LEN bytes) with the Nth write-like call and
+ * every later one failing, for N = 1, 2, ... until A completes; after
+ * each crash the slot is either as before or complete (slot_state). The
+ * completed image's bytes go to *OUT (the caller frees them), their
+ * length to *LEN. */
+static void crash_each(const uint8_t *image, size_t *len,
+                       const struct vimg_luks_amend *a, unsigned slot,
+                       const char *new, bool active_after, uint8_t **out)
+{
+    static const struct vimg_secret secrets[] = {
+        { "new", "new-pass", 8 }, { "pw", "pw", 2 },
+    };
+    for (unsigned n = 1; n < 64; n++) {
+        struct vimg_image *m = vimg_internal_memory_new("t.luks", image,
+                                                        *len, 4u << 20);
+        uint8_t h[LUKS_HDR_SIZE];
+        struct vimg_luks l;
+        CHECK_EQ(vimg_internal_pread(m, h, sizeof h, 0), 0);
+        CHECK_EQ(vimg_internal_luks_parse(h, sizeof h, 1032 * 512,
+                                          "t.luks", &l), 0);
+        CHECK_EQ(vimg_internal_luks_unlock(&l, m, 0, (const uint8_t *)"pw",
+                                           2, "t.luks"), 0);
+        vimg_internal_memory_fail_after(m, n);
+        int r = vimg_internal_luks_amend(&l, m, 0, a, false, secrets, 2,
+                                         "t.luks");
+        vimg_internal_memory_fail_after(m, 0);
+        vimg_internal_luks_free(&l);
+        bool active = slot_state(m, slot, new);
+        if (r == 0) {
+            CHECK_EQ(active, active_after);
+            CHECK(n > 2); /* at least a write and a flush */
+            const void *d = vimg_internal_memory_data(m, len);
+            *out = malloc(*len);
+            memcpy(*out, d, *len);
+            vimg_close(m);
+            return;
+        }
+        CHECK_EQ(r, -EIO);
+        vimg_close(m);
+    }
+    CHECK(!"the amend never completed");
+}
+
+static void test_amend(void)
+{
+    size_t len, n;
+    const void *d = vimg_internal_memory_data(mem, &len);
+    uint8_t *before = malloc(len), *added = NULL, *erased = NULL;
+    struct vimg_luks_amend add = { .activate = true, .new_secret = "new",
+                                   .has_iter_time = true };
+    struct vimg_luks_amend erase = { .old_secret = "new" };
+
+    memcpy(before, d, len);
+    n = len;
+    crash_each(before, &n, &add, 1, "new-pass", true, &added);
+    crash_each(added, &n, &erase, 1, "new-pass", false, &erased);
+    /* The erased slot's key material was overwritten. */
+    uint64_t at = (uint64_t)load_be32(hdr + LUKS_HDR_KEYSLOTS +
+                                      LUKS_SLOT_SIZE +
+                                      LUKS_SLOT_KEY_OFFSET) * 512;
+    CHECK(added && erased && memcmp(added + at, erased + at, 16 * 4000));
+
+    /* qemu-img's refusals, changing nothing. */
+    static const struct vimg_secret pw[] = { { "pw", "pw", 2 } };
+    struct vimg_luks l;
+    CHECK_EQ(vimg_internal_luks_parse(hdr, sizeof hdr, 1032 * 512, "t.luks",
+                                      &l), 0);
+    CHECK_EQ(vimg_internal_luks_unlock(&l, mem, 0, (const uint8_t *)"pw", 2,
+                                       "t.luks"), 0);
+    struct vimg_luks_amend over = { .activate = true, .new_secret = "pw",
+                                    .has_keyslot = true };
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_luks_amend(&l, mem, 0, &over, false, pw, 1,
+                                      "t.luks"), -EEXIST);
+    CHECK_ERROR(EEXIST, "t.luks: Refusing to overwrite active keyslot 0");
+    struct vimg_luks_amend last = { .has_keyslot = true };
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_luks_amend(&l, mem, 0, &last, false, pw, 1,
+                                      "t.luks"), -EPERM);
+    CHECK_ERROR(EPERM, "t.luks: Attempt to erase the only active keyslot 0");
+    struct vimg_luks_amend all = { .old_secret = "pw" };
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_luks_amend(&l, mem, 0, &all, false, pw, 1,
+                                      "t.luks"), -EPERM);
+    CHECK_ERROR(EPERM, "t.luks: All the active keyslots match");
+    struct vimg_luks_amend none = { .activate = true };
+    vimg_internal_error_clear();
+    CHECK_EQ(vimg_internal_luks_amend(&l, mem, 0, &none, false, pw, 1,
+                                      "t.luks"), -EINVAL);
+    CHECK_ERROR(EINVAL, "t.luks: 'new-secret' is required");
+    vimg_internal_luks_free(&l);
+    d = vimg_internal_memory_data(mem, &len);
+    CHECK(!memcmp(d, before, len));
+    free(before);
+    free(added);
+    free(erased);
+}
+
 int main(void)
 {
     test_pbkdf2();
@@ -189,6 +310,7 @@ int main(void)
     make_header();
     test_unlock();
     test_hostile();
+    test_amend();
     vimg_close(mem);
     TEST_MAIN_END();
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../../common/rounding.h"
+#include "../../crypto/crypto.h"
 #include "qcow2.h"
 
 /* ---- The header cluster ---------------------------------------------- */
@@ -205,15 +206,15 @@ const struct vimg_opt_desc qcow2_amend_opts[] = {
     { "data_file_raw", VIMG_OPT_BOOL,
       "The external data file must stay valid as a raw image" },
     { "encrypt.iter-time", VIMG_OPT_NUMBER,
-      "Time to spend in PBKDF in milliseconds (key slots: not supported)" },
+      "Time to spend in PBKDF in milliseconds" },
     { "encrypt.keyslot", VIMG_OPT_NUMBER,
-      "Select a single keyslot to modify explicitly (not supported)" },
+      "Select a single keyslot to modify explicitly" },
     { "encrypt.new-secret", VIMG_OPT_STRING,
-      "New secret to set in the matching keyslots (not supported)" },
+      "New secret to set in the matching keyslots. Empty string to erase" },
     { "encrypt.old-secret", VIMG_OPT_STRING,
-      "Select all keyslots that match this password (not supported)" },
+      "Select all keyslots that match this password" },
     { "encrypt.state", VIMG_OPT_STRING,
-      "Select new state of affected keyslots (not supported)" },
+      "Select new state of affected keyslots (active/inactive)" },
     { "lazy_refcounts", VIMG_OPT_BOOL, "Postpone refcount updates" },
     { "refcount_bits", VIMG_OPT_NUMBER,
       "Width of a reference count entry in bits" },
@@ -229,6 +230,8 @@ struct plan {
     const char *backing_name, *backing_format; /* NULL: none */
     const char *data_file;          /* NULL: unchanged */
     uint64_t size;
+    bool keys;                      /* LUKS key slots change (KEYSLOTS) */
+    struct vimg_luks_amend keyslots;
     /* Progress: steps in all, and done. */
     unsigned steps, step;
     vimg_progress_fn progress;
@@ -783,12 +786,15 @@ static int make_plan(struct vimg_image *img, const struct vimg_opts *o,
                                            "encryption options - encryption "
                                            "not present");
         }
-        return vimg_internal_img_error(img, ENOTSUP, s->crypt_method ==
-                                       QCOW2_CRYPT_LUKS
-                                       ? "changing LUKS key slots is not "
-                                         "supported"
-                                       : "Only LUKS encryption options can "
-                                         "be amended");
+        if (s->crypt_method != QCOW2_CRYPT_LUKS) {
+            return vimg_internal_img_error(img, ENOTSUP, "Only LUKS "
+                                           "encryption options can be "
+                                           "amended");
+        }
+    }
+    if ((r = vimg_internal_luks_amend_parse(o, "encrypt.", img->filename,
+                                            &p->keyslots, &p->keys)) < 0) {
+        return r;
     }
     if (p->order != s->refcount_order && p->version < 3 && p->order != 4) {
         return vimg_internal_img_error(img, EINVAL, "Refcount widths other "
@@ -929,22 +935,26 @@ static int make_plan(struct vimg_image *img, const struct vimg_opts *o,
                                            (unsigned long long)other);
         }
     }
-    p->steps = (p->version != s->version) + (p->order != s->refcount_order);
+    p->steps = (p->version != s->version) + (p->order != s->refcount_order) +
+               p->keys;
     return 0;
 }
 
 int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
-                vimg_progress_fn progress, void *opaque)
+                const struct vimg_amend_params *params)
 {
     struct qcow2_state *s = qcow2_state(img);
-    struct plan p = { .progress = progress, .opaque = opaque };
+    struct plan p = { .progress = params->progress,
+                      .opaque = params->opaque };
     int r;
 
     if (s->corrupt) {
         return vimg_internal_img_error(img, EIO, "image is marked corrupt; "
                                        "writes are refused");
     }
-    if ((r = make_plan(img, opts, &p)) < 0) {
+    if ((r = make_plan(img, opts, &p)) < 0 ||
+        (p.keys &&
+         (r = qcow2_crypto_amend_check(img, &p.keyslots, params)) < 0)) {
         return r;
     }
     /* QEMU's order: upgrade first (what follows may need version 3),
@@ -952,6 +962,15 @@ int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
     if (p.version > s->version) {
         report(&p, 0, 1);
         if ((r = upgrade(img)) < 0) {
+            return r;
+        }
+        p.step++;
+    }
+    /* Where QEMU changes them: after an upgrade, before the refcount
+     * width. */
+    if (p.keys) {
+        report(&p, 0, 1);
+        if ((r = qcow2_crypto_amend(img, &p.keyslots, params)) < 0) {
             return r;
         }
         p.step++;

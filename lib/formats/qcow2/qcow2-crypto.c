@@ -14,31 +14,12 @@
 
 /* Data is encrypted through a bounce buffer of at most this much. */
 #define CRYPT_CHUNK (1u << 20)
-/* The legacy method's key: the passphrase cut or zero-padded to 16
- * bytes (QEMU crypto/block-qcow.c). */
-#define AES_LEGACY_KEY 16
 
 struct qcow2_crypto {
     struct vimg_luks luks;      /* LUKS: the parsed header */
     struct vimg_cipher legacy;  /* AES: the cipher */
     bool keyed;                 /* data can be read and written */
 };
-
-/* The secret named by OPTION in OPTS, or -ENOKEY when none is named. */
-static int find_key(struct vimg_image *img, const struct vimg_opts *opts,
-                    const char *option, const uint8_t **pass,
-                    size_t *pass_len)
-{
-    const char *id = vimg_internal_opts_get(opts, option, NULL);
-    if (!id) {
-        return vimg_internal_img_error(img, ENOKEY, "image is encrypted; "
-                                       "its passphrase is needed (%s=ID "
-                                       "naming a secret)", option);
-    }
-    return vimg_internal_secret_find(img->params.secrets,
-                                     img->params.n_secrets, id,
-                                     img->filename, pass, pass_len);
-}
 
 static int open_luks(struct vimg_image *img, struct qcow2_crypto *c,
                      const struct vimg_opts *opts)
@@ -68,8 +49,8 @@ static int open_luks(struct vimg_image *img, struct qcow2_crypto *c,
     if (img->params.flags & VIMG_OPEN_NO_IO) {
         return 0;
     }
-    if ((r = find_key(img, opts, "encrypt.key-secret", &pass,
-                      &pass_len)) < 0 ||
+    if ((r = vimg_internal_image_key(img, opts, "encrypt.key-secret", &pass,
+                                     &pass_len)) < 0 ||
         (r = vimg_internal_luks_unlock(&c->luks, img->file,
                                        s->crypto_offset, pass, pass_len,
                                        img->filename)) < 0) {
@@ -82,10 +63,6 @@ static int open_luks(struct vimg_image *img, struct qcow2_crypto *c,
 static int open_legacy(struct vimg_image *img, struct qcow2_crypto *c,
                        const struct vimg_opts *opts)
 {
-    struct vimg_cipher_spec spec = { .aes_bits = 128,
-                                     .mode = VIMG_CMODE_CBC,
-                                     .ivgen = VIMG_IVGEN_PLAIN64 };
-    uint8_t *key;
     const uint8_t *pass;
     size_t pass_len;
     int r;
@@ -100,20 +77,14 @@ static int open_legacy(struct vimg_image *img, struct qcow2_crypto *c,
     if (img->params.flags & VIMG_OPEN_NO_IO) {
         return 0;
     }
-    if ((r = find_key(img, opts, "encrypt.key-secret", &pass,
-                      &pass_len)) < 0) {
+    if ((r = vimg_internal_image_key(img, opts, "encrypt.key-secret", &pass,
+                                     &pass_len)) < 0 ||
+        (r = vimg_internal_cipher_init_aes_legacy(&c->legacy, pass,
+                                                  pass_len)) < 0) {
         return r;
     }
-    if (!(key = vimg_internal_secure_alloc(AES_LEGACY_KEY))) {
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    /* QEMU takes the passphrase as a C string. */
-    pass_len = strnlen((const char *)pass, pass_len);
-    memcpy(key, pass, MIN(pass_len, AES_LEGACY_KEY));
-    r = vimg_internal_cipher_init(&c->legacy, &spec, key, AES_LEGACY_KEY);
-    vimg_internal_secure_free(key, AES_LEGACY_KEY);
-    c->keyed = r == 0;
-    return r;
+    c->keyed = true;
+    return 0;
 }
 
 int qcow2_crypto_open(struct vimg_image *img, const struct vimg_opts *opts)
@@ -390,4 +361,41 @@ int qcow2_crypto_create(struct vimg_image *img,
     }
     vimg_internal_luks_free(&l);
     return r;
+}
+
+/* ---- Key slots -------------------------------------------------------- */
+
+int qcow2_crypto_amend_check(struct vimg_image *img,
+                             const struct vimg_luks_amend *a,
+                             const struct vimg_amend_params *p)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    /* The key slots are written in place: the region, validated at open
+     * against the file, must hold nothing else. */
+    if ((r = qcow2_crypto_ready(img)) < 0 ||
+        (r = qcow2_overlap_check(img, QCOW2_ROLE_CRYPTO, s->crypto_offset,
+                                 s->crypto_length)) < 0) {
+        return r;
+    }
+    return vimg_internal_luks_amend_check(&s->crypto->luks, a, p->force,
+                                          p->secrets, p->n_secrets,
+                                          img->filename);
+}
+
+int qcow2_crypto_amend(struct vimg_image *img,
+                       const struct vimg_luks_amend *a,
+                       const struct vimg_amend_params *p)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r = qcow2_crypto_amend_check(img, a, p);
+
+    if (r < 0) {
+        return r;
+    }
+    return vimg_internal_luks_amend(&s->crypto->luks, img->file,
+                                    s->crypto_offset, a, p->force,
+                                    p->secrets, p->n_secrets,
+                                    img->filename);
 }

@@ -515,7 +515,7 @@ int qcow2_metadata_at(struct vimg_image *img, unsigned ignore,
                overlaps(offset, len, s->snapshots_offset,
                         s->snapshots_size)) {
         *what = "snapshot table";
-    } else if (s->crypto_length &&
+    } else if (!(ignore & QCOW2_ROLE_CRYPTO) && s->crypto_length &&
                overlaps(offset, len, s->crypto_offset, s->crypto_length)) {
         *what = "encryption header";
     } else if (!(ignore & QCOW2_ROLE_BITMAPS)) {
@@ -1235,12 +1235,12 @@ static int locked_check(struct vimg_image *img, unsigned fix,
 }
 
 static int locked_amend(struct vimg_image *img, const struct vimg_opts *opts,
-                        vimg_progress_fn progress, void *opaque)
+                        const struct vimg_amend_params *p)
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     qcow2_wait_all_idle(img);
-    int r = qcow2_amend(img, opts, progress, opaque);
+    int r = qcow2_amend(img, opts, p);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

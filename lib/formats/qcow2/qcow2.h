@@ -54,6 +54,7 @@ enum qcow2_role {
     QCOW2_ROLE_INACTIVE_L2 = 1u << 7, /* never written: snapshots are
                                          read-only here */
     QCOW2_ROLE_BITMAPS = 1u << 8,     /* bitmap directory and tables */
+    QCOW2_ROLE_CRYPTO = 1u << 9,      /* the LUKS header and key slots */
     QCOW2_ROLE_DATA = 0, /* guest data: may not overlap anything */
 };
 
@@ -372,6 +373,7 @@ int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
 /* ---- qcow2-crypto.c -------------------------------------------------- */
 struct vimg_luks_create;
+struct vimg_luks_amend;
 /* Set up decryption at open (the key from encrypt.key-secret; none with
  * VIMG_OPEN_NO_IO); refuses legacy AES for writing. */
 int qcow2_crypto_open(struct vimg_image *img, const struct vimg_opts *opts);
@@ -387,6 +389,15 @@ int qcow2_crypto_pwrite(struct vimg_image *img, const void *buf,
                         uint64_t len, uint64_t host, uint64_t guest);
 /* The "encrypt" member of info's format-specific data. */
 int qcow2_crypto_info(struct vimg_image *img, struct vimg_value *data);
+/* Check what qcow2_crypto_amend checks without changing anything. */
+int qcow2_crypto_amend_check(struct vimg_image *img,
+                             const struct vimg_luks_amend *a,
+                             const struct vimg_amend_params *p);
+/* Change LUKS key slots as qemu-img amend's encrypt.* options say (A),
+ * after checking that the header's clusters overlap no other metadata. */
+int qcow2_crypto_amend(struct vimg_image *img,
+                       const struct vimg_luks_amend *a,
+                       const struct vimg_amend_params *p);
 /* The encrypt.* create options: *LUKS when encrypt.format=luks, with the
  * passphrase (borrowed); legacy AES is refused. */
 int qcow2_crypto_create_params(const struct vimg_create_ctx *c,
@@ -459,7 +470,7 @@ int qcow2_change_backing(struct vimg_image *img, const char *name,
                          const char *format);
 extern const struct vimg_opt_desc qcow2_amend_opts[];
 int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
-                vimg_progress_fn progress, void *opaque);
+                const struct vimg_amend_params *params);
 
 /* ---- qcow2-snapshot.c ------------------------------------------------- */
 /* Driver members (lock held, no I/O in flight: see qcow2.c). */
