@@ -403,7 +403,8 @@ typedef int (*vimg_range_fn)(void *opaque, uint64_t offset, uint64_t len);
  * COUNT) that persistent bitmap NAME of IMG (its own layer, not the
  * backing chain) marks dirty. Runs are whole granules of the bitmap,
  * clipped to the range and to the disk; writes to IMG that are done
- * show at once. COUNT 0 only checks that the bitmap can be read. FN runs
+ * show at once. COUNT 0 only checks that the bitmap can be read (FN may
+ * then be NULL). FN runs
  * with the image's metadata locked: it must not call into IMG. Returns 0
  * (also when FN stopped the walk) or -1: ENOENT when IMG has no bitmap
  * NAME ("Dirty bitmap 'NAME' not found"), EBUSY when it is inconsistent,

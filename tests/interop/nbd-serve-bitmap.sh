@@ -4,8 +4,8 @@
 # nbdinfo --map, qemu-img map's x-dirty-bitmap and a raw client asking
 # for every context in one request (unaligned ranges, REQ_ONE); the dirty
 # ranges are the ones written; a bitmap of a backing image is found;
-# writes through the export show at once; an unknown name is one line
-# and exit 1.
+# writes through the export show at once; an unknown or inconsistent
+# bitmap is one line and exit 1.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd.inc"
 . "$(dirname "$0")/bitmap.inc"
@@ -23,6 +23,30 @@ expect_status 1 "$VIMG" serve -r -f qcow2 -B b1 -B nope -k "$T/x.sock" \
 [ "$(cat "$T/err")" = "vimg: Bitmap 'nope' is not found" ] ||
     fail "unknown bitmap: $(cat "$T/err")"
 [ ! -e "$T/x.sock" ] || fail "listening despite an unknown bitmap"
+
+# An inconsistent bitmap (left in use by a crash): refused, as by
+# qemu-nbd. The in-use flag is bit 0 of the first directory entry's flags.
+cp "$T/d.qcow2" "$T/bad.qcow2"
+python3 - "$T/bad.qcow2" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    h = f.read(1 << 16)
+    at = struct.unpack(">I", h[100:104])[0]
+    while True:
+        typ, ln = struct.unpack(">II", h[at:at + 8])
+        if typ == 0x23852875:
+            d = struct.unpack(">Q", h[at + 24:at + 32])[0]
+            break
+        at += 8 + (ln + 7) // 8 * 8
+    f.seek(d + 12)
+    flags = struct.unpack(">I", f.read(4))[0]
+    f.seek(d + 12)
+    f.write(struct.pack(">I", flags | 1))
+PY
+expect_status 1 qemu-nbd -r -f qcow2 -B b1 -k "$T/x.sock" "$T/bad.qcow2"
+expect_status 1 "$VIMG" serve -r -f qcow2 -B b1 -k "$T/x.sock" "$T/bad.qcow2"
+[ "$(wc -l < "$T/err")" = 1 ] && grep -q "Bitmap 'b1' is inconsistent" "$T/err" ||
+    fail "inconsistent bitmap: $(cat "$T/err")"
 
 vserve "$T/v.sock" -t -r -A -f qcow2 -B b1 -B b2 -B b3 "$T/d.qcow2"
 qserve "$T/q.sock" -t -r -A -f qcow2 -B b1 -B b2 -B b3 "$T/d.qcow2"
