@@ -333,34 +333,110 @@ out:
 
 /* --object tls-creds-x509,id=ID,dir=DIR[,endpoint=server][,verify-peer=
  * on|off] or tls-creds-psk,id=ID,dir=DIR: remembered until --tls-creds
- * names ID. */
+ * names ID; --object authz-simple,id=ID,identity=NAME: until --tls-authz
+ * names ID. The last object of each kind counts. */
 struct tls_object {
     char id[64];
     char dir[4096];
     bool psk;
     bool verify_peer;
 };
+struct authz_object {
+    char id[64];
+    char *identity;
+};
 
-static int parse_object(const char *arg, struct tls_object *o)
+/* qemu's option syntax: properties split at ',', and ",," is a comma in
+ * a value (a distinguished name has several). The copy holds ",," as
+ * ESC until a property is taken. */
+#define ESC '\x1f'
+
+static char *split_props(const char *arg)
 {
-    char *copy = strdup(arg), *save = NULL;
+    char *out = malloc(strlen(arg) + 1), *o = out;
+
+    for (const char *p = arg; out && *p; p++) {
+        if (p[0] == ',' && p[1] == ',') {
+            *o++ = ESC;
+            p++;
+        } else {
+            *o++ = *p;
+        }
+    }
+    if (out) {
+        *o = 0;
+    }
+    return out;
+}
+
+static char *next_prop(char *str, char **save)
+{
+    char *tok = strtok_r(str, ",", save);
+    for (char *p = tok; p && *p; p++) {
+        if (*p == ESC) {
+            *p = ',';
+        }
+    }
+    return tok;
+}
+
+static int parse_authz(char **save, struct authz_object *a)
+{
+    char *tok;
+
+    free(a->identity);
+    memset(a, 0, sizeof *a);
+    while ((tok = next_prop(NULL, save))) {
+        if (!strncmp(tok, "id=", 3)) {
+            snprintf(a->id, sizeof a->id, "%s", tok + 3);
+        } else if (!strncmp(tok, "identity=", 9)) {
+            free(a->identity);
+            if (!(a->identity = strdup(tok + 9))) {
+                return fail("out of memory");
+            }
+        } else {
+            return fail("--object authz-simple: unsupported property '%s'",
+                        tok);
+        }
+    }
+    if (!a->id[0] || !a->identity) {
+        return fail("--object authz-simple needs id=ID and identity=NAME");
+    }
+    return 0;
+}
+
+static int parse_object(const char *arg, struct tls_object *o,
+                        struct authz_object *authz)
+{
+    char *copy = split_props(arg), *save = NULL;
     int rc = 0;
 
     if (!copy) {
         return fail("out of memory");
     }
+    char *tok = next_prop(copy, &save);
+    if (tok && !strcmp(tok, "authz-simple")) {
+        rc = parse_authz(&save, authz);
+        free(copy);
+        return rc;
+    }
+    if (tok && (!strcmp(tok, "authz-list") || !strcmp(tok, "authz-listfile") ||
+                !strcmp(tok, "authz-pam"))) {
+        rc = fail("--object: %s is not supported (only authz-simple)", tok);
+        free(copy);
+        return rc;
+    }
     memset(o, 0, sizeof *o);
     o->verify_peer = true; /* qemu's default for tls-creds-x509 */
-    char *tok = strtok_r(copy, ",", &save);
     if (tok && !strcmp(tok, "tls-creds-x509")) {
         o->psk = false;
     } else if (tok && !strcmp(tok, "tls-creds-psk")) {
         o->psk = true;
     } else {
-        rc = fail("--object: unsupported object '%s' (tls-creds-x509 or "
-                  "tls-creds-psk)", tok ? tok : "");
+        rc = fail("--object: unsupported object '%s' (tls-creds-x509, "
+                  "tls-creds-psk or authz-simple)", tok ? tok : "");
     }
-    while (rc == 0 && (tok = strtok_r(NULL, ",", &save))) {
+    while (rc == 0 && (tok = next_prop(NULL, &save))) {
         if (!strncmp(tok, "id=", 3)) {
             snprintf(o->id, sizeof o->id, "%s", tok + 3);
         } else if (!strncmp(tok, "dir=", 4)) {
@@ -442,10 +518,35 @@ static int daemonize_ready(const char *pid_file)
     return 0;
 }
 
-static int run(int argc, char **argv)
+/* What the options allocate, freed by run() however serve() returns. */
+struct owned {
+    struct authz_object authz;
+    const char **bitmap_names;
+    struct nbd_bitmap *bitmaps;
+};
+
+/* -B NAME: the image of IMG's chain that holds bitmap NAME, as qemu-nbd
+ * looks for it (IMG first, then down the backing chain). */
+static struct vimg_image *find_bitmap(struct vimg_image *img,
+                                      const char *name)
+{
+    for (; img; img = vimg_get_backing(img)) {
+        if (vimg_bitmap_dirty(img, name, 0, 0, NULL, NULL) == 0) {
+            return img;
+        }
+        if (vimg_get_errno() != ENOENT && vimg_get_errno() != ENOTSUP) {
+            fail_lib(); /* inconsistent or unreadable */
+            return NULL;
+        }
+    }
+    fail("Bitmap '%s' is not found", name);
+    return NULL;
+}
+
+static int serve(int argc, char **argv, struct owned *own)
 {
     enum { OPT_FORK = 256, OPT_PID, OPT_DISCARD, OPT_CACHE, OPT_TLS_CREDS,
-           OPT_TLS_PSK, OPT_OBJECT, OPT_HANDSHAKE };
+           OPT_TLS_PSK, OPT_OBJECT, OPT_HANDSHAKE, OPT_TLS_AUTHZ };
     static const struct option longopts[] = {
         { "socket", required_argument, NULL, 'k' },
         { "port", required_argument, NULL, 'p' },
@@ -459,6 +560,7 @@ static int run(int argc, char **argv)
         { "persistent", no_argument, NULL, 't' },
         { "format", required_argument, NULL, 'f' },
         { "allocation-depth", no_argument, NULL, 'A' },
+        { "bitmap", required_argument, NULL, 'B' },
         { "force-share", no_argument, NULL, 'U' },
         { "fork", no_argument, NULL, OPT_FORK },
         { "pid-file", required_argument, NULL, OPT_PID },
@@ -466,15 +568,17 @@ static int run(int argc, char **argv)
         { "cache", required_argument, NULL, OPT_CACHE },
         { "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
         { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+        { "tls-authz", required_argument, NULL, OPT_TLS_AUTHZ },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE },
         { NULL, 0, NULL, 0 },
     };
     const char *sock = NULL, *port = NULL, *addr = "127.0.0.1";
     const char *format = NULL, *pid_file = NULL, *tls_creds = NULL;
-    const char *tls_psk = NULL, *load = NULL;
+    const char *tls_psk = NULL, *load = NULL, *tls_authz = NULL;
     struct nbd_export exp = { .name = "" };
     struct tls_object obj = { .id = "" };
+    size_t n_bitmaps = 0;
     bool snapshot = false, do_fork = false, force_share = false;
     unsigned flags = 0;
     uint64_t n;
@@ -483,7 +587,7 @@ static int run(int argc, char **argv)
                                  .workers = WORKERS_PER_CLIENT } };
     int c;
 
-    while ((c = getopt_long(argc, argv, "k:p:b:e:rsl:x:D:tf:AU", longopts,
+    while ((c = getopt_long(argc, argv, "k:p:b:e:rsl:x:D:tf:AB:U", longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'k': sock = optarg; break;
@@ -507,6 +611,16 @@ static int run(int argc, char **argv)
         case 't': s.persistent = true; break;
         case 'f': format = optarg; break;
         case 'A': exp.allocation_depth = true; break;
+        case 'B': {
+            const char **v = realloc(own->bitmap_names,
+                                     (n_bitmaps + 1) * sizeof *v);
+            if (!v) {
+                return fail("out of memory");
+            }
+            own->bitmap_names = v;
+            v[n_bitmaps++] = optarg;
+            break;
+        }
         case 'U': force_share = true; break;
         case OPT_FORK: do_fork = true; break;
         case OPT_PID: pid_file = optarg; break;
@@ -526,8 +640,9 @@ static int run(int argc, char **argv)
             break;
         case OPT_TLS_CREDS: tls_creds = optarg; break;
         case OPT_TLS_PSK: tls_psk = optarg; break;
+        case OPT_TLS_AUTHZ: tls_authz = optarg; break;
         case OPT_OBJECT:
-            if (parse_object(optarg, &obj)) {
+            if (parse_object(optarg, &obj, &own->authz)) {
                 return 1;
             }
             break;
@@ -571,11 +686,31 @@ static int run(int argc, char **argv)
                                 : nbd_tls_x509(obj.dir, obj.verify_peer, err,
                                                sizeof err);
         } else {
-            s.cfg.tls = nbd_tls_x509(tls_creds, false, err, sizeof err);
+            /* A DIR (not qemu's syntax): clients show certificates only
+             * when --tls-authz needs one. */
+            s.cfg.tls = nbd_tls_x509(tls_creds, tls_authz != NULL, err,
+                                     sizeof err);
         }
         if (!s.cfg.tls) {
             return fail("TLS: %s", err);
         }
+    }
+    if (tls_authz && !s.cfg.tls) {
+        return fail("--tls-authz is not permitted without --tls-creds");
+    }
+    if (tls_authz && strcmp(tls_authz, own->authz.id) != 0) {
+        nbd_tls_free(s.cfg.tls);
+        return fail("--tls-authz: no --object authz-simple,id=%s", tls_authz);
+    }
+    /* qemu skips the check when clients are not verified; a server that
+     * was asked to admit one identity refuses to start instead. */
+    int e = tls_authz ? nbd_tls_set_authz(s.cfg.tls, own->authz.identity)
+                      : 0;
+    if (e < 0) {
+        nbd_tls_free(s.cfg.tls);
+        return fail(e == -ENOMEM ? "out of memory"
+                    : "--tls-authz needs client certificates checked "
+                      "(verify-peer=on in the tls-creds-x509 object)");
     }
     exp.multi_conn = s.max_clients > 1;
     if (!exp.readonly) {
@@ -598,6 +733,22 @@ static int run(int argc, char **argv)
     if (!exp.img) {
         goto out;
     }
+    /* qemu-nbd lists the bitmaps in the reverse order of its -B options:
+     * so do we, so that clients see the same list. */
+    if (n_bitmaps &&
+        !(own->bitmaps = calloc(n_bitmaps, sizeof *own->bitmaps))) {
+        fail("out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_bitmaps; i++) {
+        struct nbd_bitmap *b = &own->bitmaps[n_bitmaps - 1 - i];
+        b->name = own->bitmap_names[i];
+        if (!(b->img = find_bitmap(exp.img, b->name))) {
+            goto out;
+        }
+    }
+    exp.bitmaps = own->bitmaps;
+    exp.n_bitmaps = n_bitmaps;
     if ((sock ? listen_unix(&s, sock)
               : listen_tcp(&s, addr, port ? port : "10809")) != 0) {
         goto out;
@@ -637,13 +788,26 @@ out:
     return rc;
 }
 
+static int run(int argc, char **argv)
+{
+    struct owned own = { .authz = { .id = "" } };
+    int rc = serve(argc, argv, &own);
+
+    free(own.authz.identity);
+    free(own.bitmap_names);
+    free(own.bitmaps);
+    return rc;
+}
+
 const struct command cmd_serve = {
     "serve", run, "export an image over NBD (like qemu-nbd)",
     "Usage: vimg serve [-k SOCKET | -p PORT [-b ADDR]] [-e N] [-t] [-r] [-s]\n"
     "         [-l SNAPSHOT]\n"
-    "         [-x NAME] [-D DESC] [-f FMT] [-A] [-U] [--discard=ignore|unmap]\n"
+    "         [-x NAME] [-D DESC] [-f FMT] [-A] [-B BITMAP]... [-U]\n"
+    "         [--discard=ignore|unmap]\n"
     "         [--cache=MODE] [--fork] [--pid-file=FILE]\n"
-    "         [--tls-creds=DIR|ID | --tls-psk=FILE] [--object OBJ]\n"
+    "         [--tls-creds=DIR|ID | --tls-psk=FILE] [--tls-authz=ID]\n"
+    "         [--object OBJ]\n"
     "         [--handshake-limit=SECONDS] IMAGE\n"
     "Serve the guest disk of IMAGE (any format, through its backing chain)\n"
     "to NBD clients: qemu, nbdinfo, nbdcopy, nbd-client, vimg's nbd://.\n"
@@ -663,6 +827,10 @@ const struct command cmd_serve = {
     "  -f FMT             image format (default: probe; writes to a raw\n"
     "                     image need -f raw)\n"
     "  -A                 offer the qemu:allocation-depth context\n"
+    "  -B NAME            offer persistent dirty bitmap NAME of IMAGE (or\n"
+    "                     of its backing chain) as the\n"
+    "                     qemu:dirty-bitmap:NAME context; repeatable\n"
+    "                     (--bitmap)\n"
     "  -U                 with -r: serve even if another process has IMAGE\n"
     "  --discard=unmap    TRIM and WRITE_ZEROES may deallocate\n"
     "  --cache=MODE       writeback (default), writethrough, none,\n"
@@ -673,6 +841,10 @@ const struct command cmd_serve = {
     "                     server-cert.pem, server-key.pem), or the id of an\n"
     "                     --object tls-creds-x509|tls-creds-psk,id=ID,dir=DIR\n"
     "  --tls-psk=FILE     require TLS with pre-shared keys (username:hexkey)\n"
+    "  --tls-authz=ID     admit only the client named by --object\n"
+    "                     authz-simple,id=ID,identity=NAME: its verified\n"
+    "                     certificate's DN (\"C=GB,,CN=alice\": ',,' is\n"
+    "                     a comma) or its PSK username\n"
     "  --handshake-limit=SECONDS  drop clients slower than this to\n"
     "                     negotiate (default 10; 0: no limit)\n"
     "Stop it with SIGINT or SIGTERM; without -t it ends when its last\n"

@@ -41,6 +41,21 @@ seeds = {
     req(6, 16384, 4096) + req(6, 20480, 4096, flags=2 | 16) +
     req(4, 32768, 4096, flags=1) + req(5, 0, 65536) + req(3, 0, 0) +
     req(0, 60000, 8192) + req(99, 0, 0) + req(2, 0, 0),
+    # Dirty-bitmap contexts: list queries, then one set with every
+    # context, and block status at unaligned ranges, with REQ_ONE, past
+    # the end; a second set with one bitmap only.
+    "bitmaps": struct.pack(">I", 3) + opt(8) +
+    meta(9, b"qemu:dirty-bitmap:") + meta(9, b"qemu:") +
+    meta(9, b"qemu:dirty-bitmap:b1", b"qemu:dirty-bitmap:nope") +
+    meta(10, b"base:allocation", b"qemu:allocation-depth",
+         b"qemu:dirty-bitmap:b0", b"qemu:dirty-bitmap:b1") + go() +
+    req(7, 0, 65536) + req(7, 123, 40000) + req(7, 4000, 600, flags=8) +
+    req(7, 65535, 1) + req(7, 65000, 1000) +
+    req(1, 8192, 512, payload=b"\x01" * 512) + req(7, 0, 65536) +
+    req(2, 0, 0),
+    "bitmap-only": struct.pack(">I", 3) + opt(8) +
+    meta(10, b"qemu:dirty-bitmap:b0", b"qemu:dirty-bitmap:b0") + go() +
+    req(7, 1, 65535) + req(7, 0, 512, flags=8) + req(2, 0, 0),
     # Old clients: EXPORT_NAME and simple replies.
     "export-name": struct.pack(">I", 1) + opt(1) +
     req(1, 0, 16, payload=b"0123456789abcdef") + req(0, 0, 16) +

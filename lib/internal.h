@@ -264,9 +264,13 @@ struct vimg_driver {
      * vimg_internal_bitmaps_free). */
     int (*bitmap_list)(struct vimg_image *img,
                        struct vimg_internal_bitmap **v, size_t *n);
-    /* FN for each run of guest bytes bitmap NAME marks dirty (-ENOENT when
-     * there is none, -EBUSY when it is inconsistent). */
+    /* FN for each run of guest bytes bitmap NAME marks dirty within
+     * [OFFSET, OFFSET + LEN), in order and clipped to that range and to
+     * the disk (-ENOENT when there is none, -EBUSY when it is
+     * inconsistent); a non-zero return of FN stops the walk and is
+     * returned. */
     int (*bitmap_dirty)(struct vimg_image *img, const char *name,
+                        uint64_t offset, uint64_t len,
                         vimg_internal_range_fn fn, void *opaque);
     /* Apply P (IMG writable) and write the result before returning. A
      * MERGE from another image reads it through its bitmap_dirty. */

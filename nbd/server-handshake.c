@@ -257,32 +257,54 @@ static int opt_info(struct conn *c, uint32_t opt, const uint8_t *d,
     return opt == NBD_OPT_GO ? 1 : 0;
 }
 
-/* Which of our contexts QUERY selects (LIST: "base:" and "qemu:" are
- * wildcards; SET: only whole names). */
+#define BITMAP_PREFIX "qemu:dirty-bitmap:"
+
+/* Whether the LEN bytes at Q are the string S. */
+static bool equals(const uint8_t *q, uint32_t len, const char *s)
+{
+    return strlen(s) == len && memcmp(q, s, len) == 0;
+}
+
+/* Which of our contexts QUERY selects, marked in *BASE, *DEPTH and
+ * c->match_bitmap. As qemu-nbd: LIST also takes "base:", "qemu:" and
+ * "qemu:dirty-bitmap:" as wildcards for every context under them; SET
+ * only whole names. */
 static void match_query(const struct conn *c, const uint8_t *q, uint32_t len,
                         bool list, bool *base, bool *depth)
 {
-    static const char b[] = "base:allocation", d[] = "qemu:allocation-depth";
+    static const size_t plen = sizeof BITMAP_PREFIX - 1;
+    bool all_qemu = list && equals(q, len, "qemu:");
 
-    if ((len == sizeof b - 1 && !memcmp(q, b, len)) ||
-        (list && len == 5 && !memcmp(q, "base:", 5))) {
+    if (equals(q, len, "base:allocation") ||
+        (list && equals(q, len, "base:"))) {
         *base = true;
     }
     if (c->exp->allocation_depth &&
-        ((len == sizeof d - 1 && !memcmp(q, d, len)) ||
-         (list && len == 5 && !memcmp(q, "qemu:", 5)))) {
+        (equals(q, len, "qemu:allocation-depth") || all_qemu)) {
         *depth = true;
+    }
+    bool all_bitmaps = all_qemu || (list && equals(q, len, BITMAP_PREFIX));
+    bool named = len > plen && memcmp(q, BITMAP_PREFIX, plen) == 0;
+    for (size_t i = 0; i < c->exp->n_bitmaps && (all_bitmaps || named);
+         i++) {
+        if (all_bitmaps ||
+            equals(q + plen, len - (uint32_t)plen, c->exp->bitmaps[i].name)) {
+            c->match_bitmap[i] = true;
+        }
     }
 }
 
 static int send_context(struct conn *c, uint32_t opt, uint32_t id,
-                        const char *name)
+                        const char *prefix, const char *name)
 {
-    uint8_t buf[64];
-    size_t n = strlen(name);
+    uint8_t buf[4 + sizeof BITMAP_PREFIX + NBD_MAX_BITMAP_NAME];
+    size_t np = strlen(prefix);
+    size_t n = strnlen(name, NBD_MAX_BITMAP_NAME);
+
     store_be32(buf, id);
-    memcpy(buf + 4, name, n);
-    return reply(c, opt, NBD_REP_META_CONTEXT, buf, 4 + n);
+    memcpy(buf + 4, prefix, np);
+    memcpy(buf + 4 + np, name, n);
+    return reply(c, opt, NBD_REP_META_CONTEXT, buf, 4 + np + n);
 }
 
 static int opt_meta_context(struct conn *c, uint32_t opt, const uint8_t *d,
@@ -290,11 +312,14 @@ static int opt_meta_context(struct conn *c, uint32_t opt, const uint8_t *d,
 {
     bool list = opt == NBD_OPT_LIST_META_CONTEXT;
     bool base = false, depth = false;
+    size_t nb = c->exp->n_bitmaps;
 
     if (!list) {
         /* SET replaces the selection even when it fails. */
         c->want_base = c->want_depth = false;
+        memset(c->want_bitmap, 0, nb * sizeof *c->want_bitmap);
     }
+    memset(c->match_bitmap, 0, nb * sizeof *c->match_bitmap);
     if (!c->structured) {
         return reply_error(c, opt, NBD_REP_ERR_INVALID,
                            "structured replies have not been negotiated");
@@ -330,16 +355,25 @@ static int opt_meta_context(struct conn *c, uint32_t opt, const uint8_t *d,
     if (list && nq == 0) {
         base = true;
         depth = c->exp->allocation_depth;
+        memset(c->match_bitmap, 1, nb * sizeof *c->match_bitmap);
     }
     if ((base && send_context(c, opt, list ? 0 : CTX_BASE_ALLOCATION,
-                              "base:allocation") < 0) ||
+                              "base:allocation", "") < 0) ||
         (depth && send_context(c, opt, list ? 0 : CTX_ALLOCATION_DEPTH,
-                               "qemu:allocation-depth") < 0)) {
+                               "qemu:allocation-depth", "") < 0)) {
         return -1;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        if (c->match_bitmap[i] &&
+            send_context(c, opt, list ? 0 : CTX_DIRTY_BITMAP(i),
+                         BITMAP_PREFIX, c->exp->bitmaps[i].name) < 0) {
+            return -1;
+        }
     }
     if (!list) {
         c->want_base = base;
         c->want_depth = depth;
+        memcpy(c->want_bitmap, c->match_bitmap, nb * sizeof *c->want_bitmap);
     }
     return reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
@@ -388,6 +422,7 @@ static int opt_starttls(struct conn *c, uint32_t len)
     c->t = &c->tls_t;
     /* Nothing negotiated in the clear survives the upgrade. */
     c->structured = c->want_base = c->want_depth = false;
+    memset(c->want_bitmap, 0, c->exp->n_bitmaps * sizeof *c->want_bitmap);
     return 0;
 }
 
@@ -519,6 +554,13 @@ int nbd_server_run(const struct nbd_server_config *cfg,
         return -1;
     }
     c.size = (uint64_t)size;
+    /* Two flags per bitmap: selected, and matched by the option being
+     * parsed. */
+    c.want_bitmap = calloc(2 * cfg->exp->n_bitmaps + 1, sizeof (bool));
+    if (!c.want_bitmap) {
+        return -1;
+    }
+    c.match_bitmap = c.want_bitmap + cfg->exp->n_bitmaps;
     pthread_mutex_init(&c.send_lock, NULL);
     if (t->set_deadline && cfg->handshake_limit) {
         t->set_deadline(t->opaque, cfg->handshake_limit);
@@ -534,5 +576,6 @@ int nbd_server_run(const struct nbd_server_config *cfg,
         nbd_tls_end(c.tls);
     }
     pthread_mutex_destroy(&c.send_lock);
+    free(c.want_bitmap);
     return r < 0 || c.dropped ? -1 : 0;
 }

@@ -12,6 +12,7 @@
 /* Metadata context ids handed out by NBD_OPT_SET_META_CONTEXT. */
 #define CTX_BASE_ALLOCATION 1
 #define CTX_ALLOCATION_DEPTH 2
+#define CTX_DIRTY_BITMAP(i) (3 + (uint32_t)(i)) /* exp->bitmaps[i] */
 
 struct conn {
     const struct nbd_server_config *cfg;
@@ -24,6 +25,8 @@ struct conn {
     bool no_zeroes;               /* NBD_FLAG_C_NO_ZEROES */
     bool structured;              /* NBD_OPT_STRUCTURED_REPLY acked */
     bool want_base, want_depth;   /* contexts selected */
+    bool *want_bitmap;            /* exp->n_bitmaps of them */
+    bool *match_bitmap;           /* scratch for option parsing, as long */
     _Atomic bool dropped;         /* hard disconnect: stop at once */
     pthread_mutex_t send_lock;    /* one message on the wire at a time */
 };

@@ -282,14 +282,24 @@ static int cmd_cache(struct conn *c, const struct request *r, uint8_t *buf)
 
 struct descriptors {
     uint8_t buf[4 + 8 * MAX_DESCRIPTORS]; /* context id, then pairs */
-    size_t n;
+    size_t n, max;                        /* max <= MAX_DESCRIPTORS */
 };
+
+static void descriptors_init(struct descriptors *d, uint32_t id, bool one)
+{
+    store_be32(d->buf, id);
+    d->n = 0;
+    d->max = one ? 1 : MAX_DESCRIPTORS;
+}
 
 /* Add LEN bytes of status FLAGS, merged with the last descriptor when the
  * status is the same. False when the list is full. */
 static bool add_descriptor(struct descriptors *d, uint32_t len,
                            uint32_t flags)
 {
+    if (len == 0) {
+        return true;
+    }
     if (d->n) {
         uint8_t *last = d->buf + 4 + 8 * (d->n - 1);
         if (load_be32(last + 4) == flags) {
@@ -297,7 +307,7 @@ static bool add_descriptor(struct descriptors *d, uint32_t len,
             return true;
         }
     }
-    if (d->n == MAX_DESCRIPTORS) {
+    if (d->n == d->max) {
         return false;
     }
     store_be32(d->buf + 4 + 8 * d->n, len);
@@ -306,57 +316,130 @@ static bool add_descriptor(struct descriptors *d, uint32_t len,
     return true;
 }
 
-static int cmd_block_status(struct conn *c, const struct request *r)
+static int send_descriptors(struct conn *c, const struct request *r,
+                            const struct descriptors *d, bool last)
 {
-    struct descriptors *base = calloc(1, sizeof *base);
-    struct descriptors *depth = calloc(1, sizeof *depth);
-    uint64_t pos = r->offset, end = r->offset + r->len;
-    int rc;
+    return chunk(c, r, last ? NBD_REPLY_FLAG_DONE : 0,
+                 NBD_REPLY_TYPE_BLOCK_STATUS, d->buf, 4 + 8 * d->n, NULL, 0);
+}
 
-    if (!base || !depth) {
-        free(base);
-        free(depth);
-        return error_reply(c, r, NBD_ENOMEM, "out of memory");
-    }
-    store_be32(base->buf, CTX_BASE_ALLOCATION);
-    store_be32(depth->buf, CTX_ALLOCATION_DEPTH);
-    while (pos < end) {
+/* base:allocation and qemu:allocation-depth, from one walk of block
+ * status through the chain, each list as long as fits (one descriptor
+ * with REQ_ONE): as qemu-nbd, the two may cover different lengths. */
+static int allocation_status(struct conn *c, const struct request *r,
+                             struct descriptors *base,
+                             struct descriptors *depth)
+{
+    uint64_t pos = r->offset, end = r->offset + r->len;
+    bool one = r->flags & NBD_CMD_FLAG_REQ_ONE;
+    bool base_full = !c->want_base, depth_full = !c->want_depth;
+
+    descriptors_init(base, CTX_BASE_ALLOCATION, one);
+    descriptors_init(depth, CTX_ALLOCATION_DEPTH, one);
+    while (pos < end && !(base_full && depth_full)) {
         struct vimg_extent e;
         if (vimg_block_status(c->exp->img, pos, end - pos, VIMG_BS_CHAIN,
                               &e) < 0) {
-            free(base);
-            free(depth);
-            return lib_error_reply(c, r);
+            return -1;
         }
         uint32_t b = (e.flags & VIMG_BS_DATA ? 0 : NBD_STATE_HOLE) |
                      (e.flags & VIMG_BS_ZERO ? NBD_STATE_ZERO : 0);
         uint32_t d = e.flags & VIMG_BS_ALLOCATED ? (uint32_t)e.depth + 1 : 0;
-        /* Both lists must describe the same range: stop before either
-         * overflows. */
-        if ((base->n == MAX_DESCRIPTORS || depth->n == MAX_DESCRIPTORS) &&
-            pos > r->offset) {
-            break;
-        }
-        add_descriptor(base, (uint32_t)e.length, b);
-        add_descriptor(depth, (uint32_t)e.length, d);
+        base_full = base_full || !add_descriptor(base, (uint32_t)e.length, b);
+        depth_full = depth_full ||
+                     !add_descriptor(depth, (uint32_t)e.length, d);
         pos += e.length;
-        if (r->flags & NBD_CMD_FLAG_REQ_ONE) {
-            break;
+    }
+    return 0;
+}
+
+/* qemu:dirty-bitmap:NAME: clean runs 0, dirty runs NBD_STATE_DIRTY, from
+ * the request's offset on, until its end or a full list. */
+struct dirty_walk {
+    struct descriptors *d;
+    uint64_t pos;
+    bool full;
+};
+
+static int dirty_run(void *opaque, uint64_t offset, uint64_t len)
+{
+    struct dirty_walk *w = opaque;
+
+    if (!add_descriptor(w->d, (uint32_t)(offset - w->pos), 0) ||
+        !add_descriptor(w->d, (uint32_t)len, NBD_STATE_DIRTY)) {
+        w->full = true;
+        return 1;
+    }
+    w->pos = offset + len;
+    return 0;
+}
+
+static int bitmap_status(struct conn *c, const struct request *r, size_t i,
+                         struct descriptors *d)
+{
+    const struct nbd_bitmap *bm = &c->exp->bitmaps[i];
+    struct dirty_walk w = { d, r->offset, false };
+
+    descriptors_init(d, CTX_DIRTY_BITMAP(i), r->flags & NBD_CMD_FLAG_REQ_ONE);
+    if (vimg_bitmap_dirty(bm->img, bm->name, r->offset, r->len, dirty_run,
+                          &w) < 0) {
+        return -1;
+    }
+    if (!w.full) {
+        add_descriptor(d, (uint32_t)(r->offset + r->len - w.pos), 0);
+    }
+    return 0;
+}
+
+/* One chunk per selected context, in the order they were offered; each
+ * list covers as much of the request as fits. */
+static int cmd_block_status(struct conn *c, const struct request *r)
+{
+    struct descriptors *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+    size_t last = SIZE_MAX; /* the last bitmap selected */
+    int rc = 0;
+
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return error_reply(c, r, NBD_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < c->exp->n_bitmaps; i++) {
+        if (c->want_bitmap[i]) {
+            last = i;
         }
     }
-    bool both = c->want_base && c->want_depth;
-    rc = 0;
-    if (c->want_base) {
-        rc = chunk(c, r, both ? 0 : NBD_REPLY_FLAG_DONE,
-                   NBD_REPLY_TYPE_BLOCK_STATUS, base->buf, 4 + 8 * base->n,
-                   NULL, 0);
+    if (c->want_base || c->want_depth) {
+        if (allocation_status(c, r, a, b) < 0) {
+            rc = lib_error_reply(c, r);
+            goto out;
+        }
+        bool no_bitmap = last == SIZE_MAX;
+        if (c->want_base &&
+            (rc = send_descriptors(c, r, a, !c->want_depth && no_bitmap)) < 0) {
+            goto out;
+        }
+        if (c->want_depth &&
+            (rc = send_descriptors(c, r, b, no_bitmap)) < 0) {
+            goto out;
+        }
     }
-    if (rc == 0 && c->want_depth) {
-        rc = chunk(c, r, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-                   depth->buf, 4 + 8 * depth->n, NULL, 0);
+    for (size_t i = 0; i < c->exp->n_bitmaps && last != SIZE_MAX; i++) {
+        if (!c->want_bitmap[i]) {
+            continue;
+        }
+        if (bitmap_status(c, r, i, a) < 0) {
+            /* An error chunk ends the reply, also after other chunks. */
+            rc = lib_error_reply(c, r);
+            goto out;
+        }
+        if ((rc = send_descriptors(c, r, a, i == last)) < 0) {
+            goto out;
+        }
     }
-    free(base);
-    free(depth);
+out:
+    free(a);
+    free(b);
     return rc;
 }
 
@@ -436,6 +519,16 @@ static void *worker(void *opaque)
 
 /* ---- Reading requests ------------------------------------------------ */
 
+static bool any(const bool *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The NBD error for a request that must not reach the library, or 0. */
 static uint32_t validate(const struct conn *c, const struct request *r)
 {
@@ -469,7 +562,8 @@ static uint32_t validate(const struct conn *c, const struct request *r)
         break;
     case NBD_CMD_BLOCK_STATUS:
         allowed |= NBD_CMD_FLAG_REQ_ONE;
-        if (!c->want_base && !c->want_depth) {
+        if (!c->want_base && !c->want_depth && !any(c->want_bitmap,
+                                                     c->exp->n_bitmaps)) {
             return NBD_EINVAL;
         }
         if (r->len == 0) {

@@ -18,6 +18,15 @@
  * cheaply); a longer READ or CACHE gets EINVAL. */
 #define NBD_MAX_PAYLOAD (32u << 20)
 
+/* A persistent dirty bitmap offered as the qemu:dirty-bitmap:NAME
+ * metadata context (qemu-nbd -B NAME). */
+struct nbd_bitmap {
+    struct vimg_image *img;   /* borrowed: the image of the export's chain
+                                 that holds the bitmap */
+    const char *name;         /* at most NBD_MAX_BITMAP_NAME bytes */
+};
+#define NBD_MAX_BITMAP_NAME 1023 /* qcow2's limit */
+
 /* What one server exports. */
 struct nbd_export {
     struct vimg_image *img;   /* borrowed; thread-safe calls only */
@@ -29,6 +38,8 @@ struct nbd_export {
     bool allocation_depth;    /* offer the qemu:allocation-depth context */
     bool discard;             /* TRIM deallocates, WRITE_ZEROES may unmap
                                  (qemu-nbd --discard=unmap) */
+    const struct nbd_bitmap *bitmaps; /* offered in this order */
+    size_t n_bitmaps;
 };
 
 /* A byte stream to the client. RECV returns the bytes read (> 0), 0 at
@@ -62,6 +73,15 @@ struct nbd_tls_creds *nbd_tls_x509(const char *dir, bool verify_peer,
  * --tls-psk). */
 struct nbd_tls_creds *nbd_tls_psk(const char *file, char *errbuf,
                                   size_t errlen);
+/* Admit only the client whose identity is IDENTITY (qemu's authz-simple
+ * object, named by --tls-authz): with X.509, the distinguished name of
+ * its verified certificate as GnuTLS and QEMU write it, in the
+ * certificate's order ("C=GB,O=Example,CN=alice"), with PSK its
+ * username. Any other client is dropped right after
+ * the TLS handshake. IDENTITY is copied. Returns 0, -ENOMEM, or -EINVAL
+ * when C are X.509 credentials that do not verify clients (there would
+ * be no identity to check). */
+int nbd_tls_set_authz(struct nbd_tls_creds *c, const char *identity);
 void nbd_tls_free(struct nbd_tls_creds *c);
 
 struct nbd_server_config {

@@ -5,6 +5,7 @@
  * fuzzer's in-memory stream apply to it unchanged. */
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct nbd_tls_creds {
     bool verify_peer;
     gnutls_certificate_credentials_t x509;
     gnutls_psk_server_credentials_t pskc;
+    char *authz;       /* the one identity admitted, or NULL: any */
 };
 
 struct nbd_tls_session {
@@ -100,11 +102,22 @@ struct nbd_tls_creds *nbd_tls_psk(const char *file, char *errbuf,
     return c;
 }
 
+int nbd_tls_set_authz(struct nbd_tls_creds *c, const char *identity)
+{
+    if (!c->psk && !c->verify_peer) {
+        return -EINVAL;
+    }
+    free(c->authz);
+    c->authz = strdup(identity);
+    return c->authz ? 0 : -ENOMEM;
+}
+
 void nbd_tls_free(struct nbd_tls_creds *c)
 {
     if (!c) {
         return;
     }
+    free(c->authz);
     if (c->x509) {
         gnutls_certificate_free_credentials(c->x509);
     }
@@ -181,6 +194,44 @@ static int tls_sendv(void *opaque, const struct iovec *iov, int n)
     }
 }
 
+/* The distinguished name of the client's certificate, already verified,
+ * into BUF; false when there is none. */
+static bool peer_dn(gnutls_session_t s, char *buf, size_t len)
+{
+    unsigned n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+    gnutls_x509_crt_t crt;
+    bool ok = false;
+
+    if (!certs || n == 0 || gnutls_x509_crt_init(&crt) < 0) {
+        return false;
+    }
+    if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_dn(crt, buf, &len) == 0) {
+        ok = true;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return ok;
+}
+
+/* Whether the client of S is the one C admits: the comparison qemu's
+ * authz-simple makes, an exact match of the whole string. */
+static bool authorized(const struct nbd_tls_creds *c, gnutls_session_t s)
+{
+    char dn[4096];
+    const char *id = NULL;
+
+    if (!c->authz) {
+        return true;
+    }
+    if (c->psk) {
+        id = gnutls_psk_server_get_username(s);
+    } else if (peer_dn(s, dn, sizeof dn)) {
+        id = dn;
+    }
+    return id && strcmp(id, c->authz) == 0;
+}
+
 static void tls_set_deadline(void *opaque, unsigned seconds)
 {
     struct nbd_tls_session *t = opaque;
@@ -233,6 +284,9 @@ int nbd_tls_start(struct nbd_tls_creds *c, const struct nbd_transport *base,
             status != 0) {
             r = -1;
         }
+    }
+    if (r == 0 && !authorized(c, t->s)) {
+        r = -1;
     }
     if (r < 0) {
         gnutls_deinit(t->s);

@@ -408,6 +408,22 @@ struct vimg_bitmap_params {
  * MERGE, IMG is locked before SOURCE_IMAGE. */
 int vimg_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p);
 
+/* Called for each dirty run; returns 0 to go on, non-zero to stop. */
+typedef int (*vimg_range_fn)(void *opaque, uint64_t offset, uint64_t len);
+/* Call FN, in order, for each run of guest bytes within [OFFSET, OFFSET +
+ * COUNT) that persistent bitmap NAME of IMG (its own layer, not the
+ * backing chain) marks dirty. Runs are whole granules of the bitmap,
+ * clipped to the range and to the disk; writes to IMG that are done
+ * show at once. COUNT 0 only checks that the bitmap can be read (FN may
+ * then be NULL). FN runs
+ * with the image's metadata locked: it must not call into IMG. Returns 0
+ * (also when FN stopped the walk) or -1: ENOENT when IMG has no bitmap
+ * NAME ("Dirty bitmap 'NAME' not found"), EBUSY when it is inconsistent,
+ * ENOTSUP for formats without bitmaps. */
+int vimg_bitmap_dirty(struct vimg_image *img, const char *name,
+                      uint64_t offset, uint64_t count, vimg_range_fn fn,
+                      void *opaque);
+
 /* ---- Changing format options ------------------------------------------ */
 
 /* Change IMG's format options in place, as qemu-img amend -o OPTIONS does

@@ -59,6 +59,49 @@ int vimg_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p)
     return run_bitmap(img, p) < 0 ? -1 : 0;
 }
 
+/* The caller's FN may return any non-zero value to stop, negative ones
+ * too: the driver sees 1, which cannot be mistaken for its own errors. */
+struct dirty_ctx {
+    vimg_range_fn fn;
+    void *opaque;
+};
+
+static int dirty_range(void *opaque, uint64_t offset, uint64_t len)
+{
+    struct dirty_ctx *d = opaque;
+    return d->fn(d->opaque, offset, len) ? 1 : 0;
+}
+
+/* Looks the bitmap up even for COUNT 0, so that a caller can check a
+ * name once before reading ranges of it. */
+int vimg_bitmap_dirty(struct vimg_image *img, const char *name,
+                      uint64_t offset, uint64_t count, vimg_range_fn fn,
+                      void *opaque)
+{
+    bool locked = !img->drv->thread_safe;
+    struct dirty_ctx d = { fn, opaque };
+    int r;
+
+    vimg_internal_error_clear();
+    if (!img->drv->bitmap_dirty) {
+        vimg_internal_img_error(img, ENOTSUP, "the %s format has no "
+                                "persistent bitmaps", img->drv->name);
+        return -1;
+    }
+    if (locked) {
+        pthread_mutex_lock(&img->lock);
+    }
+    r = img->drv->bitmap_dirty(img, name, offset, count, dirty_range, &d);
+    if (locked) {
+        pthread_mutex_unlock(&img->lock);
+    }
+    if (r < 0 && !vimg_internal_error_set()) {
+        vimg_internal_img_error(img, r, "cannot read bitmap '%s': %s", name,
+                                strerror(-r));
+    }
+    return r < 0 ? -1 : 0;
+}
+
 /* The bitmaps of IMG, or -ENOTSUP when it cannot hold any. */
 static int list(struct vimg_image *img, struct vimg_internal_bitmap **v,
                 size_t *n)

@@ -487,46 +487,55 @@ static int page_read(struct vimg_image *img, struct qcow2_bitmap *b,
     return 0;
 }
 
-/* Call FN for each run of guest bytes B marks dirty. */
+/* Call FN for each run of guest bytes B marks dirty within [OFFSET,
+ * OFFSET + LEN), clipped to that range and to the disk; only the data
+ * clusters of the bitmap that cover the range are read. */
 static int walk_dirty(struct vimg_image *img, struct qcow2_bitmap *b,
+                      uint64_t offset, uint64_t len,
                       vimg_internal_range_fn fn, void *opaque)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t bits = nb_bits(img->size, b->gran_bits), per = bits_per_page(s);
-    uint64_t n = table_entries(s, img->size, b->gran_bits);
-    uint64_t run = UINT64_MAX; /* first bit of the open run */
-    uint8_t *buf = malloc(s->cluster_size);
+    uint64_t per = bits_per_page(s);
+    uint64_t end = len < img->size - MIN(offset, img->size)
+                   ? offset + len : img->size;
+    uint64_t run = UINT64_MAX; /* first byte of the open run */
     int r = 0;
 
+    if (offset >= end) {
+        return 0;
+    }
+    uint64_t first = offset >> b->gran_bits, last = (end - 1) >> b->gran_bits;
+    uint8_t *buf = malloc(s->cluster_size);
     if (!buf) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    for (uint64_t i = 0; i < n && r == 0; i++) {
+    for (uint64_t i = first / per; i <= last / per && r == 0; i++) {
         if ((r = page_read(img, b, i, buf)) < 0) {
             break;
         }
-        for (uint64_t k = 0; k < per && i * per + k < bits && r == 0;) {
+        uint64_t k = i == first / per ? first % per : 0;
+        uint64_t k_end = i == last / per ? last % per + 1 : per;
+        while (k < k_end && r == 0) {
             uint8_t byte = buf[k >> 3];
             /* Whole bytes that continue the current state. */
-            if (!(k & 7) && byte == (run == UINT64_MAX ? 0 : 0xff)) {
+            if (!(k & 7) && k + 8 <= k_end &&
+                byte == (run == UINT64_MAX ? 0 : 0xff)) {
                 k += 8;
                 continue;
             }
             bool set = byte & (1u << (k & 7));
-            uint64_t bit = i * per + k;
+            uint64_t at = MAX((i * per + k) << b->gran_bits, offset);
             if (set && run == UINT64_MAX) {
-                run = bit;
+                run = at;
             } else if (!set && run != UINT64_MAX) {
-                r = fn(opaque, run << b->gran_bits,
-                       (bit - run) << b->gran_bits);
+                r = fn(opaque, run, at - run);
                 run = UINT64_MAX;
             }
             k++;
         }
     }
     if (r == 0 && run != UINT64_MAX) {
-        uint64_t start = run << b->gran_bits;
-        r = fn(opaque, start, img->size - start);
+        r = fn(opaque, run, end - run);
     }
     free(buf);
     return r;
@@ -989,6 +998,7 @@ static int inconsistent(struct vimg_image *img, const char *name)
 }
 
 int qcow2_bitmap_dirty(struct vimg_image *img, const char *name,
+                       uint64_t offset, uint64_t len,
                        vimg_internal_range_fn fn, void *opaque)
 {
     struct qcow2_bitmap *b = find(qcow2_state(img), name);
@@ -999,7 +1009,7 @@ int qcow2_bitmap_dirty(struct vimg_image *img, const char *name,
     if (b->inconsistent) {
         return inconsistent(img, name);
     }
-    return walk_dirty(img, b, fn, opaque);
+    return walk_dirty(img, b, offset, len, fn, opaque);
 }
 
 /* ---- Operations ------------------------------------------------------- */
@@ -1154,7 +1164,7 @@ static int merge(struct vimg_image *img, struct qcow2_bitmap *dst,
         if (src == dst) {
             return 0;
         }
-        r = walk_dirty(img, src, merge_range, &m);
+        r = walk_dirty(img, src, 0, img->size, merge_range, &m);
     } else {
         struct vimg_internal_bitmap *v = NULL;
         size_t n = 0, i;
@@ -1186,7 +1196,8 @@ static int merge(struct vimg_image *img, struct qcow2_bitmap *dst,
         if (dst->inconsistent) {
             return inconsistent(img, dst->name);
         }
-        r = src_img->drv->bitmap_dirty(src_img, p->source, merge_range, &m);
+        r = src_img->drv->bitmap_dirty(src_img, p->source, 0, src_img->size,
+                                       merge_range, &m);
     }
     /* Bits merged before a failure stay recorded as changed: a bitmap may
      * only gain bits, never miss one. */

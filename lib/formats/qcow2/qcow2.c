@@ -1256,11 +1256,12 @@ static int locked_bitmap_list(struct vimg_image *img,
 }
 
 static int locked_bitmap_dirty(struct vimg_image *img, const char *name,
+                               uint64_t offset, uint64_t len,
                                vimg_internal_range_fn fn, void *opaque)
 {
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
-    int r = qcow2_bitmap_dirty(img, name, fn, opaque);
+    int r = qcow2_bitmap_dirty(img, name, offset, len, fn, opaque);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

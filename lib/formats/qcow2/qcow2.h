@@ -452,6 +452,7 @@ int qcow2_bitmaps_info(struct vimg_image *img, struct vimg_value *data);
 int qcow2_bitmap_list(struct vimg_image *img, struct vimg_internal_bitmap **v,
                       size_t *n);
 int qcow2_bitmap_dirty(struct vimg_image *img, const char *name,
+                       uint64_t offset, uint64_t len,
                        vimg_internal_range_fn fn, void *opaque);
 int qcow2_bitmap(struct vimg_image *img, const struct vimg_bitmap_params *p);
 

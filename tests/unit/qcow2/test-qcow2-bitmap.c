@@ -33,11 +33,14 @@ static int collect(void *opaque, uint64_t offset, uint64_t len)
     return 0;
 }
 
-static void expect_runs(struct vimg_image *img, const char *name,
-                        const uint64_t (*want)[2], size_t n, int line)
+/* The dirty runs of bitmap NAME within [OFFSET, OFFSET + COUNT), through
+ * the public call. */
+static void expect_range(struct vimg_image *img, const char *name,
+                         uint64_t offset, uint64_t count,
+                         const uint64_t (*want)[2], size_t n, int line)
 {
     struct runs got = { .n = 0 };
-    int r = img->drv->bitmap_dirty(img, name, collect, &got);
+    int r = vimg_bitmap_dirty(img, name, offset, count, collect, &got);
     bool same = r == 0 && got.n == n;
     for (size_t i = 0; same && i < n; i++) {
         same = got.v[i][0] == want[i][0] && got.v[i][1] == want[i][1];
@@ -52,6 +55,12 @@ static void expect_runs(struct vimg_image *img, const char *name,
         fprintf(stderr, "\n");
         test_failures++;
     }
+}
+
+static void expect_runs(struct vimg_image *img, const char *name,
+                        const uint64_t (*want)[2], size_t n, int line)
+{
+    expect_range(img, name, 0, UINT64_MAX, want, n, line);
 }
 
 static struct vimg_image *open_rw(bool rw)
@@ -169,6 +178,70 @@ static void write_paths(void)
         CHECK_EQ(vimg_close(img), 0);
     }
     free(buf);
+}
+
+/* ---- Ranges ---------------------------------------------------------- */
+
+static int stop_at_once(void *opaque, uint64_t offset, uint64_t len)
+{
+    collect(opaque, offset, len);
+    return -5; /* any non-zero value stops, negative ones too */
+}
+
+/* Ranges of a bitmap read as a server reads them: clipped to the range,
+ * a run across two data clusters of the bitmap kept whole, only the
+ * clusters covering the range read. With 512-byte granules and 64 KiB
+ * clusters, one cluster of bits covers 256 MiB of disk. */
+static void ranges(void)
+{
+    const uint64_t page = 256u << 20;
+    struct vimg_create_params cp = { .format = "qcow2", .size = 1u << 30,
+                                     .size_given = true };
+    uint8_t buf[4096];
+
+    memset(buf, 0x77, sizeof buf);
+    CHECK_EQ(vimg_create(path, &cp), 0);
+    struct vimg_image *img = open_rw(true);
+    if (!img) {
+        return;
+    }
+    struct vimg_bitmap_params add = { .op = VIMG_BITMAP_ADD, .name = "g",
+                                      .granularity = 512 };
+    CHECK_EQ(vimg_bitmap(img, &add), 0);
+    CHECK_EQ(vimg_pwrite(img, buf, 1024, page - 512, 0), 0);
+    CHECK_EQ(vimg_pwrite(img, buf, 4096, 300u << 20, 0), 0);
+    CHECK_EQ(vimg_pwrite(img, buf, 10, (1u << 30) - 10, 0), 0);
+
+    static const uint64_t all[][2] = {
+        { page - 512, 1024 }, { 300u << 20, 4096 }, { (1u << 30) - 512, 512 },
+    };
+    expect_runs(img, "g", all, 3, __LINE__);
+    const uint64_t mid[][2] = { { page - 100, 300 } };
+    expect_range(img, "g", page - 100, 300, mid, 1, __LINE__);
+    const uint64_t two[][2] = { { page, 512 }, { 300u << 20, 1000 } };
+    expect_range(img, "g", page, (44u << 20) + 1000, two, 2, __LINE__);
+    const uint64_t tail[][2] = { { (1u << 30) - 7, 7 } };
+    expect_range(img, "g", (1u << 30) - 7, 100, tail, 1, __LINE__);
+    expect_range(img, "g", 0, page - 512, NULL, 0, __LINE__);
+    expect_range(img, "g", 2u << 30, 4096, NULL, 0, __LINE__);
+    expect_range(img, "g", page - 512, 0, NULL, 0, __LINE__);
+
+    struct runs got = { .n = 0 };
+    CHECK_EQ(vimg_bitmap_dirty(img, "g", 0, UINT64_MAX, stop_at_once, &got),
+             0);
+    CHECK_EQ(got.n, 1);
+    CHECK_EQ(vimg_bitmap_dirty(img, "nope", 0, 0, collect, &got), -1);
+    CHECK_ERROR(ENOENT, path);
+    CHECK_EQ(vimg_close(img), 0);
+
+    /* Formats without bitmaps say so. */
+    struct vimg_open_params rp = { .format = "raw" };
+    img = vimg_open(path, &rp);
+    if (img) {
+        CHECK_EQ(vimg_bitmap_dirty(img, "g", 0, 0, collect, &got), -1);
+        CHECK_ERROR(ENOTSUP, path);
+        vimg_close(img);
+    }
 }
 
 /* ---- Hostile directories --------------------------------------------- */
@@ -341,7 +414,8 @@ static void hostile(void)
             struct runs got = { .n = 0 };
             CHECK_EQ(vimg_check(img, 0, &res, NULL, NULL), 0);
             CHECK_EQ(res.corruptions, 1);
-            CHECK(img->drv->bitmap_dirty(img, "bm", collect, &got) < 0);
+            CHECK(vimg_bitmap_dirty(img, "bm", 0, UINT64_MAX, collect,
+                                    &got) < 0);
             CHECK_ERROR(EINVAL, "h.qcow2: Could not read bitmap 'bm'");
             vimg_close(img);
         }
@@ -373,6 +447,8 @@ int main(void)
     }
     snprintf(path, sizeof path, "%s/b.qcow2", dir);
     write_paths();
+    unlink(path);
+    ranges();
     unlink(path);
     hostile();
     unlink(path);

@@ -398,7 +398,8 @@ static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
     }
     for (size_t i = 0; i < nb; i++) {
         if (!v[i].inconsistent &&
-            img->drv->bitmap_dirty(img, v[i].name, count_run, NULL) < 0) {
+            img->drv->bitmap_dirty(img, v[i].name, 0, img->size, count_run,
+                                   NULL) < 0) {
             fprintf(stderr, "%s: crash point %llu: bitmap %s unreadable: "
                     "%s\n", cfg->name, (unsigned long long)n, v[i].name,
                     vimg_get_error());
