@@ -23,7 +23,7 @@ const struct vimg_opt_desc qcow2_create_opts[] = {
     { "refcount_bits", VIMG_OPT_NUMBER,
       "Width of a reference count entry in bits" },
     { "extended_l2", VIMG_OPT_BOOL,
-      "Extended L2 tables (not supported)" },
+      "Extended L2 tables" },
     { "compression_type", VIMG_OPT_STRING,
       "Compression method used for image cluster compression (zlib, "
       "zstd)" },
@@ -91,7 +91,7 @@ uint64_t qcow2_put_feature_table(uint8_t *h)
 
 struct create_params {
     uint32_t version, cluster_bits, refcount_order;
-    bool lazy, zstd;
+    bool lazy, zstd, ext_l2;
     enum vimg_prealloc prealloc;
 };
 
@@ -103,7 +103,6 @@ static int parse_params(const struct vimg_create_ctx *c,
     const char *ctype = vimg_internal_opts_get(o, "compression_type",
                                                "zlib");
     uint64_t cs, bits;
-    bool ext_l2;
     int r;
 
     if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
@@ -121,7 +120,7 @@ static int parse_params(const struct vimg_create_ctx *c,
         (r = vimg_internal_opts_get_bool(o, "lazy_refcounts", false,
                                          &p->lazy)) < 0 ||
         (r = vimg_internal_opts_get_bool(o, "extended_l2", false,
-                                         &ext_l2)) < 0 ||
+                                         &p->ext_l2)) < 0 ||
         (r = vimg_internal_opts_get_prealloc(o, &p->prealloc)) < 0) {
         return r;
     }
@@ -137,10 +136,11 @@ static int parse_params(const struct vimg_create_ctx *c,
                                    "bits", c->filename);
     }
     p->refcount_order = (uint32_t)__builtin_ctzll(bits);
-    if (ext_l2) {
-        return vimg_internal_error(ENOTSUP, "%s: extended L2 entries "
-                                   "(subclusters) are not supported",
-                                   c->filename);
+    if (p->ext_l2 && p->cluster_bits < QCOW2_EXTL2_MIN_CLUSTER_BITS) {
+        return vimg_internal_error(EINVAL, "%s: Extended L2 entries are "
+                                   "only supported with cluster sizes of "
+                                   "at least %u bytes", c->filename,
+                                   1u << QCOW2_EXTL2_MIN_CLUSTER_BITS);
     }
     if (!strcmp(ctype, "zstd")) {
         p->zstd = true;
@@ -168,8 +168,16 @@ static int parse_params(const struct vimg_create_ctx *c,
                                        "compatibility level 1.1 and above",
                                        c->filename);
         }
+        if (p->ext_l2) {
+            return vimg_internal_error(EINVAL, "%s: Extended L2 entries are "
+                                       "only supported with compatibility "
+                                       "level 1.1 and above (use "
+                                       "version=v3 or greater)",
+                                       c->filename);
+        }
     }
-    if (c->backing_file && p->prealloc != VIMG_PREALLOC_OFF) {
+    if (c->backing_file && p->prealloc != VIMG_PREALLOC_OFF &&
+        !p->ext_l2) {
         return vimg_internal_error(EINVAL, "%s: Backing file and "
                                    "preallocation can only be used at the "
                                    "same time if extended_l2 is on",
@@ -199,7 +207,8 @@ static int build_header(const struct vimg_create_ctx *c,
     off = QCOW2_HDR_V2_LENGTH;
     if (p->version == 3) {
         store_be64(h + QCOW2_HDR_INCOMPATIBLE_FEATURES,
-                   p->zstd ? QCOW2_INCOMPAT_COMPRESSION : 0);
+                   (p->zstd ? QCOW2_INCOMPAT_COMPRESSION : 0) |
+                   (p->ext_l2 ? QCOW2_INCOMPAT_EXTL2 : 0));
         store_be64(h + QCOW2_HDR_COMPATIBLE_FEATURES,
                    p->lazy ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
         store_be32(h + QCOW2_HDR_REFCOUNT_ORDER, p->refcount_order);

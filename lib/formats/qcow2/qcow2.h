@@ -131,6 +131,9 @@ struct qcow2_state {
     uint32_t cluster_bits;
     uint64_t cluster_size;
     uint32_t l2_bits;          /* entries per L2 table = 1 << l2_bits */
+    bool ext_l2;               /* extended L2 entries (subclusters) */
+    uint32_t sc_bits;          /* subcluster size: the cluster size
+                                  without extended L2 entries */
     uint32_t crypt_method;
     uint64_t l1_offset;
     uint32_t l1_size;
@@ -211,6 +214,19 @@ struct qcow2_state {
 struct qcow2_active {
     uint64_t start, end;
     struct qcow2_active *next;
+};
+
+/* What a guest cluster or subcluster reads as, by its L2 entry (and
+ * subcluster bitmap). Without extended L2 entries a cluster is one
+ * subcluster. UNALLOC_ALLOC: a host cluster is set but the subcluster is
+ * not allocated in it, so it reads from the backing file. */
+enum qcow2_ctype {
+    QCOW2_C_UNALLOC,
+    QCOW2_C_ZERO_PLAIN,
+    QCOW2_C_ZERO_ALLOC,
+    QCOW2_C_NORMAL,
+    QCOW2_C_COMPRESSED,
+    QCOW2_C_UNALLOC_ALLOC,
 };
 
 /* ---- qcow2.c ---------------------------------------------------------- */
@@ -481,6 +497,23 @@ void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
                   struct vimg_image *src, struct vimg_measure *out);
 
+/* ---- qcow2-subcluster.c ---------------------------------------------- */
+/* Subclusters [FIRST, FIRST+N) as bits of the allocation half of a
+ * bitmap (shift left by 32 for the zero half). */
+uint64_t qcow2_sc_bits(unsigned first, unsigned n);
+/* The type of subcluster SC of an entry whose standard part classifies as
+ * CT (QCOW2_C_UNALLOC, _NORMAL or _COMPRESSED with extended entries) and
+ * whose bitmap is BM, and how many subclusters from SC on share it (*N).
+ * false when the bitmap is invalid for CT: an allocated and a zero bit
+ * both set, allocation bits in an unallocated cluster, or any bit in a
+ * compressed one. Without extended entries *T is CT and *N 1. */
+bool qcow2_sc_range(const struct qcow2_state *s, enum qcow2_ctype ct,
+                    uint64_t bm, unsigned sc, enum qcow2_ctype *t,
+                    unsigned *n);
+/* Whether reads of a subcluster of type T come from this layer's host
+ * cluster (what partial writes must copy). */
+bool qcow2_sc_has_data(enum qcow2_ctype t);
+
 /* ---- Helpers ---------------------------------------------------------- */
 static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
 {
@@ -494,6 +527,40 @@ static inline bool qcow2_has_data_file(const struct qcow2_state *s)
 static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
 {
     return (uint64_t)1 << s->l2_bits;
+}
+/* Bytes per L2 entry: 16 with extended entries. */
+static inline uint64_t qcow2_l2e_size(const struct qcow2_state *s)
+{
+    return s->ext_l2 ? QCOW2_EXTL2_ENTRY_SIZE : QCOW2_ENTRY_SIZE;
+}
+/* The standard part of entry I of an L2 table (on-disk order). */
+static inline uint64_t qcow2_l2e_get(const struct qcow2_state *s,
+                                     const uint8_t *table, uint64_t i)
+{
+    return load_be64(table + i * qcow2_l2e_size(s));
+}
+static inline void qcow2_l2e_set(const struct qcow2_state *s,
+                                 uint8_t *table, uint64_t i, uint64_t e)
+{
+    store_be64(table + i * qcow2_l2e_size(s), e);
+}
+/* The subcluster bitmap of entry I (0 without extended entries). */
+static inline uint64_t qcow2_l2bm_get(const struct qcow2_state *s,
+                                      const uint8_t *table, uint64_t i)
+{
+    return s->ext_l2 ? load_be64(table + i * QCOW2_EXTL2_ENTRY_SIZE + 8)
+                     : 0;
+}
+static inline void qcow2_l2bm_set(const struct qcow2_state *s,
+                                  uint8_t *table, uint64_t i, uint64_t bm)
+{
+    if (s->ext_l2) {
+        store_be64(table + i * QCOW2_EXTL2_ENTRY_SIZE + 8, bm);
+    }
+}
+static inline unsigned qcow2_sc_per_cluster(const struct qcow2_state *s)
+{
+    return s->ext_l2 ? QCOW2_EXTL2_SUBCLUSTERS : 1;
 }
 
 #endif
