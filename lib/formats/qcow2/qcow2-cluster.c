@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
-#include "../../compress/compress.h"
 #include "qcow2.h"
 
 /* Clusters handled by one allocation (32 MiB at 64 KiB clusters). */
@@ -90,6 +88,13 @@ static void wait_idle(struct qcow2_state *s, struct qcow2_active **list,
     }
 }
 
+void qcow2_wait_inflight(struct vimg_image *img, uint64_t start,
+                         uint64_t end)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    wait_idle(s, &s->inflight, start, end);
+}
+
 void qcow2_wait_all_idle(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);
@@ -168,18 +173,6 @@ static int free_list_move(struct vimg_image *img, struct free_list *to,
     return r;
 }
 
-static uint64_t compressed_host(const struct qcow2_state *s, uint64_t e,
-                                uint64_t *len)
-{
-    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
-    uint64_t host = e & (((uint64_t)1 << x) - 1);
-    uint64_t sectors = ((e & ~QCOW2_L2E_COMPRESSED & ~QCOW2_L2E_COPIED) >>
-                        x) + 1;
-    *len = sectors * QCOW2_COMPRESSED_SECTOR_SIZE -
-           (host & (QCOW2_COMPRESSED_SECTOR_SIZE - 1));
-    return host;
-}
-
 static int classify(struct vimg_image *img, uint64_t e, enum qcow2_ctype *t,
                     uint64_t *host)
 {
@@ -241,11 +234,8 @@ static int lookup(struct vimg_image *img, const uint8_t *table, uint64_t i,
     return 0;
 }
 
-/* The L2 table for guest OFFSET (*TABLE NULL when it has none and ALLOC is
- * false) and the index of OFFSET's entry. ALLOC makes the table exist and
- * be exclusively ours (copy-on-write of a table shared with a snapshot). */
-static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
-                  uint8_t **table, uint64_t *idx)
+int qcow2_get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
+                 uint8_t **table, uint64_t *idx)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t l1i = offset >> (s->l2_bits + s->cluster_bits);
@@ -309,72 +299,6 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
     return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
 }
 
-/* The host bytes of compressed entry E, validated (lock held). Like
- * every reference, they may run past the end of the file by less than a
- * cluster, no more (the last cluster may be partly written; QEMU's check
- * has the same rule), so that a hostile descriptor cannot make reads or
- * frees reach past it. */
-static int compressed_span(struct vimg_image *img, uint64_t e,
-                           uint64_t *host, uint64_t *len)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t file_size = s->data ? (uint64_t)vimg_internal_get_size(s->data)
-                                 : 0;
-
-    *host = compressed_host(s, e, len);
-    if (*len > 2 * s->cluster_size) {
-        return qcow2_signal_corruption(img, *host, "compressed cluster is "
-                                       "larger than a cluster");
-    }
-    if (*host + *len > file_size &&
-        *host + *len - file_size >= s->cluster_size) {
-        return qcow2_signal_corruption(img, *host, "compressed cluster "
-                                       "(%llu bytes at 0x%llx) lies past "
-                                       "the end of the file",
-                                       (unsigned long long)*len,
-                                       (unsigned long long)*host);
-    }
-    return 0;
-}
-
-/* Read and inflate LEN compressed bytes at HOST into a whole cluster. Needs
- * no lock: the span was validated and is either listed as active or
- * protected by the lock the caller holds. */
-static int decompress_span(struct vimg_image *img, uint64_t host,
-                           uint64_t len, uint8_t *out)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint8_t *in = malloc(len);
-    int r;
-
-    if (!in) {
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    if ((r = vimg_internal_pread(s->data, in, len, host)) < 0) {
-        free(in);
-        return r;
-    }
-    r = vimg_internal_decompress(s->compression_type ==
-                                     QCOW2_COMPRESSION_ZSTD
-                                     ? VIMG_COMPRESS_ZSTD
-                                     : VIMG_COMPRESS_DEFLATE_4K,
-                                 in, len, out, s->cluster_size);
-    free(in);
-    if (r < 0) {
-        return vimg_internal_img_error(img, -r, "compressed cluster at "
-                                       "0x%llx could not be decompressed",
-                                       (unsigned long long)host);
-    }
-    return 0;
-}
-
-static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
-{
-    uint64_t host, len;
-    int r = compressed_span(img, e, &host, &len);
-    return r < 0 ? r : decompress_span(img, host, len, out);
-}
-
 /* Guest data of the subclusters in MASK (bit 0 alone without extended
  * entries) of the cluster at guest offset GUEST whose old entry is E with
  * bitmap BM, as they read before a write replaced them, at their places
@@ -392,7 +316,7 @@ static int old_contents(struct vimg_image *img, uint64_t e, uint64_t bm,
         return r;
     }
     if (ct == QCOW2_C_COMPRESSED) {
-        return decompress(img, e, out);
+        return qcow2_decompress(img, e, out);
     }
     for (unsigned sc = 0; sc < per && r == 0; sc += n) {
         if (!qcow2_sc_range(s, ct, bm, sc, &t, &n)) {
@@ -441,7 +365,7 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
         return r;
     }
     if (t == QCOW2_C_COMPRESSED) {
-        if ((r = compressed_span(img, e, &host, &len)) < 0) {
+        if ((r = qcow2_compressed_span(img, e, &host, &len)) < 0) {
             return r;
         }
         uint64_t first = ROUND_DOWN(host, s->cluster_size);
@@ -473,7 +397,7 @@ static int find_read_run(struct vimg_image *img, uint64_t offset,
     struct entry x, y;
     int r;
 
-    if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+    if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
         return r;
     }
     uint64_t avail = MIN(count, (qcow2_l2_entries(s) - idx) * cs - coff);
@@ -489,7 +413,7 @@ static int find_read_run(struct vimg_image *img, uint64_t offset,
     run->t = x.t;
     if (x.t == QCOW2_C_COMPRESSED) {
         run->n = MIN(avail, cs - coff);
-        return compressed_span(img, x.e, &run->host, &run->len);
+        return qcow2_compressed_span(img, x.e, &run->host, &run->len);
     }
     /* The subclusters of the same type, then whole clusters of it that
      * follow (contiguous on the host when they hold data). */
@@ -562,7 +486,7 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
             }
             range_add(&s->active, &a, run.host, run.len);
             pthread_mutex_unlock(&s->lock);
-            r = decompress_span(img, run.host, run.len, cbuf);
+            r = qcow2_decompress_span(img, run.host, run.len, cbuf);
             if (r == 0) {
                 memcpy(out, cbuf + coff, run.n);
             }
@@ -577,19 +501,6 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
     pthread_mutex_unlock(&s->lock);
     free(cbuf);
     return r;
-}
-
-static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
-                      uint64_t host)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    int r;
-
-    if (s->data == img->file &&
-        (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
-        return r;
-    }
-    return vimg_internal_pwrite(s->data, buf, len, host, 0);
 }
 
 /* Write bytes [FROM, TO) of the cluster at HOST (guest cluster GUEST,
@@ -741,7 +652,7 @@ static int fill_run(struct vimg_image *img, const uint8_t *buf,
 static int validate_old(struct vimg_image *img, uint64_t e)
 {
     uint64_t host, len;
-    return e & QCOW2_L2E_COMPRESSED ? compressed_span(img, e, &host, &len)
+    return e & QCOW2_L2E_COMPRESSED ? qcow2_compressed_span(img, e, &host, &len)
                                     : 0;
 }
 
@@ -845,7 +756,7 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
         struct entry x;
         /* Look before allocating anything: what the run releases is
          * checked first. */
-        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN(count, MIN(qcow2_l2_entries(s) - idx, MAX_RUN) *
@@ -893,7 +804,7 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
          * shared with a snapshot is copied, which may drop the lock: look
          * again if the entries changed meanwhile). */
         if (r == 0 && (r = free_list_check(img, &rel)) == 0 &&
-            (r = get_l2(img, offset, true, &table, &idx)) == 0 &&
+            (r = qcow2_get_l2(img, offset, true, &table, &idx)) == 0 &&
             memcmp_entries(s, table, idx, old, oldbm, k)) {
             free(rel.v);
             continue;
@@ -919,7 +830,7 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                          m == W_KEEP, w);
             pthread_mutex_lock(&s->lock);
             if (r == 0) {
-                r = get_l2(img, offset, true, &table, &idx);
+                r = qcow2_get_l2(img, offset, true, &table, &idx);
             }
             if (r < 0) {
                 range_remove(s, &s->inflight, &fl);
@@ -1049,7 +960,7 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
     while (count && r == 0) {
         uint8_t *table;
         uint64_t idx;
-        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t k = MIN(count >> s->cluster_bits,
@@ -1070,7 +981,7 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
             r = free_list_check(img, &rel);
         }
         if (r == 0) {
-            r = get_l2(img, offset, true, &table, &idx);
+            r = qcow2_get_l2(img, offset, true, &table, &idx);
         }
         /* Copying may have dropped the lock: check again what the entries
          * release now, if it changed. */
@@ -1133,7 +1044,7 @@ static int zero_subclusters(struct vimg_image *img, uint64_t offset,
     do {
         wait_idle(s, &s->inflight, offset, offset + count);
         /* Copying a shared table may drop the lock. */
-        if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, offset, true, &table, &idx)) < 0) {
             return r;
         }
     } while (range_busy(s->inflight, offset, offset + count));
@@ -1271,7 +1182,7 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
     while (done < count) {
         uint8_t *table;
         uint64_t idx, pos = offset + done, coff = pos & (cs - 1);
-        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, pos, false, &table, &idx)) < 0) {
             return r;
         }
         uint64_t span = (qcow2_l2_entries(s) - idx) * cs - coff;
@@ -1353,7 +1264,7 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
         uint8_t *table;
         uint64_t idx, host, k;
         enum qcow2_ctype t;
-        if ((r = get_l2(img, pos, true, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN((end - pos) / cs,
@@ -1388,7 +1299,7 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
             struct qcow2_range run = { host, k * cs };
             (void)qcow2_free_clusters(img, &run, 1);
         }
-        if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
+        if (r < 0 || (r = qcow2_get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
         for (uint64_t i = 0; i < k; i++) {
@@ -1468,7 +1379,7 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
     /* The table holding the new end: clear its entries past it, unless
      * none is set (a table shared with a snapshot is then not copied). */
     if (first_l1 <= s->l1_size && start < first_l1 * span) {
-        if ((r = get_l2(img, start, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, start, false, &table, &idx)) < 0) {
             return r;
         }
         bool any = false;
@@ -1518,157 +1429,4 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
     }
     int r2 = free_list_commit(img, &f);
     return r < 0 ? r : r2;
-}
-
-int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t old_offset = s->l1_offset, old_bytes = s->l1_size * 8ull;
-    uint64_t bytes, fresh, *l1;
-    uint8_t *buf;
-    int r;
-
-    if (min_size <= s->l1_size) {
-        return 0;
-    }
-    if (CHECKED_MUL(min_size, 8, &bytes) || bytes > QCOW2_MAX_L1_BYTES) {
-        return vimg_internal_img_error(img, EFBIG, "the L1 table would "
-                                       "exceed %u bytes",
-                                       QCOW2_MAX_L1_BYTES);
-    }
-    /* The old table is released at the end: check it before changing
-     * anything. Tables the old L1 names must be on disk before a copy
-     * names them. */
-    struct qcow2_range old_range = { old_offset,
-                                     ROUND_UP(old_bytes, s->cluster_size) };
-    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
-        (r = qcow2_flush_metadata(img)) < 0) {
-        return r;
-    }
-    l1 = calloc(min_size, sizeof *l1);
-    buf = calloc(1, bytes);
-    if (!l1 || !buf) {
-        free(l1);
-        free(buf);
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    memcpy(l1, s->l1, s->l1_size * sizeof *l1);
-    for (uint64_t i = 0; i < min_size; i++) {
-        store_be64(buf + i * 8, l1[i]);
-    }
-    r = qcow2_alloc_clusters(img, DIV_ROUND_UP(bytes, s->cluster_size),
-                             &fresh);
-    if (r == 0) {
-        r = qcow2_cache_flush(img, &s->rb_cache);
-    }
-    if (r == 0) {
-        r = vimg_internal_flush(img->file);
-    }
-    if (r == 0) {
-        r = qcow2_write_meta(img, QCOW2_ROLE_L1, buf, bytes, fresh);
-    }
-    if (r == 0) {
-        r = vimg_internal_flush(img->file);
-    }
-    free(buf);
-    if (r < 0) {
-        free(l1);
-        return r;
-    }
-    free(s->l1);
-    s->l1 = l1;
-    s->l1_size = (uint32_t)min_size;
-    s->l1_offset = fresh;
-    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_L1_SIZE, 12)) < 0 ||
-        (r = vimg_internal_flush(img->file)) < 0) {
-        return r;
-    }
-    return qcow2_free_clusters(img, &old_range, 1);
-}
-
-long qcow2_compress(struct vimg_image *img, const void *in, void *out,
-                    uint64_t cap)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    return vimg_internal_compress(s->compression_type ==
-                                          QCOW2_COMPRESSION_ZSTD
-                                      ? VIMG_COMPRESS_ZSTD
-                                      : VIMG_COMPRESS_DEFLATE_4K,
-                                  0, in, s->cluster_size, out, cap);
-}
-
-/* As in QEMU, compressed data goes only into clusters not allocated yet:
- * the data is packed after the previous piece, written, and only then
- * does the L2 entry point at it. */
-int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
-                           const void *cbuf, uint64_t len)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint8_t *table;
-    uint64_t idx, host;
-    int r;
-
-    if (s->crypt_method) {
-        /* As QEMU: compressed clusters are never encrypted. */
-        return vimg_internal_img_error(img, ENOTSUP, "compression and "
-                                       "encryption are not supported at "
-                                       "the same time");
-    }
-    if (s->data_file_name) {
-        return vimg_internal_img_error(img, ENOTSUP, "compressed clusters "
-                                       "cannot be written to an image with "
-                                       "an external data file");
-    }
-    wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
-    if ((r = qcow2_begin_write(img)) < 0 ||
-        (r = qcow2_bitmaps_mark(img, offset,
-                                MIN(s->cluster_size,
-                                    img->size - offset))) < 0 ||
-        (r = get_l2(img, offset, true, &table, &idx)) < 0) {
-        return r;
-    }
-    if (qcow2_l2e_get(s, table, idx) & QCOW2_L2E_OFFSET_MASK) {
-        return vimg_internal_img_error(img, EIO, "cannot write a compressed "
-                                       "cluster at guest offset %llu over "
-                                       "an allocated one",
-                                       (unsigned long long)offset);
-    }
-    if ((r = qcow2_alloc_bytes(img, len, &host)) < 0 ||
-        (r = write_data(img, cbuf, len, host)) < 0) {
-        return r;
-    }
-    if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
-        return r;
-    }
-    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
-    uint64_t extra = (host + len - 1) / QCOW2_COMPRESSED_SECTOR_SIZE -
-                     host / QCOW2_COMPRESSED_SECTOR_SIZE;
-    qcow2_l2e_set(s, table, idx, QCOW2_L2E_COMPRESSED | (extra << x) | host);
-    /* A compressed cluster's subcluster bitmap must be 0. */
-    qcow2_l2bm_set(s, table, idx, 0);
-    s->compressed_written = true;
-    qcow2_cache_mark_dirty(&s->l2_cache, table);
-    return 0;
-}
-
-/* Compressed pieces can leave the file ending inside a sector; readers
- * fetch compressed data by the sector, and qemu-img's compressed output
- * ends on a whole sector: pad once, at flush and close, not per piece
- * (a truncate per cluster costs more than the write). */
-int qcow2_pad_to_sector(struct vimg_image *img)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
-    /* Only after compressed writes, as QEMU: other images may end
-     * mid-sector (a 512-byte-cluster image's L1 table) and stay so. */
-    if (!s->compressed_written) {
-        return 0;
-    }
-    s->compressed_written = false;
-    if (!(end % QCOW2_COMPRESSED_SECTOR_SIZE)) {
-        return 0;
-    }
-    return vimg_internal_truncate(img->file,
-                                  ROUND_UP(end, QCOW2_COMPRESSED_SECTOR_SIZE),
-                                  0, VIMG_PREALLOC_OFF);
 }

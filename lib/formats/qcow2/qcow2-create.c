@@ -1,9 +1,11 @@
 /* Creating qcow2 images (the layout qemu-img create writes: header, then
- * refcount table, one refcount block and the L1 table) and resizing. */
+ * refcount table, one refcount block and the L1 table), resizing, and
+ * growing the L1 table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
 #include "../../crypto/crypto.h"
 #include "qcow2.h"
@@ -552,4 +554,70 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
         return r;
     }
     return size < old ? trim_file(img) : 0;
+}
+
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t old_offset = s->l1_offset, old_bytes = s->l1_size * 8ull;
+    uint64_t bytes, fresh, *l1;
+    uint8_t *buf;
+    int r;
+
+    if (min_size <= s->l1_size) {
+        return 0;
+    }
+    if (CHECKED_MUL(min_size, 8, &bytes) || bytes > QCOW2_MAX_L1_BYTES) {
+        return vimg_internal_img_error(img, EFBIG, "the L1 table would "
+                                       "exceed %u bytes",
+                                       QCOW2_MAX_L1_BYTES);
+    }
+    /* The old table is released at the end: check it before changing
+     * anything. Tables the old L1 names must be on disk before a copy
+     * names them. */
+    struct qcow2_range old_range = { old_offset,
+                                     ROUND_UP(old_bytes, s->cluster_size) };
+    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
+        (r = qcow2_flush_metadata(img)) < 0) {
+        return r;
+    }
+    l1 = calloc(min_size, sizeof *l1);
+    buf = calloc(1, bytes);
+    if (!l1 || !buf) {
+        free(l1);
+        free(buf);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    memcpy(l1, s->l1, s->l1_size * sizeof *l1);
+    for (uint64_t i = 0; i < min_size; i++) {
+        store_be64(buf + i * 8, l1[i]);
+    }
+    r = qcow2_alloc_clusters(img, DIV_ROUND_UP(bytes, s->cluster_size),
+                             &fresh);
+    if (r == 0) {
+        r = qcow2_cache_flush(img, &s->rb_cache);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    if (r == 0) {
+        r = qcow2_write_meta(img, QCOW2_ROLE_L1, buf, bytes, fresh);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    free(buf);
+    if (r < 0) {
+        free(l1);
+        return r;
+    }
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = (uint32_t)min_size;
+    s->l1_offset = fresh;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_L1_SIZE, 12)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        return r;
+    }
+    return qcow2_free_clusters(img, &old_range, 1);
 }

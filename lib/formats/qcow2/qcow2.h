@@ -290,6 +290,8 @@ uint64_t qcow2_put_feature_table(uint8_t *h);
 int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c);
 int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                    enum vimg_prealloc prealloc);
+/* Grow the L1 table to at least MIN_SIZE entries. */
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
 /* ---- qcow2-cache.c ---------------------------------------------------- */
 int qcow2_cache_init(struct qcow2_cache *c, enum qcow2_role role,
@@ -361,15 +363,18 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
 /* Wait until no write or I/O runs outside the lock (before operations
  * that walk or rebuild all metadata: resize, check). */
 void qcow2_wait_all_idle(struct vimg_image *img);
+/* Wait until no allocating write fills guest range [START, END). */
+void qcow2_wait_inflight(struct vimg_image *img, uint64_t start,
+                         uint64_t end);
+/* The L2 table for guest OFFSET (*TABLE NULL when it has none and ALLOC
+ * is false) and the index of OFFSET's entry. ALLOC makes the table exist
+ * and be exclusively ours (copy-on-write of a table shared with a
+ * snapshot), which may drop the lock. */
+int qcow2_get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
+                 uint8_t **table, uint64_t *idx);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
-long qcow2_compress(struct vimg_image *img, const void *in, void *out,
-                    uint64_t cap);
-int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
-                           const void *cbuf, uint64_t len);
-/* Extend the file to a whole number of sectors (after compressed writes). */
-int qcow2_pad_to_sector(struct vimg_image *img);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        const char **file);
@@ -383,8 +388,22 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
  * reference (a snapshot keeps its own) once the tables are on disk, and
  * L2 tables past END leave the L1 table, whose size stays. */
 int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
-/* Grow the L1 table to at least MIN_SIZE entries. */
-int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
+
+/* ---- qcow2-compress.c ------------------------------------------------- */
+/* The host bytes of compressed entry E, validated (lock held). */
+int qcow2_compressed_span(struct vimg_image *img, uint64_t e,
+                          uint64_t *host, uint64_t *len);
+/* Read and inflate LEN compressed bytes at HOST into a whole cluster; no
+ * lock needed once the span is validated and protected. */
+int qcow2_decompress_span(struct vimg_image *img, uint64_t host,
+                          uint64_t len, uint8_t *out);
+int qcow2_decompress(struct vimg_image *img, uint64_t e, uint8_t *out);
+long qcow2_compress(struct vimg_image *img, const void *in, void *out,
+                    uint64_t cap);
+int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
+                           const void *cbuf, uint64_t len);
+/* Extend the file to a whole number of sectors (after compressed writes). */
+int qcow2_pad_to_sector(struct vimg_image *img);
 
 /* ---- qcow2-crypto.c -------------------------------------------------- */
 struct vimg_luks_create;
