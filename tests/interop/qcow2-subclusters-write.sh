@@ -11,6 +11,26 @@ stop_vimg() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 pid=""
 on_exit stop_vimg
 
+# create: the same bytes as qemu-img's, and its refusals.
+for cs in 16k 64k 2M; do
+    "$VIMG" create -q -f qcow2 -o "extended_l2=on,cluster_size=$cs" \
+        "$T/v.qcow2" 1G
+    qemu-img create -q -f qcow2 -o "extended_l2=on,cluster_size=$cs" \
+        "$T/q.qcow2" 1G
+    cmp -s "$T/v.qcow2" "$T/q.qcow2" || fail "$cs: create differs"
+done
+for o in cluster_size=8k compat=0.10; do
+    set +e
+    qemu-img create -q -f qcow2 -o "extended_l2=on,$o" "$T/q.qcow2" 1M \
+        2>"$T/qe"; qs=$?
+    "$VIMG" create -q -f qcow2 -o "extended_l2=on,$o" "$T/q.qcow2" 1M \
+        2>"$T/ve"; vs=$?
+    set -e
+    [ "$qs" = 1 ] && [ "$vs" = 1 ] || fail "create $o exited $vs, qemu-img $qs"
+    [ "$(sed 's/^[^:]*: //' "$T/qe")" = "$(sed 's/^[^:]*: //' "$T/ve")" ] ||
+        { cat "$T/qe" "$T/ve" >&2; fail "create $o message"; }
+done
+
 for cs in 16k 64k 2M; do
     sc=$(( $(echo "$cs" | sed 's/k$/*1024/; s/M$/*1048576/') / 32 ))
     qemu-img create -q -f qcow2 "$T/base.qcow2" 8M
