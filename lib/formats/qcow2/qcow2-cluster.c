@@ -820,15 +820,29 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
             if ((r = validate_old(img, old[0])) < 0 ||
                 (r = validate_old(img, old[k - 1])) < 0 ||
                 (m == W_NEW &&
-                 (r = alloc_new_run(img, guest, k, &host)) < 0)) {
+                 (r = alloc_new_run(img, guest, k, &host)) < 0) ||
+                /* As in place: a hostile entry must not aim the write at
+                 * metadata. */
+                (m == W_KEEP && s->data == img->file &&
+                 (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host,
+                                          k * cs)) < 0)) {
                 free(rel.v);
                 break;
             }
+            /* Our own clusters are written as in-place writes are:
+             * listed as active, so that nothing frees them meanwhile. */
+            struct qcow2_active ha;
             range_add(&s->inflight, &fl, busy_from, busy_to - busy_from);
+            if (m == W_KEEP) {
+                range_add(&s->active, &ha, host, k * cs);
+            }
             pthread_mutex_unlock(&s->lock);
             r = fill_run(img, in, guest, coff, n, old, oldbm, k, host,
                          m == W_KEEP, w);
             pthread_mutex_lock(&s->lock);
+            if (m == W_KEEP) {
+                range_remove(s, &s->active, &ha);
+            }
             if (r == 0) {
                 r = qcow2_get_l2(img, offset, true, &table, &idx);
             }

@@ -178,6 +178,61 @@ static void test_driver(const char *dir)
     free(path);
 }
 
+/* A hostile entry of ours (copied flag set) pointing at the L1 table,
+ * with no subcluster allocated: a write into it is refused as an
+ * in-place write onto metadata is, and the table stays as it was. */
+static void test_hostile_keep(const char *dir)
+{
+    char *path;
+    uint8_t buf[512], l1[16], after[16];
+
+    CHECK(asprintf(&path, "%s/hostile.qcow2", dir) > 0);
+    struct vimg_create_params cp = { .format = "qcow2", .size = 1 << 20,
+                                     .size_given = true,
+                                     .options = "extended_l2=on,"
+                                                "cluster_size=16384" };
+    CHECK_EQ(vimg_create(path, &cp), 0);
+    struct vimg_open_params op = { .format = "qcow2",
+                                   .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *img = vimg_open(path, &op);
+    CHECK(img != NULL);
+    if (!img) {
+        free(path);
+        return;
+    }
+    memset(buf, 0x5a, sizeof buf);
+    CHECK_EQ(vimg_pwrite(img, buf, 512, 0, 0), 0);
+    CHECK_EQ(vimg_close(img), 0);
+
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    if (fd < 0) {
+        free(path);
+        return;
+    }
+    uint8_t b[16];
+    CHECK_EQ(pread(fd, b, 8, QCOW2_HDR_L1_TABLE_OFFSET), 8);
+    uint64_t l1_off = load_be64(b);
+    CHECK_EQ(pread(fd, l1, 16, (off_t)l1_off), 16);
+    uint64_t l2 = load_be64(l1) & QCOW2_L1E_OFFSET_MASK;
+    store_be64(b, QCOW2_L2E_COPIED | l1_off);
+    store_be64(b + 8, 0);
+    CHECK_EQ(pwrite(fd, b, 16, (off_t)l2), 16);
+
+    img = vimg_open(path, &op);
+    CHECK(img != NULL);
+    if (img) {
+        CHECK_EQ(vimg_pwrite(img, buf, 512, 1024, 0), -1);
+        CHECK_EQ(vimg_get_errno(), EIO);
+        vimg_close(img);
+    }
+    CHECK_EQ(pread(fd, after, 16, (off_t)l1_off), 16);
+    CHECK(memcmp(l1, after, 16) == 0);
+    close(fd);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/vimg-qcow2-subcluster-XXXXXX";
@@ -188,6 +243,7 @@ int main(void)
     test_bits();
     test_ranges();
     test_driver(dir);
+    test_hostile_keep(dir);
     rmdir(dir);
     TEST_MAIN_END();
 }
