@@ -1,7 +1,7 @@
 #!/bin/sh
 # What walks L2 tables keeps working on extended L2 entries: snapshots,
 # commit, rebase, amend (refcount width; a downgrade refused as qemu-img
-# refuses it), resize, compressed convert. Each result passes qemu-img
+# refuses it), resize, check -r, compressed convert. Each result passes qemu-img
 # check and reads as expected.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io
@@ -79,6 +79,16 @@ qemu-img resize -q --shrink "$T/rq.qcow2" $((40 * sc + 3072))
 qemu-img resize -q "$T/rq.qcow2" 8M
 clean rs.qcow2 resize
 qemu-img compare -q "$T/rq.qcow2" "$T/rs.qcow2" || fail "resize"
+
+# Repair: refcounts left behind by lazy refcounts are rebuilt.
+qemu-img create -q -f qcow2 -o extended_l2=on,lazy_refcounts=on \
+    "$T/d.qcow2" 4M
+qemu-io -c "write -P 0x11 1k 5k" -c "write -P 0x12 1M 100k" \
+    -c "write -z 200k 4k" -c abort "$T/d.qcow2" >/dev/null 2>&1 || true
+cp "$T/d.qcow2" "$T/d0.qcow2"
+"$VIMG" check -q -r all "$T/d.qcow2" || fail "check -r all"
+clean d.qcow2 "check -r all"
+qemu-img compare -q "$T/d0.qcow2" "$T/d.qcow2" || fail "check -r all data"
 
 # Compressed clusters: their bitmaps stay 0.
 mk c.qcow2
