@@ -86,7 +86,7 @@ qemu-img create -q -f qcow2 -o extended_l2=on,lazy_refcounts=on \
 qemu-io -c "write -P 0x11 1k 5k" -c "write -P 0x12 1M 100k" \
     -c "write -z 200k 4k" -c abort "$T/d.qcow2" >/dev/null 2>&1 || true
 cp "$T/d.qcow2" "$T/d0.qcow2"
-"$VIMG" check -q -r all "$T/d.qcow2" || fail "check -r all"
+"$VIMG" check -q -r all "$T/d.qcow2" 2>"$T/err" || fail "check -r all"
 clean d.qcow2 "check -r all"
 qemu-img compare -q "$T/d0.qcow2" "$T/d.qcow2" || fail "check -r all data"
 
