@@ -47,6 +47,34 @@ io -c 'write -P 0xaa 0 512' "$out/v3-512-snapshot"
 q create -f qcow2 -o cluster_size=512 "$out/v3-512-bitmap" 64k
 q bitmap --add "$out/v3-512-bitmap" bm0
 
+# Extended L2 entries need 16 KiB clusters, and a complete image with data
+# needs six of them: too big for a seed. This one keeps qemu-img's header
+# and L1 table but no refcount block (the refcount table is empty: every
+# refcount reads 0) and ends after the L2 entries it uses: cluster 0
+# at a host cluster past the end of the file (subclusters 0-3 allocated
+# in it, 8-9 zero, the rest not allocated), cluster 1 zero subclusters
+# only, cluster 2 a compressed cluster over the L2 table's own first
+# sector. Reads and writes reach every subcluster type.
+q create -f qcow2 -o cluster_size=16k,extended_l2=on "$t/extl2" 1M
+python3 - "$t/extl2" "$out/v3-16k-extl2" <<'PY'
+import struct, sys
+cs = 16384
+b = bytearray(open(sys.argv[1], 'rb').read()[:cs])
+rt, l1, l2 = cs, 2 * cs, 3 * cs
+struct.pack_into('>QII', b, 40, l1, 0, 0)      # L1 offset; keep rt below
+struct.pack_into('>Q', b, 48, rt)
+struct.pack_into('>I', b, 56, 1)
+struct.pack_into('>I', b, 36, 1)               # l1_size
+img = b + bytearray(cs)                        # refcount table: no blocks
+img += struct.pack('>Q', (1 << 63) | l2) + bytearray(cs - 8)
+entries = [((1 << 63) | 5 * cs, 0xf | (0x300 << 32)),
+           (0, 0xff << 32),
+           ((1 << 62) | l2, 0)]
+for e, bm in entries:
+    img += struct.pack('>QQ', e, bm)
+open(sys.argv[2], 'wb').write(img)
+PY
+
 # Hostile variants of v3-512-data (header at 0, fields big-endian).
 src="$out/v3-512-data"
 python3 - "$src" "$out" <<'PY'

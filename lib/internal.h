@@ -205,8 +205,11 @@ struct vimg_driver {
     /* Return VIMG_BS_* flags for [OFFSET, OFFSET+*PNUM), setting *PNUM
      * (1..COUNT), and with VIMG_BS_OFFSET_VALID *MAP and *FILE: the name
      * of the file holding the data, borrowed for IMG's lifetime (a file
-     * the open policy let IMG name but not open counts too). 0 means "not
-     * in this layer". NULL: everything is allocated data. */
+     * the open policy let IMG name but not open counts too). Without
+     * VIMG_BS_ALLOCATED the range is "not in this layer" (0, or
+     * VIMG_BS_OFFSET_VALID alone for a host cluster whose qcow2
+     * subclusters are not allocated). NULL: everything is allocated
+     * data. */
     int (*block_status)(struct vimg_image *img, uint64_t offset,
                         uint64_t count, uint64_t *pnum, uint64_t *map,
                         const char **file);

@@ -385,10 +385,14 @@ int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
         }
         if (!layer->backing || offset >= layer->backing->size) {
             /* Nothing below, or past the backing file's end: zeros,
-             * decided by this layer (qemu-img map reports its depth). */
-            ext->flags = VIMG_BS_ZERO;
+             * decided by this layer (qemu-img map reports its depth, and
+             * the host offset of a qcow2 cluster allocated without its
+             * subclusters). */
+            ext->flags = VIMG_BS_ZERO | (ext->flags & VIMG_BS_OFFSET_VALID);
             ext->depth = depth;
-            ext->file = NULL;
+            if (!(ext->flags & VIMG_BS_OFFSET_VALID)) {
+                ext->file = NULL;
+            }
             return 0;
         }
         layer = layer->backing;

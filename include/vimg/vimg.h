@@ -205,7 +205,9 @@ struct vimg_extent {
 
 /* Describe the extent starting at OFFSET, at most COUNT bytes long (the
  * result is at least 1 byte). Without VIMG_BS_CHAIN only IMG's own layer
- * is asked and flags 0 means "not in this layer". */
+ * is asked, and flags without VIMG_BS_ALLOCATED mean "not in this layer"
+ * (VIMG_BS_OFFSET_VALID may still locate a qcow2 cluster allocated
+ * without its subclusters, as QEMU reports it). */
 int vimg_block_status(struct vimg_image *img, uint64_t offset,
                       uint64_t count, unsigned flags,
                       struct vimg_extent *extent);

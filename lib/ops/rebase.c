@@ -124,7 +124,7 @@ static int copy_phase(struct vimg_image *img, struct vimg_image *new,
             break;
         }
         n = e.length;
-        if (e.flags) {
+        if (e.flags & VIMG_BS_ALLOCATED) {
             off += n; /* IMG decides there itself */
             continue;
         }

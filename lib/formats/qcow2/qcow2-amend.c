@@ -360,7 +360,7 @@ static int has_compressed(struct vimg_image *img, bool *yes)
     for (uint64_t i = 0; i < n && !*yes && r == 0; i++) {
         r = vimg_internal_pread(img->file, t, s->cluster_size, v[i]);
         for (uint64_t j = 0; r == 0 && j < qcow2_l2_entries(s); j++) {
-            if (load_be64(t + j * 8) & QCOW2_L2E_COMPRESSED) {
+            if (qcow2_l2e_get(s, t, j) & QCOW2_L2E_COMPRESSED) {
                 *yes = true;
                 break;
             }
@@ -444,7 +444,8 @@ static int expand_pass(struct vimg_image *img, uint64_t l2, uint8_t *t,
                                        (unsigned long long)l2);
     }
     for (uint64_t j = 0; j < qcow2_l2_entries(s); j++) {
-        uint64_t e = load_be64(t + j * 8), host = e & QCOW2_L2E_OFFSET_MASK;
+        uint64_t e = qcow2_l2e_get(s, t, j);
+        uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
         uint64_t ne;
         if ((e & QCOW2_L2E_COMPRESSED) || !(e & QCOW2_L2E_ZERO)) {
             continue;
@@ -482,7 +483,7 @@ static int expand_pass(struct vimg_image *img, uint64_t l2, uint8_t *t,
             }
             ne = off | (l2_rc == 1 ? QCOW2_L2E_COPIED : 0);
         }
-        store_be64(t + j * 8, ne);
+        qcow2_l2e_set(s, t, j, ne);
         changed = true;
     }
     if (!changed) {

@@ -230,7 +230,8 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
         return;
     }
     for (uint64_t i = 0; i < qcow2_l2_entries(s); i++) {
-        uint64_t e = load_be64(c->buf + i * 8);
+        uint64_t e = qcow2_l2e_get(s, c->buf, i);
+        uint64_t bm = qcow2_l2bm_get(s, c->buf, i);
         uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
         if (e & QCOW2_L2E_COMPRESSED) {
             unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
@@ -241,6 +242,14 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
                 say(c, "ERROR: coffset=0x%" PRIx64 ": copied flag must "
                     "never be set for compressed clusters", host);
                 c->res->corruptions++;
+            }
+            if (bm) {
+                /* As QEMU: such a cluster is not counted as referenced
+                 * either. */
+                say(c, "ERROR compressed cluster %" PRIu64 " with non-zero "
+                    "subcluster allocation bitmap, entry=0x%" PRIx64, i, e);
+                c->res->corruptions++;
+                continue;
             }
             inc_refs(c, host, sectors * QCOW2_COMPRESSED_SECTOR_SIZE -
                                   (host & (QCOW2_COMPRESSED_SECTOR_SIZE - 1)));
@@ -256,7 +265,17 @@ static void check_l2(struct check *c, uint64_t l2_offset, bool active)
             c->res->corruptions++;
         }
         if (!off && !(qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED))) {
+            if (bm & QCOW2_EXTL2_ALL_ALLOC) {
+                say(c, "ERROR: Unallocated cluster has non-zero subcluster "
+                    "allocation map");
+                c->res->corruptions++;
+            }
             continue;
+        }
+        if ((bm >> 32) & bm) {
+            say(c, "ERROR offset=%" PRIx64 ": Allocated cluster has "
+                "corrupted subcluster allocation bitmap", off);
+            c->res->corruptions++;
         }
         if (off & (s->cluster_size - 1)) {
             c->res->corruptions++;
@@ -687,7 +706,7 @@ static int check_copied(struct check *c, bool repair)
             return r;
         }
         for (uint64_t j = 0; j < qcow2_l2_entries(s); j++) {
-            uint64_t le = load_be64(table + j * 8);
+            uint64_t le = qcow2_l2e_get(s, table, j);
             uint64_t off = le & QCOW2_L2E_OFFSET_MASK;
             if ((le & QCOW2_L2E_COMPRESSED) || !off ||
                 (off & (s->cluster_size - 1))) {
@@ -704,8 +723,8 @@ static int check_copied(struct check *c, bool repair)
             say(c, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64
                 " refcount=%" PRIu64, repair ? "Repairing" : "ERROR", le, rc);
             if (repair) {
-                store_be64(table + j * 8, rc == 1 ? le | QCOW2_L2E_COPIED
-                                                  : le & ~QCOW2_L2E_COPIED);
+                qcow2_l2e_set(s, table, j, rc == 1 ? le | QCOW2_L2E_COPIED
+                                                   : le & ~QCOW2_L2E_COPIED);
                 qcow2_cache_mark_dirty(&s->l2_cache, table);
                 c->res->corruptions_fixed++;
             } else {

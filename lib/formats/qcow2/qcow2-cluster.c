@@ -7,15 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
-#include "../../compress/compress.h"
 #include "qcow2.h"
 
 /* Clusters handled by one allocation (32 MiB at 64 KiB clusters). */
 #define MAX_RUN 512
 
-enum ctype { C_UNALLOC, C_ZERO_PLAIN, C_ZERO_ALLOC, C_NORMAL, C_COMPRESSED };
 
 /* Host ranges to release once the L2 tables are on disk. */
 struct free_list {
@@ -89,6 +86,13 @@ static void wait_idle(struct qcow2_state *s, struct qcow2_active **list,
     while (range_busy(*list, start, end)) {
         pthread_cond_wait(&s->active_done, &s->lock);
     }
+}
+
+void qcow2_wait_inflight(struct vimg_image *img, uint64_t start,
+                         uint64_t end)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    wait_idle(s, &s->inflight, start, end);
 }
 
 void qcow2_wait_all_idle(struct vimg_image *img)
@@ -169,26 +173,14 @@ static int free_list_move(struct vimg_image *img, struct free_list *to,
     return r;
 }
 
-static uint64_t compressed_host(const struct qcow2_state *s, uint64_t e,
-                                uint64_t *len)
-{
-    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
-    uint64_t host = e & (((uint64_t)1 << x) - 1);
-    uint64_t sectors = ((e & ~QCOW2_L2E_COMPRESSED & ~QCOW2_L2E_COPIED) >>
-                        x) + 1;
-    *len = sectors * QCOW2_COMPRESSED_SECTOR_SIZE -
-           (host & (QCOW2_COMPRESSED_SECTOR_SIZE - 1));
-    return host;
-}
-
-static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
+static int classify(struct vimg_image *img, uint64_t e, enum qcow2_ctype *t,
                     uint64_t *host)
 {
     struct qcow2_state *s = qcow2_state(img);
 
     *host = e & QCOW2_L2E_OFFSET_MASK;
     if (e & QCOW2_L2E_COMPRESSED) {
-        *t = C_COMPRESSED;
+        *t = QCOW2_C_COMPRESSED;
         *host = 0;
         return 0;
     }
@@ -196,10 +188,12 @@ static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
      * copied flag marks the entry as allocated. */
     bool allocated = *host ||
                      (qcow2_has_data_file(s) && (e & QCOW2_L2E_COPIED));
-    if (s->version >= 3 && (e & QCOW2_L2E_ZERO)) {
-        *t = allocated ? C_ZERO_ALLOC : C_ZERO_PLAIN;
+    /* With extended entries, bit 0 is reserved: the bitmap says which
+     * subclusters read as zeros. */
+    if (s->version >= 3 && !s->ext_l2 && (e & QCOW2_L2E_ZERO)) {
+        *t = allocated ? QCOW2_C_ZERO_ALLOC : QCOW2_C_ZERO_PLAIN;
     } else {
-        *t = allocated ? C_NORMAL : C_UNALLOC;
+        *t = allocated ? QCOW2_C_NORMAL : QCOW2_C_UNALLOC;
     }
     if (*host & (s->cluster_size - 1)) {
         return qcow2_signal_corruption(img, *host, "L2 entry 0x%llx points "
@@ -209,11 +203,39 @@ static int classify(struct vimg_image *img, uint64_t e, enum ctype *t,
     return 0;
 }
 
-/* The L2 table for guest OFFSET (*TABLE NULL when it has none and ALLOC is
- * false) and the index of OFFSET's entry. ALLOC makes the table exist and
- * be exclusively ours (copy-on-write of a table shared with a snapshot). */
-static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
-                  uint8_t **table, uint64_t *idx)
+/* An L2 entry as the data path sees it: classified, with the type of one
+ * of its subclusters and how many subclusters from there share it. */
+struct entry {
+    uint64_t e, bm, host;
+    enum qcow2_ctype ct, t;
+    unsigned n;
+};
+
+/* Entry I of TABLE (NULL: no table, all unallocated) from subcluster SC
+ * on (lock held). */
+static int lookup(struct vimg_image *img, const uint8_t *table, uint64_t i,
+                  unsigned sc, struct entry *x)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    x->e = table ? qcow2_l2e_get(s, table, i) : 0;
+    x->bm = table ? qcow2_l2bm_get(s, table, i) : 0;
+    if ((r = classify(img, x->e, &x->ct, &x->host)) < 0) {
+        return r;
+    }
+    if (!qcow2_sc_range(s, x->ct, x->bm, sc, &x->t, &x->n)) {
+        return qcow2_signal_corruption(img, x->host, "L2 entry 0x%llx has "
+                                       "an invalid subcluster bitmap "
+                                       "0x%llx",
+                                       (unsigned long long)x->e,
+                                       (unsigned long long)x->bm);
+    }
+    return 0;
+}
+
+int qcow2_get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
+                 uint8_t **table, uint64_t *idx)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t l1i = offset >> (s->l2_bits + s->cluster_bits);
@@ -277,97 +299,56 @@ static int get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
     return qcow2_cache_get(img, &s->l2_cache, fresh, false, table);
 }
 
-/* The host bytes of compressed entry E, validated (lock held). Like
- * every reference, they may run past the end of the file by less than a
- * cluster, no more (the last cluster may be partly written; QEMU's check
- * has the same rule), so that a hostile descriptor cannot make reads or
- * frees reach past it. */
-static int compressed_span(struct vimg_image *img, uint64_t e,
-                           uint64_t *host, uint64_t *len)
+/* Guest data of the subclusters in MASK (bit 0 alone without extended
+ * entries) of the cluster at guest offset GUEST whose old entry is E with
+ * bitmap BM, as they read before a write replaced them, at their places
+ * in the cluster-sized OUT. No lock: the entry was validated under it. */
+static int old_contents(struct vimg_image *img, uint64_t e, uint64_t bm,
+                        uint64_t guest, uint8_t *out, uint64_t mask)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint64_t file_size = s->data ? (uint64_t)vimg_internal_get_size(s->data)
-                                 : 0;
-
-    *host = compressed_host(s, e, len);
-    if (*len > 2 * s->cluster_size) {
-        return qcow2_signal_corruption(img, *host, "compressed cluster is "
-                                       "larger than a cluster");
-    }
-    if (*host + *len > file_size &&
-        *host + *len - file_size >= s->cluster_size) {
-        return qcow2_signal_corruption(img, *host, "compressed cluster "
-                                       "(%llu bytes at 0x%llx) lies past "
-                                       "the end of the file",
-                                       (unsigned long long)*len,
-                                       (unsigned long long)*host);
-    }
-    return 0;
-}
-
-/* Read and inflate LEN compressed bytes at HOST into a whole cluster. Needs
- * no lock: the span was validated and is either listed as active or
- * protected by the lock the caller holds. */
-static int decompress_span(struct vimg_image *img, uint64_t host,
-                           uint64_t len, uint8_t *out)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint8_t *in = malloc(len);
-    int r;
-
-    if (!in) {
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    if ((r = vimg_internal_pread(s->data, in, len, host)) < 0) {
-        free(in);
-        return r;
-    }
-    r = vimg_internal_decompress(s->compression_type ==
-                                     QCOW2_COMPRESSION_ZSTD
-                                     ? VIMG_COMPRESS_ZSTD
-                                     : VIMG_COMPRESS_DEFLATE_4K,
-                                 in, len, out, s->cluster_size);
-    free(in);
-    if (r < 0) {
-        return vimg_internal_img_error(img, -r, "compressed cluster at "
-                                       "0x%llx could not be decompressed",
-                                       (unsigned long long)host);
-    }
-    return 0;
-}
-
-static int decompress(struct vimg_image *img, uint64_t e, uint8_t *out)
-{
-    uint64_t host, len;
-    int r = compressed_span(img, e, &host, &len);
-    return r < 0 ? r : decompress_span(img, host, len, out);
-}
-
-/* Guest data for the cluster at guest offset GUEST whose old entry is E,
- * as it read before a write replaced it. */
-static int old_contents(struct vimg_image *img, uint64_t e, uint64_t guest,
-                        uint8_t *out)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    enum ctype t;
-    uint64_t host;
-    int r = classify(img, e, &t, &host);
+    uint64_t scs = (uint64_t)1 << s->sc_bits, host;
+    unsigned per = qcow2_sc_per_cluster(s), n;
+    enum qcow2_ctype ct, t;
+    int r = classify(img, e, &ct, &host);
 
     if (r < 0) {
         return r;
     }
-    switch (t) {
-    case C_UNALLOC:
-        return vimg_internal_read_backing(img, out, s->cluster_size, guest);
-    case C_ZERO_PLAIN:
-    case C_ZERO_ALLOC:
-        memset(out, 0, s->cluster_size);
-        return 0;
-    case C_NORMAL:
-        return qcow2_crypto_pread(img, out, s->cluster_size, host, guest);
-    default:
-        return decompress(img, e, out);
+    if (ct == QCOW2_C_COMPRESSED) {
+        return qcow2_decompress(img, e, out);
     }
+    for (unsigned sc = 0; sc < per && r == 0; sc += n) {
+        if (!qcow2_sc_range(s, ct, bm, sc, &t, &n)) {
+            return vimg_internal_img_error(img, EIO, "invalid subcluster "
+                                           "bitmap 0x%llx",
+                                           (unsigned long long)bm);
+        }
+        for (unsigned i = sc, j; i < sc + n && r == 0; i = j) {
+            if (!((mask >> i) & 1)) {
+                j = i + 1;
+                continue;
+            }
+            for (j = i; j < sc + n && ((mask >> j) & 1); j++) {
+            }
+            uint64_t off = i * scs, len = (j - i) * scs;
+            switch (t) {
+            case QCOW2_C_UNALLOC:
+            case QCOW2_C_UNALLOC_ALLOC:
+                r = vimg_internal_read_backing(img, out + off, len,
+                                               guest + off);
+                break;
+            case QCOW2_C_NORMAL:
+                r = qcow2_crypto_pread(img, out + off, len, host + off,
+                                       guest + off);
+                break;
+            default:
+                memset(out + off, 0, len);
+                break;
+            }
+        }
+    }
+    return r;
 }
 
 /* Release the host clusters an old entry E held. */
@@ -375,7 +356,7 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
                          uint64_t e)
 {
     struct qcow2_state *s = qcow2_state(img);
-    enum ctype t;
+    enum qcow2_ctype t;
     uint64_t host, len;
     int r = classify(img, e, &t, &host);
 
@@ -383,15 +364,15 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
         /* Refcounts cover img->file only. */
         return r;
     }
-    if (t == C_COMPRESSED) {
-        if ((r = compressed_span(img, e, &host, &len)) < 0) {
+    if (t == QCOW2_C_COMPRESSED) {
+        if ((r = qcow2_compressed_span(img, e, &host, &len)) < 0) {
             return r;
         }
         uint64_t first = ROUND_DOWN(host, s->cluster_size);
         return free_list_add(img, f, first,
                              ROUND_UP(host + len, s->cluster_size) - first);
     }
-    if (t == C_NORMAL || t == C_ZERO_ALLOC) {
+    if (t == QCOW2_C_NORMAL || t == QCOW2_C_ZERO_ALLOC) {
         return free_list_add(img, f, host, s->cluster_size);
     }
     return 0;
@@ -399,7 +380,7 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
 
 /* One run of clusters for a read, found under the lock. */
 struct read_run {
-    enum ctype t;
+    enum qcow2_ctype t;
     uint64_t n;          /* guest bytes the run covers */
     uint64_t host, len;  /* data: host offset of the first byte; compressed:
                             the span */
@@ -410,39 +391,47 @@ static int find_read_run(struct vimg_image *img, uint64_t offset,
 {
     struct qcow2_state *s = qcow2_state(img);
     uint8_t *table;
-    uint64_t idx, coff = offset & (s->cluster_size - 1);
+    uint64_t idx, cs = s->cluster_size, coff = offset & (cs - 1);
+    uint64_t scs = (uint64_t)1 << s->sc_bits;
+    unsigned per = qcow2_sc_per_cluster(s);
+    struct entry x, y;
     int r;
 
-    if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+    if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
         return r;
     }
-    run->n = MIN(count, (qcow2_l2_entries(s) - idx) * s->cluster_size - coff);
-    run->t = C_UNALLOC;
+    uint64_t avail = MIN(count, (qcow2_l2_entries(s) - idx) * cs - coff);
+    run->n = avail;
+    run->t = QCOW2_C_UNALLOC;
     if (!table) {
         return 0;
     }
-    uint64_t e = load_be64(table + idx * 8), host, k = 1;
-    if ((r = classify(img, e, &run->t, &host)) < 0) {
+    if ((r = lookup(img, table, idx, (unsigned)(coff >> s->sc_bits),
+                    &x)) < 0) {
         return r;
     }
-    if (run->t == C_COMPRESSED) {
-        run->n = MIN(run->n, s->cluster_size - coff);
-        return compressed_span(img, e, &run->host, &run->len);
+    run->t = x.t;
+    if (x.t == QCOW2_C_COMPRESSED) {
+        run->n = MIN(avail, cs - coff);
+        return qcow2_compressed_span(img, x.e, &run->host, &run->len);
     }
-    for (; k * s->cluster_size - coff < run->n; k++) {
-        uint64_t h;
-        enum ctype t2;
-        if ((r = classify(img, load_be64(table + (idx + k) * 8), &t2,
-                          &h)) < 0) {
+    /* The subclusters of the same type, then whole clusters of it that
+     * follow (contiguous on the host when they hold data). */
+    uint64_t end_sc = (coff >> s->sc_bits) + x.n;
+    uint64_t n = end_sc * scs - coff;
+    for (uint64_t k = 1; n < avail && end_sc == per; k++) {
+        if ((r = lookup(img, table, idx + k, 0, &y)) < 0) {
             return r;
         }
-        if (t2 != run->t ||
-            (run->t == C_NORMAL && h != host + k * s->cluster_size)) {
+        if (y.t != x.t ||
+            (x.t == QCOW2_C_NORMAL && y.host != x.host + k * cs)) {
             break;
         }
+        end_sc = y.n;
+        n = k * cs + y.n * scs - coff;
     }
-    run->n = MIN(run->n, k * s->cluster_size - coff);
-    run->host = host + coff;
+    run->n = MIN(n, avail);
+    run->host = x.host + coff;
     return 0;
 }
 
@@ -473,30 +462,31 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
             break;
         }
         switch (run.t) {
-        case C_UNALLOC:
+        case QCOW2_C_UNALLOC:
+        case QCOW2_C_UNALLOC_ALLOC:
             pthread_mutex_unlock(&s->lock);
             r = vimg_internal_read_backing(img, out, run.n, offset);
             pthread_mutex_lock(&s->lock);
             break;
-        case C_ZERO_PLAIN:
-        case C_ZERO_ALLOC:
+        case QCOW2_C_ZERO_PLAIN:
+        case QCOW2_C_ZERO_ALLOC:
             memset(out, 0, run.n);
             break;
-        case C_NORMAL:
+        case QCOW2_C_NORMAL:
             range_add(&s->active, &a, run.host, run.n);
             pthread_mutex_unlock(&s->lock);
             r = qcow2_crypto_pread(img, out, run.n, run.host, offset);
             pthread_mutex_lock(&s->lock);
             range_remove(s, &s->active, &a);
             break;
-        case C_COMPRESSED:
+        case QCOW2_C_COMPRESSED:
             if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
                 r = vimg_internal_img_error(img, ENOMEM, "out of memory");
                 break;
             }
             range_add(&s->active, &a, run.host, run.len);
             pthread_mutex_unlock(&s->lock);
-            r = decompress_span(img, run.host, run.len, cbuf);
+            r = qcow2_decompress_span(img, run.host, run.len, cbuf);
             if (r == 0) {
                 memcpy(out, cbuf + coff, run.n);
             }
@@ -513,37 +503,79 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
     return r;
 }
 
-static int write_data(struct vimg_image *img, const void *buf, uint64_t len,
-                      uint64_t host)
+/* Write bytes [FROM, TO) of the cluster at HOST (guest cluster GUEST,
+ * old entry E with bitmap BM) from SRC, and *W the subclusters written
+ * (bit 0 alone without extended entries). A new cluster (KEEP false)
+ * also gets the old cluster's data, so that every subcluster reads as
+ * before: partly written ones and those the old cluster held data for.
+ * The old cluster itself (KEEP) keeps its data where it is: only partly
+ * written subclusters that held none are completed (from the backing file
+ * or zeros); the others are written in place, byte-exact, as an in-place
+ * write may run beside this one. Runs without the lock. */
+static int fill_cluster(struct vimg_image *img, uint64_t e, uint64_t bm,
+                        uint64_t guest, uint64_t host, const uint8_t *src,
+                        uint64_t from, uint64_t to, bool keep, uint64_t *w)
 {
     struct qcow2_state *s = qcow2_state(img);
-    int r;
+    uint64_t cs = s->cluster_size, scs = (uint64_t)1 << s->sc_bits, h;
+    unsigned a = (unsigned)(from >> s->sc_bits);
+    unsigned b = (unsigned)DIV_ROUND_UP(to, scs), per, n;
+    uint64_t touched = s->ext_l2 ? qcow2_sc_bits(a, b - a) : 1;
+    uint64_t data = 0, partial = 0, lo = 0, hi = cs;
+    enum qcow2_ctype ct, t;
+    int r = classify(img, e, &ct, &h);
 
-    if (s->data == img->file &&
-        (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host, len)) < 0) {
+    per = qcow2_sc_per_cluster(s);
+    for (unsigned sc = 0; r == 0 && sc < per; sc += n) {
+        if (!qcow2_sc_range(s, ct, bm, sc, &t, &n)) {
+            return vimg_internal_img_error(img, EIO, "invalid subcluster "
+                                           "bitmap 0x%llx",
+                                           (unsigned long long)bm);
+        }
+        if (qcow2_sc_has_data(t)) {
+            data |= s->ext_l2 ? qcow2_sc_bits(sc, n) : 1;
+        }
+    }
+    if (r < 0) {
         return r;
     }
-    return vimg_internal_pwrite(s->data, buf, len, host, 0);
-}
-
-/* Write a cluster of which only [FROM, TO) comes from SRC: the rest is
- * what the cluster read before (old entry E, validated under the lock).
- * Runs without the lock. */
-static int write_partial(struct vimg_image *img, uint64_t e, uint64_t guest,
-                         uint64_t host, const uint8_t *src, uint64_t from,
-                         uint64_t to)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint8_t *c = malloc(s->cluster_size);
-    int r;
-
+    if (from % scs) {
+        partial |= s->ext_l2 ? qcow2_sc_bits(a, 1) : 1;
+    }
+    if (to % scs) {
+        partial |= s->ext_l2 ? qcow2_sc_bits(b - 1, 1) : 1;
+    }
+    *w = touched | (keep ? 0 : data);
+    uint64_t need = (*w & ~touched) | partial;
+    if (keep) {
+        need &= ~data;
+        lo = (data >> a) & 1 ? from : 0;
+        hi = (data >> (b - 1)) & 1 ? to : cs;
+    }
+    if (!need) {
+        /* Nothing to complete: the written span is SRC itself. */
+        uint64_t ws = MAX(a * scs, lo), we = MIN(b * scs, hi);
+        return qcow2_crypto_pwrite(img, src + (ws - from), we - ws,
+                                   host + ws, guest + ws);
+    }
+    uint8_t *c = malloc(cs);
     if (!c) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    r = old_contents(img, e, guest, c);
+    r = old_contents(img, e, bm, guest, c, need);
     if (r == 0) {
         memcpy(c + from, src, to - from);
-        r = qcow2_crypto_pwrite(img, c, s->cluster_size, host, guest);
+    }
+    for (unsigned i = 0, j; r == 0 && i < per; i = j) {
+        if (!((*w >> i) & 1)) {
+            j = i + 1;
+            continue;
+        }
+        for (j = i; j < per && ((*w >> j) & 1); j++) {
+        }
+        uint64_t ws = MAX(i * scs, lo), we = MIN(j * scs, hi);
+        r = qcow2_crypto_pwrite(img, c + ws, we - ws, host + ws,
+                                guest + ws);
     }
     free(c);
     return r;
@@ -573,31 +605,37 @@ static int alloc_new_run(struct vimg_image *img, uint64_t guest, uint64_t k,
     return r;
 }
 
-/* Fill the K new clusters at HOST for guest cluster GUEST (old entries
- * OLD), taking [COFF, COFF+LEN) of the run from BUF and the rest of the
- * first and last clusters from what they read before. No lock needed: the
- * guest range is in flight, so nobody else changes its entries. */
-static int fill_new_run(struct vimg_image *img, const uint8_t *buf,
-                        uint64_t guest, uint64_t coff, uint64_t len,
-                        const uint64_t *old, uint64_t k, uint64_t host)
+/* Fill the K clusters at HOST for guest cluster GUEST (old entries OLD,
+ * bitmaps OLDBM), taking [COFF, COFF+LEN) of the run from BUF, as
+ * fill_cluster does for the first and last; W[i] gets the subclusters
+ * written in cluster i. No lock needed: the guest range is in flight, so
+ * nobody else changes its entries. */
+static int fill_run(struct vimg_image *img, const uint8_t *buf,
+                    uint64_t guest, uint64_t coff, uint64_t len,
+                    const uint64_t *old, const uint64_t *oldbm, uint64_t k,
+                    uint64_t host, bool keep, uint64_t *w)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, end = coff + len, first = 0, last = k;
     int r;
 
+    for (uint64_t i = 0; i < k; i++) {
+        w[i] = s->ext_l2 ? QCOW2_EXTL2_ALL_ALLOC : 1;
+    }
     if (coff || (k == 1 && end < cs)) {
         uint64_t to = k == 1 ? end : cs;
-        if ((r = write_partial(img, old[0], guest, host, buf, coff,
-                               to)) < 0) {
+        if ((r = fill_cluster(img, old[0], oldbm[0], guest, host, buf,
+                              coff, to, keep, &w[0])) < 0) {
             return r;
         }
         first = 1;
     }
     if (first < k && end % cs) {
         last = k - 1;
-        if ((r = write_partial(img, old[k - 1], guest + last * cs,
-                               host + last * cs, buf + last * cs - coff, 0,
-                               end % cs)) < 0) {
+        if ((r = fill_cluster(img, old[last], oldbm[last],
+                              guest + last * cs, host + last * cs,
+                              buf + last * cs - coff, 0, end % cs, keep,
+                              &w[last])) < 0) {
             return r;
         }
     }
@@ -614,7 +652,7 @@ static int fill_new_run(struct vimg_image *img, const uint8_t *buf,
 static int validate_old(struct vimg_image *img, uint64_t e)
 {
     uint64_t host, len;
-    return e & QCOW2_L2E_COMPRESSED ? compressed_span(img, e, &host, &len)
+    return e & QCOW2_L2E_COMPRESSED ? qcow2_compressed_span(img, e, &host, &len)
                                     : 0;
 }
 
@@ -639,16 +677,49 @@ static int write_in_place(struct vimg_image *img, const void *buf,
     return r;
 }
 
-/* Whether the K entries at IDX of TABLE differ from OLD. */
-static bool memcmp_entries(const uint8_t *table, uint64_t idx,
-                           const uint64_t *old, uint64_t k)
+/* Whether the K entries at IDX of TABLE differ from OLD, OLDBM. */
+static bool memcmp_entries(const struct qcow2_state *s, const uint8_t *table,
+                           uint64_t idx, const uint64_t *old,
+                           const uint64_t *oldbm, uint64_t k)
 {
     for (uint64_t i = 0; i < k; i++) {
-        if (load_be64(table + (idx + i) * 8) != old[i]) {
+        if (qcow2_l2e_get(s, table, idx + i) != old[i] ||
+            qcow2_l2bm_get(s, table, idx + i) != oldbm[i]) {
             return true;
         }
     }
     return false;
+}
+
+/* How a write reaches a cluster: in place (it is ours, and every
+ * subcluster written holds data), into it with its bitmap changed after
+ * (ours, but some subcluster written holds none), or into a new one. */
+enum wmode { W_IN_PLACE, W_KEEP, W_NEW };
+
+/* The mode for writing bytes [FROM, TO) of the cluster of entry I of
+ * TABLE (NULL: none), with its entry (lock held). */
+static int write_mode(struct vimg_image *img, const uint8_t *table,
+                      uint64_t i, uint64_t from, uint64_t to,
+                      enum wmode *m, struct entry *x)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    unsigned a = (unsigned)(from >> s->sc_bits);
+    int r = lookup(img, table, i, a, x);
+
+    if (r < 0) {
+        return r;
+    }
+    bool ours = (x->e & QCOW2_L2E_COPIED) &&
+                (s->ext_l2 ? x->ct : x->t) == QCOW2_C_NORMAL;
+    if (!ours) {
+        *m = W_NEW;
+    } else if (x->t == QCOW2_C_NORMAL &&
+               a + x->n >= DIV_ROUND_UP(to, (uint64_t)1 << s->sc_bits)) {
+        *m = W_IN_PLACE;
+    } else {
+        *m = W_KEEP;
+    }
+    return 0;
 }
 
 int qcow2_pwrite(struct vimg_image *img, const void *buf, uint64_t count,
@@ -667,7 +738,8 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     struct qcow2_state *s = qcow2_state(img);
     const uint8_t *in = buf;
     struct free_list f = { 0 };
-    uint64_t old[MAX_RUN];
+    uint64_t old[MAX_RUN], oldbm[MAX_RUN], w[MAX_RUN];
+    uint64_t cs = s->cluster_size, scs = (uint64_t)1 << s->sc_bits;
     int r = 0;
 
     /* The bitmaps record a write from its start: a bit set for a write
@@ -679,55 +751,61 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     }
     while (count && r == 0) {
         uint8_t *table;
-        uint64_t idx, coff = offset & (s->cluster_size - 1), host, k;
-        enum ctype t;
+        uint64_t idx, coff = offset & (cs - 1), host, k;
+        enum wmode m, m2;
+        struct entry x;
         /* Look before allocating anything: what the run releases is
          * checked first. */
-        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN(count, MIN(qcow2_l2_entries(s) - idx, MAX_RUN) *
-                                    s->cluster_size - coff);
-        uint64_t e = table ? load_be64(table + idx * 8) : 0;
-        if ((r = classify(img, e, &t, &host)) < 0) {
+                                    cs - coff);
+        uint64_t wend = coff + n;
+        if ((r = write_mode(img, table, idx, coff, MIN(wend, cs), &m,
+                            &x)) < 0) {
             break;
         }
-        bool in_place = t == C_NORMAL && (e & QCOW2_L2E_COPIED);
-        old[0] = e;
-        for (k = 1; k * s->cluster_size - coff < n; k++) {
-            uint64_t e2 = table ? load_be64(table + (idx + k) * 8) : 0, h;
-            enum ctype t2;
-            if ((r = classify(img, e2, &t2, &h)) < 0) {
+        host = x.host;
+        old[0] = x.e;
+        oldbm[0] = x.bm;
+        for (k = 1; k * cs - coff < n; k++) {
+            if ((r = write_mode(img, table, idx + k, 0,
+                                MIN(wend - k * cs, cs), &m2, &x)) < 0) {
                 break;
             }
-            bool ip2 = t2 == C_NORMAL && (e2 & QCOW2_L2E_COPIED);
-            if (ip2 != in_place ||
-                (in_place && h != host + k * s->cluster_size)) {
+            if (m2 != m || (m != W_NEW && x.host != host + k * cs)) {
                 break;
             }
-            old[k] = e2;
+            old[k] = x.e;
+            oldbm[k] = x.bm;
         }
         if (r < 0) {
             break;
         }
-        n = MIN(n, k * s->cluster_size - coff);
-        uint64_t guest = offset - coff, cs = s->cluster_size;
-        if (!in_place && range_busy(s->inflight, guest, guest + k * cs)) {
+        n = MIN(n, k * cs - coff);
+        uint64_t guest = offset - coff;
+        /* A new cluster is filled whole; into our own, only the
+         * subclusters written change. */
+        uint64_t busy_from = m == W_KEEP ? ROUND_DOWN(offset, scs) : guest;
+        uint64_t busy_to = m == W_KEEP ? ROUND_UP(offset + n, scs)
+                                       : guest + k * cs;
+        if (m != W_IN_PLACE && range_busy(s->inflight, busy_from, busy_to)) {
             /* Another writer is filling these clusters: once it is done,
              * look again (they may be in place by then). */
             pthread_cond_wait(&s->active_done, &s->lock);
             continue;
         }
         struct free_list rel = { 0 };
-        for (uint64_t i = 0; !in_place && i < k && r == 0; i++) {
+        for (uint64_t i = 0; m == W_NEW && i < k && r == 0; i++) {
             r = release_entry(img, &rel, old[i]);
         }
         /* The table before the data, as QEMU lays them out (a table
          * shared with a snapshot is copied, which may drop the lock: look
          * again if the entries changed meanwhile). */
         if (r == 0 && (r = free_list_check(img, &rel)) == 0 &&
-            (r = get_l2(img, offset, true, &table, &idx)) == 0 &&
-            memcmp_entries(table, idx, old, k)) {
+            (r = qcow2_get_l2(img, offset, true, &table, &idx)) == 0 &&
+            memcmp_entries(s, table, idx, old, oldbm, k)) {
             free(rel.v);
             continue;
         }
@@ -735,26 +813,42 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
             free(rel.v);
             break;
         }
-        if (in_place) {
+        if (m == W_IN_PLACE) {
             r = write_in_place(img, in, n, host + coff, offset);
         } else {
             struct qcow2_active fl;
             if ((r = validate_old(img, old[0])) < 0 ||
                 (r = validate_old(img, old[k - 1])) < 0 ||
-                (r = alloc_new_run(img, guest, k, &host)) < 0) {
+                (m == W_NEW &&
+                 (r = alloc_new_run(img, guest, k, &host)) < 0) ||
+                /* As in place: a hostile entry must not aim the write at
+                 * metadata. */
+                (m == W_KEEP && s->data == img->file &&
+                 (r = qcow2_overlap_check(img, QCOW2_ROLE_DATA, host,
+                                          k * cs)) < 0)) {
                 free(rel.v);
                 break;
             }
-            range_add(&s->inflight, &fl, guest, k * cs);
+            /* Our own clusters are written as in-place writes are:
+             * listed as active, so that nothing frees them meanwhile. */
+            struct qcow2_active ha;
+            range_add(&s->inflight, &fl, busy_from, busy_to - busy_from);
+            if (m == W_KEEP) {
+                range_add(&s->active, &ha, host, k * cs);
+            }
             pthread_mutex_unlock(&s->lock);
-            r = fill_new_run(img, in, guest, coff, n, old, k, host);
+            r = fill_run(img, in, guest, coff, n, old, oldbm, k, host,
+                         m == W_KEEP, w);
             pthread_mutex_lock(&s->lock);
+            if (m == W_KEEP) {
+                range_remove(s, &s->active, &ha);
+            }
             if (r == 0) {
-                r = get_l2(img, offset, true, &table, &idx);
+                r = qcow2_get_l2(img, offset, true, &table, &idx);
             }
             if (r < 0) {
                 range_remove(s, &s->inflight, &fl);
-                if (s->data == img->file) {
+                if (m == W_NEW && s->data == img->file) {
                     struct qcow2_range run = { host, k * cs };
                     (void)qcow2_free_clusters(img, &run, 1);
                 }
@@ -762,8 +856,16 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
                 break;
             }
             for (uint64_t i = 0; i < k; i++) {
-                store_be64(table + (idx + i) * 8,
-                           (host + i * s->cluster_size) | QCOW2_L2E_COPIED);
+                /* Our own cluster's bitmap may have changed meanwhile in
+                 * subclusters other writers were filling. */
+                uint64_t bm = m == W_NEW ? oldbm[i]
+                                         : qcow2_l2bm_get(s, table, idx + i);
+                if (m == W_NEW) {
+                    qcow2_l2e_set(s, table, idx + i,
+                                  (host + i * cs) | QCOW2_L2E_COPIED);
+                }
+                qcow2_l2bm_set(s, table, idx + i,
+                               (bm | w[i]) & ~(w[i] << 32));
             }
             qcow2_cache_mark_dirty(&s->l2_cache, table);
             range_remove(s, &s->inflight, &fl);
@@ -786,26 +888,38 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
     return r;
 }
 
-/* The entry replacing E (of type T) when its cluster is zeroed (ZERO) or
- * discarded; *RELEASE when the old host cluster must be freed. */
-static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
-                                  uint64_t e, bool zero, bool unmap,
-                                  bool backing, bool *release)
+/* The entry replacing E (of type T, bitmap BM; *NBM the new bitmap) when
+ * its cluster is zeroed (ZERO) or discarded; *RELEASE when the old host
+ * cluster must be freed. With extended entries, zeros are the zero half
+ * of the bitmap rather than bit 0. */
+static uint64_t entry_after_clear(const struct qcow2_state *s,
+                                  enum qcow2_ctype t, uint64_t e,
+                                  uint64_t bm, uint64_t *nbm, bool zero,
+                                  bool unmap, bool backing, bool *release)
 {
+    uint64_t zflag = s->ext_l2 ? 0 : QCOW2_L2E_ZERO;
+    uint64_t zbm = s->ext_l2 ? QCOW2_EXTL2_ALL_ZERO : 0;
+
     *release = false;
+    *nbm = bm;
     switch (t) {
-    case C_UNALLOC:
+    case QCOW2_C_UNALLOC:
         /* As QEMU: on v3, a discarded range reads as zeros, not as the
          * backing file's data. */
-        return (zero || s->version >= 3) && backing ? QCOW2_L2E_ZERO : e;
-    case C_ZERO_PLAIN:
+        if ((zero || s->version >= 3) && backing) {
+            *nbm = zbm;
+            return e | zflag;
+        }
         return e;
-    case C_NORMAL:
+    case QCOW2_C_ZERO_PLAIN:
+        return e;
+    case QCOW2_C_NORMAL:
         if (zero && !unmap && (e & QCOW2_L2E_COPIED)) {
-            return e | QCOW2_L2E_ZERO;
+            *nbm = zbm;
+            return e | zflag;
         }
         break;
-    case C_ZERO_ALLOC:
+    case QCOW2_C_ZERO_ALLOC:
         if (zero && !unmap) {
             return e;
         }
@@ -816,7 +930,9 @@ static uint64_t entry_after_clear(const struct qcow2_state *s, enum ctype t,
     *release = true;
     /* Without the zero flag, discard on v3 with a backing file must still
      * not expose the backing data. */
-    return zero || (backing && s->version >= 3) ? QCOW2_L2E_ZERO : 0;
+    bool zeros = zero || (backing && s->version >= 3);
+    *nbm = zeros ? zbm : 0;
+    return zeros ? zflag : 0;
 }
 
 /* What clearing the K entries at IDX of TABLE releases, added to F. */
@@ -829,13 +945,14 @@ static int clear_releases(struct vimg_image *img, const uint8_t *table,
     int r = 0;
 
     for (uint64_t i = 0; i < k && r == 0; i++) {
-        uint64_t e = load_be64(table + (idx + i) * 8), host;
-        enum ctype t;
+        struct entry x;
+        uint64_t nbm;
         bool release;
-        if ((r = classify(img, e, &t, &host)) == 0) {
-            entry_after_clear(s, t, e, zero, unmap, backing, &release);
+        if ((r = lookup(img, table, idx + i, 0, &x)) == 0) {
+            entry_after_clear(s, x.ct, x.e, x.bm, &nbm, zero, unmap,
+                              backing, &release);
             if (release) {
-                r = release_entry(img, f, e);
+                r = release_entry(img, f, x.e);
             }
         }
     }
@@ -857,7 +974,7 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
     while (count && r == 0) {
         uint8_t *table;
         uint64_t idx;
-        if ((r = get_l2(img, offset, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, offset, false, &table, &idx)) < 0) {
             break;
         }
         uint64_t k = MIN(count >> s->cluster_bits,
@@ -878,7 +995,7 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
             r = free_list_check(img, &rel);
         }
         if (r == 0) {
-            r = get_l2(img, offset, true, &table, &idx);
+            r = qcow2_get_l2(img, offset, true, &table, &idx);
         }
         /* Copying may have dropped the lock: check again what the entries
          * release now, if it changed. */
@@ -889,15 +1006,17 @@ static int clear_clusters(struct vimg_image *img, uint64_t offset,
             r = free_list_check(img, &now);
         }
         for (uint64_t i = 0; i < k && r == 0; i++) {
-            uint64_t e = load_be64(table + (idx + i) * 8), host, ne;
-            enum ctype t;
+            struct entry x;
+            uint64_t ne, nbm;
             bool release;
-            if ((r = classify(img, e, &t, &host)) < 0) {
+            if ((r = lookup(img, table, idx + i, 0, &x)) < 0) {
                 break;
             }
-            ne = entry_after_clear(s, t, e, zero, unmap, backing, &release);
-            if (ne != e) {
-                store_be64(table + (idx + i) * 8, ne);
+            ne = entry_after_clear(s, x.ct, x.e, x.bm, &nbm, zero, unmap,
+                                   backing, &release);
+            if (ne != x.e || nbm != x.bm) {
+                qcow2_l2e_set(s, table, idx + i, ne);
+                qcow2_l2bm_set(s, table, idx + i, nbm);
                 qcow2_cache_mark_dirty(&s->l2_cache, table);
             }
         }
@@ -924,6 +1043,78 @@ static void whole_clusters(struct vimg_image *img, uint64_t offset,
                                        : ROUND_DOWN(offset + count, cs);
 }
 
+/* Set the zero bits of the whole subclusters [OFFSET, OFFSET+COUNT) of
+ * one cluster (extended entries), as QEMU does; -ENOTSUP for a compressed
+ * cluster, which cannot be zeroed in part. */
+static int zero_subclusters(struct vimg_image *img, uint64_t offset,
+                            uint64_t count)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint8_t *table;
+    uint64_t idx;
+    struct entry x;
+    int r;
+
+    do {
+        wait_idle(s, &s->inflight, offset, offset + count);
+        /* Copying a shared table may drop the lock. */
+        if ((r = qcow2_get_l2(img, offset, true, &table, &idx)) < 0) {
+            return r;
+        }
+    } while (range_busy(s->inflight, offset, offset + count));
+    if ((r = lookup(img, table, idx, 0, &x)) < 0) {
+        return r;
+    }
+    if (x.ct == QCOW2_C_COMPRESSED) {
+        return -ENOTSUP;
+    }
+    unsigned a = (unsigned)((offset & (s->cluster_size - 1)) >> s->sc_bits);
+    uint64_t m = qcow2_sc_bits(a, (unsigned)(count >> s->sc_bits));
+    uint64_t bm = (x.bm | (m << 32)) & ~m;
+    if (bm != x.bm) {
+        qcow2_l2bm_set(s, table, idx, bm);
+        qcow2_cache_mark_dirty(&s->l2_cache, table);
+    }
+    return 0;
+}
+
+/* Make [OFFSET, OFFSET+COUNT), inside one cluster, read as zeros: whole
+ * subclusters by their zero bits, the rest by writing ZEROS. */
+static int zero_partial(struct vimg_image *img, uint64_t offset,
+                        uint64_t count, const uint8_t *zeros)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t scs = (uint64_t)1 << s->sc_bits, end = offset + count;
+    int r;
+
+    if (!count) {
+        return 0;
+    }
+    if (s->ext_l2) {
+        uint64_t a = ROUND_UP(offset, scs);
+        /* A partial last subcluster counts as whole: nothing lies past. */
+        uint64_t b = end == img->size ? ROUND_UP(end, scs)
+                                      : ROUND_DOWN(end, scs);
+        if (a < b) {
+            r = zero_subclusters(img, a, b - a);
+            if (r == 0) {
+                if (a > offset &&
+                    (r = qcow2_pwrite_locked(img, zeros, a - offset, offset,
+                                             0)) < 0) {
+                    return r;
+                }
+                return b < end ? qcow2_pwrite_locked(img, zeros, end - b, b,
+                                                     0)
+                               : 0;
+            }
+            if (r != -ENOTSUP) {
+                return r;
+            }
+        }
+    }
+    return qcow2_pwrite_locked(img, zeros, count, offset, 0);
+}
+
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags)
 {
@@ -942,23 +1133,24 @@ int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
         (r = qcow2_bitmaps_mark(img, offset, count)) < 0) {
         return r;
     }
-    if (start >= end) {
+    if (start >= end && !s->ext_l2) {
         return -ENOTSUP;
     }
     uint8_t *zeros = calloc(1, cs);
     if (!zeros) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    r = 0;
-    if (start > offset) {
-        r = qcow2_pwrite_locked(img, zeros, start - offset, offset, 0);
-    }
-    if (r == 0 && offset + count > end) {
-        r = qcow2_pwrite_locked(img, zeros, offset + count - end, end,
-                                    0);
+    if (start > end) {
+        /* Inside one cluster. */
+        r = zero_partial(img, offset, count, zeros);
+    } else {
+        r = zero_partial(img, offset, start - offset, zeros);
+        if (r == 0) {
+            r = zero_partial(img, end, offset + count - end, zeros);
+        }
     }
     free(zeros);
-    if (r == 0) {
+    if (r == 0 && start < end) {
         r = clear_clusters(img, start, end - start, true,
                            flags & VIMG_ZERO_MAY_UNMAP);
     }
@@ -997,43 +1189,53 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t cs = s->cluster_size, done = 0, want_host = 0;
-    enum ctype first = C_UNALLOC;
+    uint64_t scs = (uint64_t)1 << s->sc_bits;
+    enum qcow2_ctype first = QCOW2_C_UNALLOC;
     int r;
 
     while (done < count) {
         uint8_t *table;
         uint64_t idx, pos = offset + done, coff = pos & (cs - 1);
-        if ((r = get_l2(img, pos, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, pos, false, &table, &idx)) < 0) {
             return r;
         }
         uint64_t span = (qcow2_l2_entries(s) - idx) * cs - coff;
         if (!table) {
-            if (done && first != C_UNALLOC) {
+            if (done && first != QCOW2_C_UNALLOC) {
                 break;
             }
             done += MIN(span, count - done);
             continue;
         }
         bool stop = false;
-        for (uint64_t i = idx; i < qcow2_l2_entries(s) && done < count;
-             i++) {
-            uint64_t e = load_be64(table + i * 8), host;
-            enum ctype t;
-            if ((r = classify(img, e, &t, &host)) < 0) {
-                return r;
+        for (uint64_t i = idx; i < qcow2_l2_entries(s) && done < count &&
+                               !stop; i++) {
+            /* Subcluster ranges of one type within the cluster. */
+            uint64_t in = (offset + done) & (cs - 1);
+            while (in < cs && done < count) {
+                struct entry x;
+                if ((r = lookup(img, table, i, (unsigned)(in >> s->sc_bits),
+                                &x)) < 0) {
+                    return r;
+                }
+                uint64_t len = MIN((in >> s->sc_bits) * scs + x.n * scs - in,
+                                   count - done);
+                uint64_t host = x.host + in;
+                if (done == 0) {
+                    first = x.t;
+                    *map = host;
+                } else if (x.t != first || x.t == QCOW2_C_COMPRESSED ||
+                           ((x.t == QCOW2_C_NORMAL ||
+                             x.t == QCOW2_C_ZERO_ALLOC ||
+                             x.t == QCOW2_C_UNALLOC_ALLOC) &&
+                            host != want_host)) {
+                    stop = true;
+                    break;
+                }
+                want_host = host + len;
+                done += len;
+                in += len;
             }
-            if (done == 0) {
-                first = t;
-                want_host = host;
-                *map = host + coff;
-            } else if (t != first || t == C_COMPRESSED ||
-                       ((t == C_NORMAL || t == C_ZERO_ALLOC) &&
-                        host != want_host)) {
-                stop = true;
-                break;
-            }
-            want_host = host + cs;
-            done += MIN(cs - (done == 0 ? coff : 0), count - done);
         }
         if (stop) {
             break;
@@ -1045,14 +1247,18 @@ int qcow2_block_status(struct vimg_image *img, uint64_t offset,
     *file = s->data ? s->data->filename : s->data_file_path;
     unsigned mapped = s->crypt_method || !*file ? 0 : VIMG_BS_OFFSET_VALID;
     switch (first) {
-    case C_UNALLOC:
+    case QCOW2_C_UNALLOC:
         return 0;
-    case C_ZERO_PLAIN:
+    case QCOW2_C_UNALLOC_ALLOC:
+        /* Read from the backing file, but mapped: qemu-img map shows the
+         * offset where no backing file decides. */
+        return (int)mapped;
+    case QCOW2_C_ZERO_PLAIN:
         return VIMG_BS_ZERO | VIMG_BS_ALLOCATED;
-    case C_ZERO_ALLOC:
+    case QCOW2_C_ZERO_ALLOC:
         /* Still mapped to its host cluster, as qemu-img map shows. */
         return (int)(VIMG_BS_ZERO | VIMG_BS_ALLOCATED | mapped);
-    case C_NORMAL:
+    case QCOW2_C_NORMAL:
         return (int)(VIMG_BS_DATA | VIMG_BS_ALLOCATED | mapped);
     default:
         return VIMG_BS_DATA | VIMG_BS_ALLOCATED;
@@ -1071,16 +1277,16 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
     while (pos < end && r == 0) {
         uint8_t *table;
         uint64_t idx, host, k;
-        enum ctype t;
-        if ((r = get_l2(img, pos, true, &table, &idx)) < 0) {
+        enum qcow2_ctype t;
+        if ((r = qcow2_get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
         uint64_t n = MIN((end - pos) / cs,
                          MIN(qcow2_l2_entries(s) - idx, MAX_RUN));
         for (k = 0; k < n; k++) {
-            if ((r = classify(img, load_be64(table + (idx + k) * 8), &t,
+            if ((r = classify(img, qcow2_l2e_get(s, table, idx + k), &t,
                               &host)) < 0 ||
-                (t != C_UNALLOC && t != C_ZERO_PLAIN)) {
+                (t != QCOW2_C_UNALLOC && t != QCOW2_C_ZERO_PLAIN)) {
                 break;
             }
         }
@@ -1107,12 +1313,14 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
             struct qcow2_range run = { host, k * cs };
             (void)qcow2_free_clusters(img, &run, 1);
         }
-        if (r < 0 || (r = get_l2(img, pos, true, &table, &idx)) < 0) {
+        if (r < 0 || (r = qcow2_get_l2(img, pos, true, &table, &idx)) < 0) {
             break;
         }
         for (uint64_t i = 0; i < k; i++) {
-            store_be64(table + (idx + i) * 8,
-                       (host + i * cs) | QCOW2_L2E_COPIED);
+            /* The bitmap stays: with extended entries, preallocated
+             * subclusters are not allocated yet, as in QEMU. */
+            qcow2_l2e_set(s, table, idx + i,
+                          (host + i * cs) | QCOW2_L2E_COPIED);
         }
         qcow2_cache_mark_dirty(&s->l2_cache, table);
         pos += k * cs;
@@ -1145,7 +1353,7 @@ static int tail_releases(struct vimg_image *img, uint64_t first_l1,
             return r;
         }
         for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
-            uint64_t e = load_be64(table + j * 8);
+            uint64_t e = qcow2_l2e_get(s, table, j);
             if (e) {
                 r = release_entry(img, ents, e);
             }
@@ -1185,12 +1393,13 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
     /* The table holding the new end: clear its entries past it, unless
      * none is set (a table shared with a snapshot is then not copied). */
     if (first_l1 <= s->l1_size && start < first_l1 * span) {
-        if ((r = get_l2(img, start, false, &table, &idx)) < 0) {
+        if ((r = qcow2_get_l2(img, start, false, &table, &idx)) < 0) {
             return r;
         }
         bool any = false;
         for (uint64_t i = idx; table && i < qcow2_l2_entries(s); i++) {
-            any = any || load_be64(table + i * 8) != 0;
+            any = any || qcow2_l2e_get(s, table, i) != 0 ||
+                  qcow2_l2bm_get(s, table, i) != 0;
         }
         if (any && (r = clear_clusters(img, start, first_l1 * span - start,
                                        false, true)) < 0) {
@@ -1218,7 +1427,7 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
             break;
         }
         for (uint64_t j = 0; j < qcow2_l2_entries(s) && r == 0; j++) {
-            uint64_t e = load_be64(table + j * 8);
+            uint64_t e = qcow2_l2e_get(s, table, j);
             if (e) {
                 r = release_entry(img, &f, e);
             }
@@ -1234,156 +1443,4 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end)
     }
     int r2 = free_list_commit(img, &f);
     return r < 0 ? r : r2;
-}
-
-int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t old_offset = s->l1_offset, old_bytes = s->l1_size * 8ull;
-    uint64_t bytes, fresh, *l1;
-    uint8_t *buf;
-    int r;
-
-    if (min_size <= s->l1_size) {
-        return 0;
-    }
-    if (CHECKED_MUL(min_size, 8, &bytes) || bytes > QCOW2_MAX_L1_BYTES) {
-        return vimg_internal_img_error(img, EFBIG, "the L1 table would "
-                                       "exceed %u bytes",
-                                       QCOW2_MAX_L1_BYTES);
-    }
-    /* The old table is released at the end: check it before changing
-     * anything. Tables the old L1 names must be on disk before a copy
-     * names them. */
-    struct qcow2_range old_range = { old_offset,
-                                     ROUND_UP(old_bytes, s->cluster_size) };
-    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
-        (r = qcow2_flush_metadata(img)) < 0) {
-        return r;
-    }
-    l1 = calloc(min_size, sizeof *l1);
-    buf = calloc(1, bytes);
-    if (!l1 || !buf) {
-        free(l1);
-        free(buf);
-        return vimg_internal_img_error(img, ENOMEM, "out of memory");
-    }
-    memcpy(l1, s->l1, s->l1_size * sizeof *l1);
-    for (uint64_t i = 0; i < min_size; i++) {
-        store_be64(buf + i * 8, l1[i]);
-    }
-    r = qcow2_alloc_clusters(img, DIV_ROUND_UP(bytes, s->cluster_size),
-                             &fresh);
-    if (r == 0) {
-        r = qcow2_cache_flush(img, &s->rb_cache);
-    }
-    if (r == 0) {
-        r = vimg_internal_flush(img->file);
-    }
-    if (r == 0) {
-        r = qcow2_write_meta(img, QCOW2_ROLE_L1, buf, bytes, fresh);
-    }
-    if (r == 0) {
-        r = vimg_internal_flush(img->file);
-    }
-    free(buf);
-    if (r < 0) {
-        free(l1);
-        return r;
-    }
-    free(s->l1);
-    s->l1 = l1;
-    s->l1_size = (uint32_t)min_size;
-    s->l1_offset = fresh;
-    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_L1_SIZE, 12)) < 0 ||
-        (r = vimg_internal_flush(img->file)) < 0) {
-        return r;
-    }
-    return qcow2_free_clusters(img, &old_range, 1);
-}
-
-long qcow2_compress(struct vimg_image *img, const void *in, void *out,
-                    uint64_t cap)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    return vimg_internal_compress(s->compression_type ==
-                                          QCOW2_COMPRESSION_ZSTD
-                                      ? VIMG_COMPRESS_ZSTD
-                                      : VIMG_COMPRESS_DEFLATE_4K,
-                                  0, in, s->cluster_size, out, cap);
-}
-
-/* As in QEMU, compressed data goes only into clusters not allocated yet:
- * the data is packed after the previous piece, written, and only then
- * does the L2 entry point at it. */
-int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
-                           const void *cbuf, uint64_t len)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint8_t *table;
-    uint64_t idx, host;
-    int r;
-
-    if (s->crypt_method) {
-        /* As QEMU: compressed clusters are never encrypted. */
-        return vimg_internal_img_error(img, ENOTSUP, "compression and "
-                                       "encryption are not supported at "
-                                       "the same time");
-    }
-    if (s->data_file_name) {
-        return vimg_internal_img_error(img, ENOTSUP, "compressed clusters "
-                                       "cannot be written to an image with "
-                                       "an external data file");
-    }
-    wait_idle(s, &s->inflight, offset, offset + s->cluster_size);
-    if ((r = qcow2_begin_write(img)) < 0 ||
-        (r = qcow2_bitmaps_mark(img, offset,
-                                MIN(s->cluster_size,
-                                    img->size - offset))) < 0 ||
-        (r = get_l2(img, offset, true, &table, &idx)) < 0) {
-        return r;
-    }
-    if (load_be64(table + idx * 8) & QCOW2_L2E_OFFSET_MASK) {
-        return vimg_internal_img_error(img, EIO, "cannot write a compressed "
-                                       "cluster at guest offset %llu over "
-                                       "an allocated one",
-                                       (unsigned long long)offset);
-    }
-    if ((r = qcow2_alloc_bytes(img, len, &host)) < 0 ||
-        (r = write_data(img, cbuf, len, host)) < 0) {
-        return r;
-    }
-    if ((r = get_l2(img, offset, true, &table, &idx)) < 0) {
-        return r;
-    }
-    unsigned x = qcow2_compressed_offset_bits(s->cluster_bits);
-    uint64_t extra = (host + len - 1) / QCOW2_COMPRESSED_SECTOR_SIZE -
-                     host / QCOW2_COMPRESSED_SECTOR_SIZE;
-    store_be64(table + idx * 8,
-               QCOW2_L2E_COMPRESSED | (extra << x) | host);
-    s->compressed_written = true;
-    qcow2_cache_mark_dirty(&s->l2_cache, table);
-    return 0;
-}
-
-/* Compressed pieces can leave the file ending inside a sector; readers
- * fetch compressed data by the sector, and qemu-img's compressed output
- * ends on a whole sector: pad once, at flush and close, not per piece
- * (a truncate per cluster costs more than the write). */
-int qcow2_pad_to_sector(struct vimg_image *img)
-{
-    struct qcow2_state *s = qcow2_state(img);
-    uint64_t end = (uint64_t)vimg_internal_get_size(img->file);
-    /* Only after compressed writes, as QEMU: other images may end
-     * mid-sector (a 512-byte-cluster image's L1 table) and stay so. */
-    if (!s->compressed_written) {
-        return 0;
-    }
-    s->compressed_written = false;
-    if (!(end % QCOW2_COMPRESSED_SECTOR_SIZE)) {
-        return 0;
-    }
-    return vimg_internal_truncate(img->file,
-                                  ROUND_UP(end, QCOW2_COMPRESSED_SECTOR_SIZE),
-                                  0, VIMG_PREALLOC_OFF);
 }

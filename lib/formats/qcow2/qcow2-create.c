@@ -1,9 +1,11 @@
 /* Creating qcow2 images (the layout qemu-img create writes: header, then
- * refcount table, one refcount block and the L1 table) and resizing. */
+ * refcount table, one refcount block and the L1 table), resizing, and
+ * growing the L1 table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../../common/checked-overflow.h"
 #include "../../../common/rounding.h"
 #include "../../crypto/crypto.h"
 #include "qcow2.h"
@@ -23,7 +25,7 @@ const struct vimg_opt_desc qcow2_create_opts[] = {
     { "refcount_bits", VIMG_OPT_NUMBER,
       "Width of a reference count entry in bits" },
     { "extended_l2", VIMG_OPT_BOOL,
-      "Extended L2 tables (not supported)" },
+      "Extended L2 tables" },
     { "compression_type", VIMG_OPT_STRING,
       "Compression method used for image cluster compression (zlib, "
       "zstd)" },
@@ -91,7 +93,7 @@ uint64_t qcow2_put_feature_table(uint8_t *h)
 
 struct create_params {
     uint32_t version, cluster_bits, refcount_order;
-    bool lazy, zstd;
+    bool lazy, zstd, ext_l2;
     enum vimg_prealloc prealloc;
 };
 
@@ -103,7 +105,6 @@ static int parse_params(const struct vimg_create_ctx *c,
     const char *ctype = vimg_internal_opts_get(o, "compression_type",
                                                "zlib");
     uint64_t cs, bits;
-    bool ext_l2;
     int r;
 
     if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
@@ -121,7 +122,7 @@ static int parse_params(const struct vimg_create_ctx *c,
         (r = vimg_internal_opts_get_bool(o, "lazy_refcounts", false,
                                          &p->lazy)) < 0 ||
         (r = vimg_internal_opts_get_bool(o, "extended_l2", false,
-                                         &ext_l2)) < 0 ||
+                                         &p->ext_l2)) < 0 ||
         (r = vimg_internal_opts_get_prealloc(o, &p->prealloc)) < 0) {
         return r;
     }
@@ -137,10 +138,11 @@ static int parse_params(const struct vimg_create_ctx *c,
                                    "bits", c->filename);
     }
     p->refcount_order = (uint32_t)__builtin_ctzll(bits);
-    if (ext_l2) {
-        return vimg_internal_error(ENOTSUP, "%s: extended L2 entries "
-                                   "(subclusters) are not supported",
-                                   c->filename);
+    if (p->ext_l2 && p->cluster_bits < QCOW2_EXTL2_MIN_CLUSTER_BITS) {
+        return vimg_internal_error(EINVAL, "%s: Extended L2 entries are "
+                                   "only supported with cluster sizes of "
+                                   "at least %u bytes", c->filename,
+                                   1u << QCOW2_EXTL2_MIN_CLUSTER_BITS);
     }
     if (!strcmp(ctype, "zstd")) {
         p->zstd = true;
@@ -168,8 +170,16 @@ static int parse_params(const struct vimg_create_ctx *c,
                                        "compatibility level 1.1 and above",
                                        c->filename);
         }
+        if (p->ext_l2) {
+            return vimg_internal_error(EINVAL, "%s: Extended L2 entries are "
+                                       "only supported with compatibility "
+                                       "level 1.1 and above (use "
+                                       "version=v3 or greater)",
+                                       c->filename);
+        }
     }
-    if (c->backing_file && p->prealloc != VIMG_PREALLOC_OFF) {
+    if (c->backing_file && p->prealloc != VIMG_PREALLOC_OFF &&
+        !p->ext_l2) {
         return vimg_internal_error(EINVAL, "%s: Backing file and "
                                    "preallocation can only be used at the "
                                    "same time if extended_l2 is on",
@@ -199,7 +209,8 @@ static int build_header(const struct vimg_create_ctx *c,
     off = QCOW2_HDR_V2_LENGTH;
     if (p->version == 3) {
         store_be64(h + QCOW2_HDR_INCOMPATIBLE_FEATURES,
-                   p->zstd ? QCOW2_INCOMPAT_COMPRESSION : 0);
+                   (p->zstd ? QCOW2_INCOMPAT_COMPRESSION : 0) |
+                   (p->ext_l2 ? QCOW2_INCOMPAT_EXTL2 : 0));
         store_be64(h + QCOW2_HDR_COMPATIBLE_FEATURES,
                    p->lazy ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
         store_be32(h + QCOW2_HDR_REFCOUNT_ORDER, p->refcount_order);
@@ -543,4 +554,70 @@ int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
         return r;
     }
     return size < old ? trim_file(img) : 0;
+}
+
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t old_offset = s->l1_offset, old_bytes = s->l1_size * 8ull;
+    uint64_t bytes, fresh, *l1;
+    uint8_t *buf;
+    int r;
+
+    if (min_size <= s->l1_size) {
+        return 0;
+    }
+    if (CHECKED_MUL(min_size, 8, &bytes) || bytes > QCOW2_MAX_L1_BYTES) {
+        return vimg_internal_img_error(img, EFBIG, "the L1 table would "
+                                       "exceed %u bytes",
+                                       QCOW2_MAX_L1_BYTES);
+    }
+    /* The old table is released at the end: check it before changing
+     * anything. Tables the old L1 names must be on disk before a copy
+     * names them. */
+    struct qcow2_range old_range = { old_offset,
+                                     ROUND_UP(old_bytes, s->cluster_size) };
+    if ((r = qcow2_check_release(img, QCOW2_ROLE_L1, &old_range, 1)) < 0 ||
+        (r = qcow2_flush_metadata(img)) < 0) {
+        return r;
+    }
+    l1 = calloc(min_size, sizeof *l1);
+    buf = calloc(1, bytes);
+    if (!l1 || !buf) {
+        free(l1);
+        free(buf);
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    memcpy(l1, s->l1, s->l1_size * sizeof *l1);
+    for (uint64_t i = 0; i < min_size; i++) {
+        store_be64(buf + i * 8, l1[i]);
+    }
+    r = qcow2_alloc_clusters(img, DIV_ROUND_UP(bytes, s->cluster_size),
+                             &fresh);
+    if (r == 0) {
+        r = qcow2_cache_flush(img, &s->rb_cache);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    if (r == 0) {
+        r = qcow2_write_meta(img, QCOW2_ROLE_L1, buf, bytes, fresh);
+    }
+    if (r == 0) {
+        r = vimg_internal_flush(img->file);
+    }
+    free(buf);
+    if (r < 0) {
+        free(l1);
+        return r;
+    }
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = (uint32_t)min_size;
+    s->l1_offset = fresh;
+    if ((r = qcow2_update_header_fields(img, QCOW2_HDR_L1_SIZE, 12)) < 0 ||
+        (r = vimg_internal_flush(img->file)) < 0) {
+        return r;
+    }
+    return qcow2_free_clusters(img, &old_range, 1);
 }

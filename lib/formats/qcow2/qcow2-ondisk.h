@@ -190,6 +190,18 @@ static inline unsigned qcow2_compressed_offset_bits(unsigned cluster_bits)
 /* L1 and L2 entries and refcount table entries are 8 bytes. */
 #define QCOW2_ENTRY_SIZE 8
 
+/* Extended L2 entries (incompatible bit 4): the standard entry, whose bit
+ * 0 is then reserved, then a 64-bit subcluster bitmap splitting the
+ * cluster into 32 subclusters: bit n (0-31) "subcluster n is allocated",
+ * bit 32+n "subcluster n reads as zeros". Both set is invalid, and a
+ * compressed cluster's bitmap must be 0. */
+#define QCOW2_EXTL2_ENTRY_SIZE   16
+#define QCOW2_EXTL2_SUBCLUSTERS  32
+#define QCOW2_EXTL2_ALL_ALLOC    0x00000000ffffffffull
+#define QCOW2_EXTL2_ALL_ZERO     0xffffffff00000000ull
+/* Subclusters are at least 512 bytes: clusters of at least 16 KiB. */
+#define QCOW2_EXTL2_MIN_CLUSTER_BITS 14
+
 /* ---- Snapshot table --------------------------------------------------- */
 /* Each entry: fixed part, extra data, id string, name string, padding to
  * a multiple of 8 bytes. */

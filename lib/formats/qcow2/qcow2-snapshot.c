@@ -363,7 +363,7 @@ static int add_tree(struct txn *t, const uint64_t *l1, uint64_t n,
         }
         for (uint64_t j = 0; j < qcow2_l2_entries(s); j++) {
             uint64_t first, k;
-            if ((r = entry_clusters(t, load_be64(buf + j * 8), &first,
+            if ((r = entry_clusters(t, qcow2_l2e_get(s, buf, j), &first,
                                     &k)) < 0) {
                 return r;
             }
@@ -400,7 +400,7 @@ static int set_copied(struct txn *t, uint64_t *l1, uint64_t n, uint8_t *buf)
             return r;
         }
         for (uint64_t j = 0; j < qcow2_l2_entries(s); j++) {
-            uint64_t e = load_be64(buf + j * 8), want = e, first, k;
+            uint64_t e = qcow2_l2e_get(s, buf, j), want = e, first, k;
             if ((r = entry_clusters(t, e, &first, &k)) < 0) {
                 return r;
             }
@@ -414,7 +414,7 @@ static int set_copied(struct txn *t, uint64_t *l1, uint64_t n, uint8_t *buf)
                                : e & ~QCOW2_L2E_COPIED;
             }
             if (want != e) {
-                store_be64(buf + j * 8, want);
+                qcow2_l2e_set(s, buf, j, want);
                 changed = true;
             }
         }

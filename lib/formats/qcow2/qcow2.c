@@ -247,10 +247,17 @@ int qcow2_validate_header(struct vimg_image *img, struct qcow2_state *s,
                                        "feature: %s (incompatible bit %u)",
                                        n ? n : "unknown", bit);
     }
-    if (s->incompat & QCOW2_INCOMPAT_EXTL2) {
-        return vimg_internal_img_error(img, ENOTSUP, "unsupported qcow2 "
-                                       "feature: extended L2 entries "
-                                       "(subclusters)");
+    s->ext_l2 = (s->incompat & QCOW2_INCOMPAT_EXTL2) != 0;
+    s->sc_bits = s->cluster_bits;
+    if (s->ext_l2) {
+        /* 16-byte entries: half as many per table. */
+        s->l2_bits = s->cluster_bits - 4;
+        s->sc_bits = s->cluster_bits - 5;
+        if (s->cluster_bits < QCOW2_EXTL2_MIN_CLUSTER_BITS) {
+            return vimg_internal_img_error(img, EINVAL, "unsupported "
+                                           "subcluster size: %llu",
+                                           1ull << s->sc_bits);
+        }
     }
     if ((s->incompat & QCOW2_INCOMPAT_COMPRESSION)
             ? s->compression_type != QCOW2_COMPRESSION_ZSTD

@@ -132,6 +132,9 @@ struct qcow2_state {
     uint32_t cluster_bits;
     uint64_t cluster_size;
     uint32_t l2_bits;          /* entries per L2 table = 1 << l2_bits */
+    bool ext_l2;               /* extended L2 entries (subclusters) */
+    uint32_t sc_bits;          /* subcluster size: the cluster size
+                                  without extended L2 entries */
     uint32_t crypt_method;
     uint64_t l1_offset;
     uint32_t l1_size;
@@ -214,6 +217,19 @@ struct qcow2_active {
     struct qcow2_active *next;
 };
 
+/* What a guest cluster or subcluster reads as, by its L2 entry (and
+ * subcluster bitmap). Without extended L2 entries a cluster is one
+ * subcluster. UNALLOC_ALLOC: a host cluster is set but the subcluster is
+ * not allocated in it, so it reads from the backing file. */
+enum qcow2_ctype {
+    QCOW2_C_UNALLOC,
+    QCOW2_C_ZERO_PLAIN,
+    QCOW2_C_ZERO_ALLOC,
+    QCOW2_C_NORMAL,
+    QCOW2_C_COMPRESSED,
+    QCOW2_C_UNALLOC_ALLOC,
+};
+
 /* ---- qcow2.c ---------------------------------------------------------- */
 extern const struct vimg_driver vimg_driver_qcow2;
 /* Validate a header (cluster 0, LEN bytes of it, FILE_SIZE the file's
@@ -275,6 +291,8 @@ uint64_t qcow2_put_feature_table(uint8_t *h);
 int qcow2_create(struct vimg_image *file, const struct vimg_create_ctx *c);
 int qcow2_truncate(struct vimg_image *img, uint64_t size, unsigned flags,
                    enum vimg_prealloc prealloc);
+/* Grow the L1 table to at least MIN_SIZE entries. */
+int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
 
 /* ---- qcow2-cache.c ---------------------------------------------------- */
 int qcow2_cache_init(struct qcow2_cache *c, enum qcow2_role role,
@@ -346,15 +364,18 @@ int qcow2_pwrite_locked(struct vimg_image *img, const void *buf,
 /* Wait until no write or I/O runs outside the lock (before operations
  * that walk or rebuild all metadata: resize, check). */
 void qcow2_wait_all_idle(struct vimg_image *img);
+/* Wait until no allocating write fills guest range [START, END). */
+void qcow2_wait_inflight(struct vimg_image *img, uint64_t start,
+                         uint64_t end);
+/* The L2 table for guest OFFSET (*TABLE NULL when it has none and ALLOC
+ * is false) and the index of OFFSET's entry. ALLOC makes the table exist
+ * and be exclusively ours (copy-on-write of a table shared with a
+ * snapshot), which may drop the lock. */
+int qcow2_get_l2(struct vimg_image *img, uint64_t offset, bool alloc,
+                 uint8_t **table, uint64_t *idx);
 int qcow2_zero(struct vimg_image *img, uint64_t offset, uint64_t count,
                unsigned flags);
 int qcow2_discard(struct vimg_image *img, uint64_t offset, uint64_t count);
-long qcow2_compress(struct vimg_image *img, const void *in, void *out,
-                    uint64_t cap);
-int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
-                           const void *cbuf, uint64_t len);
-/* Extend the file to a whole number of sectors (after compressed writes). */
-int qcow2_pad_to_sector(struct vimg_image *img);
 int qcow2_block_status(struct vimg_image *img, uint64_t offset,
                        uint64_t count, uint64_t *pnum, uint64_t *map,
                        const char **file);
@@ -368,8 +389,22 @@ int qcow2_preallocate(struct vimg_image *img, uint64_t start, uint64_t end,
  * reference (a snapshot keeps its own) once the tables are on disk, and
  * L2 tables past END leave the L1 table, whose size stays. */
 int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
-/* Grow the L1 table to at least MIN_SIZE entries. */
-int qcow2_grow_l1(struct vimg_image *img, uint64_t min_size);
+
+/* ---- qcow2-compress.c ------------------------------------------------- */
+/* The host bytes of compressed entry E, validated (lock held). */
+int qcow2_compressed_span(struct vimg_image *img, uint64_t e,
+                          uint64_t *host, uint64_t *len);
+/* Read and inflate LEN compressed bytes at HOST into a whole cluster; no
+ * lock needed once the span is validated and protected. */
+int qcow2_decompress_span(struct vimg_image *img, uint64_t host,
+                          uint64_t len, uint8_t *out);
+int qcow2_decompress(struct vimg_image *img, uint64_t e, uint8_t *out);
+long qcow2_compress(struct vimg_image *img, const void *in, void *out,
+                    uint64_t cap);
+int qcow2_write_compressed(struct vimg_image *img, uint64_t offset,
+                           const void *cbuf, uint64_t len);
+/* Extend the file to a whole number of sectors (after compressed writes). */
+int qcow2_pad_to_sector(struct vimg_image *img);
 
 /* ---- qcow2-crypto.c -------------------------------------------------- */
 struct vimg_luks_create;
@@ -493,6 +528,23 @@ void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 int qcow2_measure(const struct vimg_opts *opts, uint64_t size,
                   struct vimg_image *src, struct vimg_measure *out);
 
+/* ---- qcow2-subcluster.c ---------------------------------------------- */
+/* Subclusters [FIRST, FIRST+N) as bits of the allocation half of a
+ * bitmap (shift left by 32 for the zero half). */
+uint64_t qcow2_sc_bits(unsigned first, unsigned n);
+/* The type of subcluster SC of an entry whose standard part classifies as
+ * CT (QCOW2_C_UNALLOC, _NORMAL or _COMPRESSED with extended entries) and
+ * whose bitmap is BM, and how many subclusters from SC on share it (*N).
+ * false when the bitmap is invalid for CT: an allocated and a zero bit
+ * both set, allocation bits in an unallocated cluster, or any bit in a
+ * compressed one. Without extended entries *T is CT and *N 1. */
+bool qcow2_sc_range(const struct qcow2_state *s, enum qcow2_ctype ct,
+                    uint64_t bm, unsigned sc, enum qcow2_ctype *t,
+                    unsigned *n);
+/* Whether reads of a subcluster of type T come from this layer's host
+ * cluster (what partial writes must copy). */
+bool qcow2_sc_has_data(enum qcow2_ctype t);
+
 /* ---- Helpers ---------------------------------------------------------- */
 static inline struct qcow2_state *qcow2_state(struct vimg_image *img)
 {
@@ -506,6 +558,40 @@ static inline bool qcow2_has_data_file(const struct qcow2_state *s)
 static inline uint64_t qcow2_l2_entries(const struct qcow2_state *s)
 {
     return (uint64_t)1 << s->l2_bits;
+}
+/* Bytes per L2 entry: 16 with extended entries. */
+static inline uint64_t qcow2_l2e_size(const struct qcow2_state *s)
+{
+    return s->ext_l2 ? QCOW2_EXTL2_ENTRY_SIZE : QCOW2_ENTRY_SIZE;
+}
+/* The standard part of entry I of an L2 table (on-disk order). */
+static inline uint64_t qcow2_l2e_get(const struct qcow2_state *s,
+                                     const uint8_t *table, uint64_t i)
+{
+    return load_be64(table + i * qcow2_l2e_size(s));
+}
+static inline void qcow2_l2e_set(const struct qcow2_state *s,
+                                 uint8_t *table, uint64_t i, uint64_t e)
+{
+    store_be64(table + i * qcow2_l2e_size(s), e);
+}
+/* The subcluster bitmap of entry I (0 without extended entries). */
+static inline uint64_t qcow2_l2bm_get(const struct qcow2_state *s,
+                                      const uint8_t *table, uint64_t i)
+{
+    return s->ext_l2 ? load_be64(table + i * QCOW2_EXTL2_ENTRY_SIZE + 8)
+                     : 0;
+}
+static inline void qcow2_l2bm_set(const struct qcow2_state *s,
+                                  uint8_t *table, uint64_t i, uint64_t bm)
+{
+    if (s->ext_l2) {
+        store_be64(table + i * QCOW2_EXTL2_ENTRY_SIZE + 8, bm);
+    }
+}
+static inline unsigned qcow2_sc_per_cluster(const struct qcow2_state *s)
+{
+    return s->ext_l2 ? QCOW2_EXTL2_SUBCLUSTERS : 1;
 }
 
 #endif

@@ -125,10 +125,10 @@ static void test_hostile(void)
     store_be32(b + QCOW2_HDR_V3_LENGTH, QCOW2_EXT_BACKING_FORMAT);
     store_be32(b + QCOW2_HDR_V3_LENGTH + 4, 1000);
     EXPECT_FAIL(b, EINVAL, "t.qcow2: header extension 0xe2792aca");
-    /* Subclusters are refused by name. */
+    /* Subclusters under 512 bytes (clusters under 16 KiB), as QEMU. */
     build(b);
     store_be64(b + QCOW2_HDR_INCOMPATIBLE_FEATURES, QCOW2_INCOMPAT_EXTL2);
-    EXPECT_FAIL(b, ENOTSUP, "t.qcow2: unsupported qcow2 feature: extended");
+    EXPECT_FAIL(b, EINVAL, "t.qcow2: unsupported subcluster size: 16");
 }
 
 /* An unknown incompatible bit is refused with the name the feature table

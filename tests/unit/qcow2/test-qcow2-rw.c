@@ -50,6 +50,21 @@ static void check_image(const char *path, const uint8_t *model)
         CHECK(asprintf(&cmd, "qemu-img check -q '%s'", path) > 0);
         CHECK_EQ(system(cmd), 0);
         free(cmd);
+        /* QEMU reads the guest disk as the model too. */
+        char *raw;
+        CHECK(asprintf(&raw, "%s.model", path) > 0);
+        FILE *f = fopen(raw, "w");
+        CHECK(f != NULL);
+        if (f) {
+            CHECK_EQ(fwrite(model, 1, SIZE, f), SIZE);
+            fclose(f);
+            CHECK(asprintf(&cmd, "qemu-img compare -q -f qcow2 -F raw "
+                                 "'%s' '%s'", path, raw) > 0);
+            CHECK_EQ(system(cmd), 0);
+            free(cmd);
+            unlink(raw);
+        }
+        free(raw);
     }
 }
 
@@ -146,6 +161,10 @@ int main(void)
         "", "compat=0.10", "cluster_size=512,refcount_bits=1",
         "cluster_size=4096,refcount_bits=64", "cluster_size=2M",
         "lazy_refcounts=on", "refcount_bits=8,cluster_size=1024",
+        /* Subclusters: fresh clusters, and preallocated ones (allocated
+         * with no subcluster in them, over the backing file too). */
+        "extended_l2=on", "extended_l2=on,cluster_size=16384",
+        "extended_l2=on,cluster_size=16384,preallocation=metadata",
     };
 
     if (!mkdtemp(dir)) {

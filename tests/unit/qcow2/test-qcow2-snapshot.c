@@ -206,6 +206,10 @@ int main(void)
     test_lifecycle("cluster_size=65536");
     test_lifecycle("compat=0.10,cluster_size=4096");
     test_lifecycle("cluster_size=512,refcount_bits=8");
+    /* Partial writes and zero writes into clusters shared with a
+     * snapshot, by the subcluster. */
+    test_lifecycle("extended_l2=on");
+    test_lifecycle("extended_l2=on,cluster_size=16384");
     test_refcount_width();
     test_raw();
     TEST_MAIN_END();

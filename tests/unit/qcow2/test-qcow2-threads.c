@@ -2,9 +2,11 @@
  * clusters (so they share every L2 table and refcount block) and write,
  * zero, discard and read them against a per-thread model, over clusters
  * that start out compressed; a reader thread reads across all of them at
- * once. Then writers overlap on purpose (run_overlap). Afterwards the image must read as the model after a reopen and
- * pass vimg check (and qemu-img check when installed). Also built with
- * ThreadSanitizer by make check. */
+ * once. Then writers overlap on purpose (run_overlap). Afterwards the
+ * image must read as the model after a reopen and pass vimg check (and
+ * qemu-img check when installed). Each runs on extended L2 entries too,
+ * where writers share clusters by the subcluster and zero parts of them.
+ * Also built with ThreadSanitizer by make check. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +26,7 @@ struct shared {
     struct vimg_image *img;
     uint64_t size, cs;
     uint8_t *model;          /* each writer touches only its own clusters */
+    bool sub;                /* extended L2: zero writes in part too */
     atomic_bool done;
     atomic_int failures;
 };
@@ -62,7 +65,7 @@ static void *writer_main(void *p)
                      w->id;
         uint64_t off = c * sh->cs, len = sh->cs;
         unsigned kind = next_rand(&w->rng) % 10;
-        if (kind < 2) {
+        if (kind < 2 || (sh->sub && kind == 7)) {
             /* A partial write: copy-on-write of the rest. */
             uint64_t from = next_rand(&w->rng) % sh->cs;
             len = 1 + next_rand(&w->rng) % (sh->cs - from);
@@ -124,12 +127,14 @@ static void *reader_main(void *p)
     return NULL;
 }
 
-/* Overlapping writers: each thread writes its own quarter of the same
- * clusters (copy-on-write of the rest must not lose a neighbour's quarter)
- * and whole clusters of a shared set (each must end whole, one writer's). */
+/* Overlapping writers: each thread writes its own pieces (every fourth of
+ * PIECES per cluster) of the same clusters (copy-on-write of the rest must
+ * not lose a neighbour's piece; with extended L2 entries, pieces smaller
+ * than a subcluster share one) and whole clusters of a shared set (each
+ * must end whole, one writer's). */
 struct overlap {
     struct vimg_image *img;
-    uint64_t cs, clusters;
+    uint64_t cs, clusters, pieces;
     unsigned id;
     atomic_int *failures;
     pthread_barrier_t *start;
@@ -138,14 +143,16 @@ struct overlap {
 static void *overlap_main(void *p)
 {
     struct overlap *o = p;
-    uint64_t q = o->cs / 4, rng = 7 + o->id;
+    uint64_t q = o->cs / o->pieces, rng = 7 + o->id;
     uint8_t *buf = malloc(o->cs);
 
     pthread_barrier_wait(o->start); /* all at once, on the same clusters */
     for (uint64_t c = 0; buf && c < o->clusters; c++) {
         memset(buf, 0x10 + o->id, q);
-        if (vimg_pwrite(o->img, buf, q, c * o->cs + o->id * q, 0) != 0) {
-            atomic_fetch_add(o->failures, 1);
+        for (uint64_t k = o->id; k < o->pieces; k += 4) {
+            if (vimg_pwrite(o->img, buf, q, c * o->cs + k * q, 0) != 0) {
+                atomic_fetch_add(o->failures, 1);
+            }
         }
         uint64_t w = o->clusters + next_rand(&rng) % 8;
         memset(buf, 0x40 + o->id, o->cs);
@@ -157,7 +164,8 @@ static void *overlap_main(void *p)
     return NULL;
 }
 
-static void run_overlap(const char *dir, const char *options, uint64_t cs)
+static void run_overlap(const char *dir, const char *options, uint64_t cs,
+                        uint64_t pieces)
 {
     char *path;
     uint64_t clusters = 256, size = (clusters + 8) * cs;
@@ -180,7 +188,8 @@ static void run_overlap(const char *dir, const char *options, uint64_t cs)
     struct overlap o[4];
     pthread_barrier_init(&start, NULL, 4);
     for (unsigned i = 0; i < 4; i++) {
-        o[i] = (struct overlap){ img, cs, clusters, i, &failures, &start };
+        o[i] = (struct overlap){ img, cs, clusters, pieces, i, &failures,
+                                 &start };
         CHECK_EQ(pthread_create(&t[i], NULL, overlap_main, &o[i]), 0);
     }
     for (unsigned i = 0; i < 4; i++) {
@@ -193,7 +202,8 @@ static void run_overlap(const char *dir, const char *options, uint64_t cs)
         CHECK_EQ(vimg_pread(img, buf, cs, c * cs), 0);
         bool ok = true;
         for (uint64_t i = 0; i < cs; i++) {
-            uint8_t want = c < clusters ? 0x10 + i / (cs / 4) : buf[0];
+            uint8_t want = c < clusters ? 0x10 + i / (cs / pieces) % 4
+                                        : buf[0];
             ok = ok && buf[i] == want;
         }
         if (c >= clusters) {
@@ -219,7 +229,8 @@ static void run_overlap(const char *dir, const char *options, uint64_t cs)
 static void run(const char *dir, const char *options, const char *runtime,
                 uint64_t size, uint64_t cs)
 {
-    struct shared sh = { .size = size, .cs = cs };
+    struct shared sh = { .size = size, .cs = cs,
+                         .sub = strstr(options, "extended_l2") != NULL };
     char *path;
     CHECK(asprintf(&path, "%s/threads.qcow2", dir) > 0);
     struct vimg_create_params cp = { .format = "qcow2", .size = size,
@@ -303,8 +314,15 @@ int main(void)
     run(dir, "compression_type=zstd,cluster_size=4096",
         "l2-cache-size=0,refcount-cache-size=0", 2u << 20, 4096);
     run(dir, "cluster_size=512,lazy_refcounts=on", NULL, 1u << 20, 512);
-    run_overlap(dir, "", 65536);
-    run_overlap(dir, "cluster_size=512", 512);
+    run(dir, "extended_l2=on", NULL, 8u << 20, 65536);
+    run(dir, "extended_l2=on,cluster_size=16384",
+        "l2-cache-size=0,refcount-cache-size=0", 2u << 20, 16384);
+    run_overlap(dir, "", 65536, 4);
+    run_overlap(dir, "cluster_size=512", 512, 4);
+    /* Subclusters of 2 KiB: a piece per subcluster, then two pieces, of
+     * two writers, to one (each completes the rest of it with zeros). */
+    run_overlap(dir, "extended_l2=on", 65536, 32);
+    run_overlap(dir, "extended_l2=on", 65536, 64);
     rmdir(dir);
     TEST_MAIN_END();
 }
