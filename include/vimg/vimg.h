@@ -87,6 +87,13 @@ struct vimg_open_params {
                                     encrypt.key-secret=ID), or NULL */
     const struct vimg_secret *secrets; /* what key-secret options name */
     size_t n_secrets;
+    /* Read an internal snapshot instead of the current disk (qcow2;
+     * read-only opens only): the image then has the snapshot's size and
+     * contents. Named by SNAPSHOT_ID and SNAPSHOT_NAME as in
+     * vimg_snapshot_apply; both NULL: the current disk. ENOENT when no
+     * snapshot matches (qemu-img convert -l). */
+    const char *snapshot_id;
+    const char *snapshot_name;
     /* Asked, when not NULL, for the passphrase of an encrypted image of
      * the chain (the image itself or a backing file, FILENAME as opened)
      * whose key-secret option was not given: returns 0 with *DATA and *LEN
@@ -97,18 +104,12 @@ struct vimg_open_params {
     int (*passphrase)(void *opaque, const char *filename,
                       const void **data, size_t *len);
     void *passphrase_opaque;
-    /* Read an internal snapshot instead of the current disk (qcow2;
-     * read-only opens only): the image then has the snapshot's size and
-     * contents. Named by SNAPSHOT_ID and SNAPSHOT_NAME as in
-     * vimg_snapshot_apply; both NULL: the current disk. ENOENT when no
-     * snapshot matches (qemu-img convert -l). */
-    const char *snapshot_id;
-    const char *snapshot_name;
 };
 
 /* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
- * An encrypted image needs its key-secret option unless VIMG_OPEN_NO_IO:
- * without it the open fails with ENOKEY, with a wrong passphrase with
+ * An encrypted image needs its key-secret option (or the passphrase
+ * callback's answer) unless VIMG_OPEN_NO_IO: without it the open fails
+ * with ENOKEY, with a wrong passphrase with
  * EKEYREJECTED.
  * FILENAME is a plain path, a network name (vimg_is_url) or a Ceph RBD
  * image, rbd:POOL[/NAMESPACE]/IMAGE[@SNAPSHOT][:KEY=VALUE]... as qemu-img
@@ -597,13 +598,13 @@ struct vimg_commit_params {
     /* Extra open flags for the base, reopened read-write for the commit
      * (VIMG_OPEN_NOCACHE, VIMG_OPEN_NO_FLUSH: qemu-img commit -t). */
     unsigned base_flags;
+    vimg_progress_fn progress; /* may be NULL */
+    void *opaque;
     /* The secrets the base's key-secret options name (TOP's option list,
      * backing.* as QEMU nests it, is kept with TOP and given to the base
      * again), as in the vimg_open_params TOP was opened with. */
     const struct vimg_secret *secrets;
     size_t n_secrets;
-    vimg_progress_fn progress; /* may be NULL */
-    void *opaque;
 };
 /* Copy into the base (any writable format, raw included) everything that
  * TOP and the images between TOP and the base hold themselves, found by
