@@ -77,5 +77,7 @@ const struct command cmd_commit = {
     "              none, ...)\n"
     "  -p          progress bar on a terminal\n"
     "  -q          quiet\n"
-    "The base may be of any format vimg writes, raw included.\n",
+    "The base may be of any format vimg writes, raw included. An\n"
+    "encrypted base takes its key as qemu-img's does: --object secret,...\n"
+    "and --image-opts ...,backing.encrypt.key-secret=ID (or a prompt).\n",
 };
