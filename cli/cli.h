@@ -129,9 +129,10 @@ bool cli_image_opts(void);
  * the error and returns 1 when malformed. */
 int cli_parse_image_opts(const char *text, char **filename, char **format,
                          char **options);
-/* vimg_open, and when the image turns out encrypted without a secret
- * (ENOKEY) and stdin is a terminal, ask for the passphrase and open it
- * again. */
+/* vimg_open, and when stdin is a terminal, ask there for the passphrase
+ * of each encrypted image of the chain that no key-secret option names
+ * ("Password for FILE: "), once per file: the callback stays in P and
+ * with the image for commit and rebase. */
 struct vimg_image *cli_open_prompting(const char *file,
                                       struct vimg_open_params *p);
 

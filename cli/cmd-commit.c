@@ -46,6 +46,8 @@ static int run(int argc, char **argv)
     p.progress = progress_update;
     p.opaque = &prog;
     p.base_flags = flags & (VIMG_OPEN_NOCACHE | VIMG_OPEN_NO_FLUSH);
+    /* The base reopens with TOP's backing.* options and these secrets. */
+    p.secrets = cli_secrets(&p.n_secrets);
     int rc = 0;
     if (vimg_commit(img, &p) < 0) {
         rc = fail_lib();
@@ -75,5 +77,7 @@ const struct command cmd_commit = {
     "              none, ...)\n"
     "  -p          progress bar on a terminal\n"
     "  -q          quiet\n"
-    "The base may be of any format vimg writes, raw included.\n",
+    "The base may be of any format vimg writes, raw included. An\n"
+    "encrypted base takes its key as qemu-img's does: --object secret,...\n"
+    "and --image-opts ...,backing.encrypt.key-secret=ID (or a prompt).\n",
 };

@@ -85,5 +85,7 @@ const struct command cmd_rebase = {
     "  -U, --force-share  open BACKING even if another process has it\n"
     "  -p          progress bar on a terminal\n"
     "  -q          quiet\n"
-    "A relative BACKING is taken relative to FILENAME's folder.\n",
+    "A relative BACKING is taken relative to FILENAME's folder. It takes\n"
+    "no options (as in qemu-img): an encrypted BACKING outside the old\n"
+    "chain needs its passphrase typed on a terminal, or -u.\n",
 };

@@ -548,51 +548,48 @@ static int prompt(const char *file, char *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/* The library's passphrase callback: ask on the terminal for FILE's
+ * passphrase, once per file (a commit reopens its base and asks again);
+ * kept with the --object secrets, under an id no image option names. */
+static int ask_passphrase(void *opaque, const char *file, const void **data,
+                          size_t *len)
+{
+    char *id = NULL;
+    int rc = -1;
+
+    (void)opaque;
+    if (asprintf(&id, PROMPT_ID ":%s", file) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (!strcmp(secrets[i].id, id)) {
+            *data = secrets[i].data;
+            *len = secrets[i].len;
+            free(id);
+            return 0;
+        }
+    }
+    char *pass = locked_alloc(4096);
+    size_t n = 0;
+    if (pass && prompt(file, pass, 4096, &n) == 0 &&
+        add_secret(id, pass, n) == 0) {
+        *data = secrets[n_secrets - 1].data;
+        *len = secrets[n_secrets - 1].len;
+        rc = 0;
+    }
+    if (pass) {
+        explicit_bzero(pass, 4096);
+        munmap(pass, 4096);
+    }
+    free(id);
+    return rc;
+}
+
 struct vimg_image *cli_open_prompting(const char *file,
                                       struct vimg_open_params *p)
 {
-    struct vimg_image *img = vimg_open(file, p);
-    if (img || vimg_get_errno() != ENOKEY || !isatty(STDIN_FILENO) ||
-        (p->flags & VIMG_OPEN_NO_IO)) {
-        return img;
+    if (isatty(STDIN_FILENO) && !(p->flags & VIMG_OPEN_NO_IO)) {
+        p->passphrase = ask_passphrase;
     }
-    /* Which option names the key depends on the format: learn it from
-     * the metadata first. */
-    struct vimg_open_params np = *p;
-    np.flags = (p->flags & ~(unsigned)VIMG_OPEN_RDWR) | VIMG_OPEN_NO_IO |
-               VIMG_OPEN_FORCE_SHARE;
-    struct vimg_image *meta = vimg_open(file, &np);
-    if (!meta) {
-        return NULL;
-    }
-    const char *key = strcmp(vimg_get_format(meta), "luks")
-                          ? "encrypt.key-secret" : "key-secret";
-    char opts[512];
-    int w = snprintf(opts, sizeof opts, "%s%s%s=" PROMPT_ID,
-                     p->options ? p->options : "", p->options ? "," : "",
-                     key);
-    vimg_close(meta);
-    char *pass = locked_alloc(4096);
-    size_t len = 0;
-    bool have = false;
-    for (size_t i = 0; i < n_secrets; i++) {
-        have = have || !strcmp(secrets[i].id, PROMPT_ID);
-    }
-    if (!pass || w < 0 || (size_t)w >= sizeof opts ||
-        (!have && (prompt(file, pass, 4096, &len) < 0 ||
-                   add_secret(PROMPT_ID, pass, len)))) {
-        if (pass) {
-            explicit_bzero(pass, 4096);
-            munmap(pass, 4096);
-        }
-        vimg_open(file, p); /* the original error again, for the caller */
-        return NULL;
-    }
-    explicit_bzero(pass, 4096);
-    munmap(pass, 4096);
-    np = *p;
-    np.options = opts;
-    np.secrets = secrets;
-    np.n_secrets = n_secrets;
-    return vimg_open(file, &np);
+    return vimg_open(file, p);
 }

@@ -81,6 +81,7 @@ static int image_free(struct vimg_image *img, bool opened)
     pthread_mutex_destroy(&img->lock);
     free(img->opaque);
     free(img->filename);
+    free(img->options);
     free(img->backing_name);
     free(img->backing_format);
     free(img->backing_path);
@@ -303,6 +304,11 @@ static struct vimg_image *open_format(struct vimg_image *file,
     file = NULL;
     img->parent = parent;
     img->probed_raw = probed_raw;
+    if (p->options && !(img->options = strdup(p->options))) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        image_free(img, false);
+        return NULL;
+    }
     if (take_locks(img, img->file) < 0 ||
         split_backing_options(p->options, &own, &backing) < 0 ||
         vimg_internal_opts_parse(own, drv->runtime_opts, img->filename,

@@ -296,6 +296,10 @@ struct vimg_image {
     struct vimg_open_params params; /* flags and policy (format, options
                                        and secrets are kept only while
                                        the driver's open runs) */
+    char *options;                /* the option list it was opened with
+                                     (backing.* items included; secret ids,
+                                     never key bytes), or NULL: commit
+                                     reopens the image with it */
     uint64_t size;                /* virtual size */
     uint32_t request_alignment;   /* 1, or the O_DIRECT block size */
     uint32_t compress_unit;       /* bytes per compressed block (drivers

@@ -94,11 +94,22 @@ struct vimg_open_params {
      * snapshot matches (qemu-img convert -l). */
     const char *snapshot_id;
     const char *snapshot_name;
+    /* Asked, when not NULL, for the passphrase of an encrypted image of
+     * the chain (the image itself or a backing file, FILENAME as opened)
+     * whose key-secret option was not given: returns 0 with *DATA and *LEN
+     * set to bytes the caller keeps valid until the open returns, or -1
+     * to decline (the open then fails with ENOKEY). QEMU asks per image
+     * the same way. Kept with the image: vimg_commit (reopening the base)
+     * and vimg_rebase (opening the new backing file) ask it again. */
+    int (*passphrase)(void *opaque, const char *filename,
+                      const void **data, size_t *len);
+    void *passphrase_opaque;
 };
 
 /* Open FILENAME with PARAMS (NULL: read-only, probe, follow references).
- * An encrypted image needs its key-secret option unless VIMG_OPEN_NO_IO:
- * without it the open fails with ENOKEY, with a wrong passphrase with
+ * An encrypted image needs its key-secret option (or the passphrase
+ * callback's answer) unless VIMG_OPEN_NO_IO: without it the open fails
+ * with ENOKEY, with a wrong passphrase with
  * EKEYREJECTED.
  * FILENAME is a plain path, a network name (vimg_is_url) or a Ceph RBD
  * image, rbd:POOL[/NAMESPACE]/IMAGE[@SNAPSHOT][:KEY=VALUE]... as qemu-img
@@ -591,6 +602,11 @@ struct vimg_commit_params {
     unsigned base_flags;
     vimg_progress_fn progress; /* may be NULL */
     void *opaque;
+    /* The secrets the base's key-secret options name (TOP's option list,
+     * backing.* as QEMU nests it, is kept with TOP and given to the base
+     * again), as in the vimg_open_params TOP was opened with. */
+    const struct vimg_secret *secrets;
+    size_t n_secrets;
 };
 /* Copy into the base (any writable format, raw included) everything that
  * TOP and the images between TOP and the base hold themselves, found by
@@ -632,7 +648,10 @@ struct vimg_rebase_params {
  * old chain into IMG (zeros as zero writes), then flushed, and only then
  * does the header change, in one write. Afterwards IMG's backing image
  * is the new one (opened read-only under IMG's open policy), or none
- * after an unsafe rebase, whose new file is not opened. ENOTSUP for
+ * after an unsafe rebase, whose new file is not opened. The new file is
+ * opened without options, as qemu-img 7.2 opens it: an encrypted one
+ * only through the passphrase callback IMG was opened with, else ENOKEY
+ * (the old chain keeps the keys IMG was opened with). ENOTSUP for
  * formats that cannot record a backing file (qcow2 can). */
 int vimg_rebase(struct vimg_image *img, const struct vimg_rebase_params *p);
 

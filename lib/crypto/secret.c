@@ -65,6 +65,19 @@ int vimg_internal_image_key(struct vimg_image *img,
                                          img->params.n_secrets, id,
                                          img->filename, pass, pass_len);
     }
+    /* The caller's prompt, at any depth of the chain, as QEMU asks per
+     * image; the bytes stay the caller's. */
+    if (img->params.passphrase) {
+        const void *data = NULL;
+        size_t len = 0;
+        if (img->params.passphrase(img->params.passphrase_opaque,
+                                   img->filename, &data, &len) == 0 &&
+            data) {
+            *pass = data;
+            *pass_len = len;
+            return 0;
+        }
+    }
     /* A backing file's options come from its overlay's, under
      * "backing." (QEMU's syntax), once per level. */
     for (const struct vimg_image *p = img->parent;

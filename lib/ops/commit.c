@@ -57,10 +57,12 @@ static struct vimg_image *find_base(struct vimg_image *top, const char *base,
 
 /* Replace the read-only BASE of the chain by a read-write handle on the
  * same file (its own backing chain opened again, read-only). */
-static int reopen_writable(struct vimg_image **base, unsigned extra)
+static int reopen_writable(struct vimg_image **base,
+                           const struct vimg_commit_params *cp)
 {
     struct vimg_image *old = *base, *parent = old->parent;
     struct vimg_open_params p = old->params;
+    unsigned extra = cp->base_flags;
 
     if (old->probed_raw) {
         return vimg_internal_img_error(old, EPERM, "the format of the base "
@@ -69,9 +71,15 @@ static int reopen_writable(struct vimg_image **base, unsigned extra)
                                        "before committing into it");
     }
     CLEANUP_FREE char *path = strdup(old->filename);
-    if (!path) {
+    /* The options it was opened with (its key-secret, its own backing.*
+     * part) and the caller's secrets: an encrypted base opens again. */
+    CLEANUP_FREE char *options = old->options ? strdup(old->options) : NULL;
+    if (!path || (old->options && !options)) {
         return vimg_internal_error(ENOMEM, "out of memory");
     }
+    p.options = options;
+    p.secrets = cp->secrets;
+    p.n_secrets = cp->n_secrets;
     p.format = old->drv->name; /* a driver's name outlives its images */
     p.flags = (p.flags & ~(unsigned)(VIMG_OPEN_FORCE_SHARE |
                                      VIMG_OPEN_NO_BACKING)) |
@@ -137,7 +145,7 @@ static int commit(struct vimg_image *top, const struct vimg_commit_params *p)
         return vimg_internal_error(EINVAL, "Did not find '%s' in the backing "
                                    "chain of '%s'", p->base, top->filename);
     }
-    if ((r = reopen_writable(&base, p->base_flags)) < 0) {
+    if ((r = reopen_writable(&base, p)) < 0) {
         return r;
     }
     /* The base grows to the overlay's size (qemu-img's mirror job does

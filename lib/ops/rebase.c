@@ -207,6 +207,8 @@ static int rebase(struct vimg_image *img, const struct vimg_rebase_params *p)
                 .format = fmt, .refs = img->params.refs,
                 .flags = (p->force_share ? VIMG_OPEN_FORCE_SHARE : 0) |
                          (p->backing_flags & VIMG_OPEN_NOCACHE),
+                .passphrase = img->params.passphrase,
+                .passphrase_opaque = img->params.passphrase_opaque,
             };
             char want[PATH_MAX], self[PATH_MAX];
             if (realpath(path, want) && realpath(img->filename, self) &&
@@ -218,8 +220,19 @@ static int rebase(struct vimg_image *img, const struct vimg_rebase_params *p)
                 int err = vimg_get_errno();
                 char *msg = strdup(vimg_get_error() ? vimg_get_error() : "");
                 vimg_internal_error_clear();
-                vimg_internal_error(err, "Could not open new backing file "
-                                    "'%s': %s", name, msg ? msg : "");
+                if (err == ENOKEY) {
+                    /* qemu-img 7.2 has no option for it either. */
+                    vimg_internal_error(err, "Could not open new backing "
+                                        "file '%s': it is encrypted, and "
+                                        "rebase takes no key-secret for "
+                                        "it; give its passphrase on a "
+                                        "terminal, or rebase with -u",
+                                        name);
+                } else {
+                    vimg_internal_error(err, "Could not open new backing "
+                                        "file '%s': %s", name,
+                                        msg ? msg : "");
+                }
                 free(msg);
                 return -err;
             }

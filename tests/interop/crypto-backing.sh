@@ -3,7 +3,8 @@
 # qemu-img with qemu-img's syntax, backing.key-secret=ID and
 # backing.backing.encrypt.key-secret=ID in --image-opts; a missing backing
 # key is one line naming that option; create -b takes an encrypted backing
-# file without its key, as qemu-img does (only its size is read).
+# file without its key, as qemu-img does (only its size is read); the
+# chain converts into encrypted images under another key (re-encryption).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/crypto.inc"
 requires qemu-img qemu-io
@@ -28,6 +29,21 @@ for img in "$mid" "$top"; do
         "$T/v.raw"
     cmp -s "$T/q.raw" "$T/v.raw" || fail "vimg reads $img differently"
 done
+# Re-encrypt the chain (keys sec1 and sec0, given as backing.*) into a
+# qcow2 and a luks image under a third key: qemu-img reads the same bytes.
+SEC3="--object secret,id=sec2,data=third-key"
+expect_status 0 "$VIMG" convert $SEC $SEC2 $SEC3 --image-opts -O qcow2 \
+    -o encrypt.format=luks,encrypt.key-secret=sec2,encrypt.iter-time=10 \
+    "$top" "$T/re.qcow2"
+expect_status 0 "$VIMG" convert $SEC $SEC2 $SEC3 --image-opts -O luks \
+    -o key-secret=sec2,iter-time=10 "$top" "$T/re.luks"
+for re in "$(iopts qcow2 "$T/re.qcow2" sec2)" "$(iopts luks "$T/re.luks" sec2)"
+do
+    qemu-img convert $SEC3 --image-opts -O raw "$re" "$T/re.raw"
+    cmp -s "$T/q.raw" "$T/re.raw" || fail "re-encrypted chain: $re"
+done
+qemu-img check -q $SEC3 --image-opts "$(iopts qcow2 "$T/re.qcow2" sec2)" ||
+    fail "qemu-img check of the re-encrypted chain"
 # Without the base's key: one line, naming the option to give.
 expect_status 1 "$VIMG" convert $SEC $SEC2 --image-opts -O raw \
     "driver=qcow2,file.filename=$T/top.qcow2,backing.encrypt.key-secret=sec1" \

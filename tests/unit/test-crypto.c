@@ -2,8 +2,11 @@
  * splitter round trip, a LUKS1 header made, written, parsed and unlocked,
  * the header validation refusing hostile fields, each read from an
  * exactly-sized buffer, and key slots added and erased with a crash at
- * every write and flush. */
+ * every write and flush; the passphrase callback asked for a backing
+ * file's key, and again when commit reopens that file read-write. */
+#define _GNU_SOURCE
 #include <stdint.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "test.h"
@@ -302,6 +305,111 @@ static void test_amend(void)
     free(erased);
 }
 
+/* The passphrase callback: answers with the passphrase in OPAQUE (NULL:
+ * declines) and records how often and for which file it was asked. */
+static int asked;
+static char asked_for[4096];
+static int answer(void *opaque, const char *filename, const void **data,
+                  size_t *len)
+{
+    asked++;
+    snprintf(asked_for, sizeof asked_for, "%s", filename);
+    if (!opaque) {
+        return -1;
+    }
+    *data = opaque;
+    *len = strlen(opaque);
+    return 0;
+}
+
+static struct vimg_image *open_top(const char *top, unsigned flags,
+                                   const char *pass, const char *options,
+                                   const struct vimg_secret *sec)
+{
+    struct vimg_open_params p = { .flags = flags, .options = options,
+                                  .secrets = sec, .n_secrets = sec ? 1 : 0,
+                                  .passphrase = pass ? answer : NULL,
+                                  .passphrase_opaque = (void *)pass };
+    asked = 0;
+    asked_for[0] = 0;
+    return vimg_open(top, &p);
+}
+
+static void test_chain_passphrase(void)
+{
+    char dir[] = "/tmp/vimg-crypto-chain.XXXXXX", base[64], top[64];
+    static const struct vimg_secret sec = { "k", "base-pass", 9 };
+    uint8_t buf[4096];
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(base, sizeof base, "%s/base.luks", dir);
+    snprintf(top, sizeof top, "%s/top.qcow2", dir);
+    struct vimg_create_params bp = { .format = "luks", .size = 1 << 20,
+                                     .size_given = true,
+                                     .options = "key-secret=k,iter-time=10",
+                                     .secrets = &sec, .n_secrets = 1 };
+    struct vimg_create_params tp = { .format = "qcow2", .backing_file = base,
+                                     .backing_format = "luks", .unsafe = true,
+                                     .size = 1 << 20, .size_given = true };
+    CHECK_EQ(vimg_create(base, &bp), 0);
+    CHECK_EQ(vimg_create(top, &tp), 0);
+
+    /* No key and no callback; a declining callback, asked for the base. */
+    CHECK(!open_top(top, 0, NULL, NULL, NULL));
+    CHECK(strstr(vimg_get_error(), "base.luks: image is encrypted; its "
+                 "passphrase is needed (backing.key-secret=ID") != NULL);
+    CHECK_EQ(vimg_get_errno(), ENOKEY);
+    struct vimg_open_params decline = { .passphrase = answer };
+    asked = 0;
+    CHECK(!vimg_open(top, &decline));
+    CHECK_EQ(vimg_get_errno(), ENOKEY);
+    CHECK_EQ(asked, 1);
+    CHECK(!strcmp(asked_for, base));
+    CHECK(!open_top(top, 0, "wrong", NULL, NULL));
+    CHECK_EQ(vimg_get_errno(), EKEYREJECTED);
+
+    /* The callback again when commit reopens the base read-write. */
+    struct vimg_image *img = open_top(top, VIMG_OPEN_RDWR, "base-pass", NULL,
+                                      NULL);
+    CHECK(img != NULL);
+    CHECK_EQ(asked, 1);
+    memset(buf, 0x5a, sizeof buf);
+    CHECK_EQ(vimg_pwrite(img, buf, sizeof buf, 8192, 0), 0);
+    CHECK_EQ(vimg_commit(img, NULL), 0);
+    CHECK_EQ(asked, 2);
+    CHECK(!strcmp(asked_for, base));
+    CHECK_EQ(vimg_close(img), 0);
+
+    /* A key given as backing.key-secret: commit needs the secret too. */
+    img = open_top(top, VIMG_OPEN_RDWR, NULL, "backing.key-secret=k", &sec);
+    CHECK(img != NULL);
+    CHECK_EQ(vimg_pwrite(img, buf, sizeof buf, 0, 0), 0);
+    CHECK_EQ(vimg_commit(img, NULL), -1);
+    CHECK_ERROR(ENOENT, base);
+    /* Without its key the base could not be put back either. */
+    CHECK(vimg_get_backing(img) == NULL);
+    vimg_close(img);
+    img = open_top(top, VIMG_OPEN_RDWR, NULL, "backing.key-secret=k", &sec);
+    struct vimg_commit_params cp = { .secrets = &sec, .n_secrets = 1 };
+    CHECK_EQ(vimg_commit(img, &cp), 0);
+    CHECK_EQ(vimg_close(img), 0);
+
+    /* The base holds both writes. */
+    struct vimg_open_params rp = { .options = "key-secret=k",
+                                   .secrets = &sec, .n_secrets = 1 };
+    img = vimg_open(base, &rp);
+    CHECK(img != NULL);
+    memset(buf, 0, sizeof buf);
+    CHECK(img && vimg_pread(img, buf, sizeof buf, 8192) == 0);
+    CHECK(buf[0] == 0x5a && buf[sizeof buf - 1] == 0x5a);
+    CHECK(img && vimg_pread(img, buf, sizeof buf, 0) == 0);
+    CHECK(buf[0] == 0x5a);
+    vimg_close(img);
+    unlink(top);
+    unlink(base);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_pbkdf2();
@@ -312,5 +420,6 @@ int main(void)
     test_hostile();
     test_amend();
     vimg_close(mem);
+    test_chain_passphrase();
     TEST_MAIN_END();
 }
