@@ -392,6 +392,11 @@ int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
 int vimg_internal_read_backing(struct vimg_image *img, void *buf,
                                uint64_t count, uint64_t offset);
 int64_t vimg_internal_get_size(struct vimg_image *img);
+/* The first LEN bytes of IMG's file into BUF, and the file's size into
+ * FILE_SIZE (for the header's checks): a file shorter than LEN is "file is
+ * too small for WHAT" ("a QED header"). */
+int vimg_internal_read_header(struct vimg_image *img, void *buf, size_t len,
+                              const char *what, uint64_t *file_size);
 
 /* Open a file that IMG's metadata names (external data file, extent) under
  * IMG's policy: relative names resolve against IMG's folder; protocol

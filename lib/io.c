@@ -27,6 +27,17 @@ int64_t vimg_internal_get_size(struct vimg_image *img)
     return (int64_t)__atomic_load_n(&img->size, __ATOMIC_RELAXED);
 }
 
+int vimg_internal_read_header(struct vimg_image *img, void *buf, size_t len,
+                              const char *what, uint64_t *file_size)
+{
+    *file_size = (uint64_t)vimg_internal_get_size(img->file);
+    if (*file_size < len) {
+        return vimg_internal_img_error(img, EINVAL, "file is too small for "
+                                       "%s", what);
+    }
+    return vimg_internal_pread(img->file, buf, len, 0);
+}
+
 /* Formats: the range must lie inside the virtual size. Protocols grow, so
  * only overflow is checked there. */
 static int check_range(struct vimg_image *img, uint64_t offset,

@@ -174,22 +174,15 @@ static int read_catalog(struct vimg_image *img, uint64_t header,
 static int bochs_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct bochs_state *s = bochs_state(img);
-    int64_t file_size = vimg_internal_get_size(img->file);
+    uint64_t file_size;
     uint8_t h[BOCHS_HEADER_SIZE];
     int r;
 
     (void)opts;
-    if (file_size < 0) {
-        return (int)file_size;
-    }
-    if ((uint64_t)file_size < sizeof h) {
-        return vimg_internal_img_error(img, EINVAL, "file too small for a "
-                                       "Bochs header");
-    }
-    if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
-        (r = validate_header(img, h, (uint64_t)file_size)) < 0 ||
-        (r = read_catalog(img, load_le32(h + BOCHS_HEADER),
-                          (uint64_t)file_size)) < 0) {
+    if ((r = vimg_internal_read_header(img, h, sizeof h, "a Bochs header",
+                                       &file_size)) < 0 ||
+        (r = validate_header(img, h, file_size)) < 0 ||
+        (r = read_catalog(img, load_le32(h + BOCHS_HEADER), file_size)) < 0) {
         free(s->catalog);
         s->catalog = NULL;
         return r;

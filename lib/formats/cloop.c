@@ -146,21 +146,15 @@ static int read_offsets(struct vimg_image *img, uint64_t file_size)
 static int cloop_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct cloop_state *s = cloop_state(img);
-    int64_t file_size = vimg_internal_get_size(img->file);
+    uint64_t file_size;
     uint8_t h[CLOOP_OFFSETS];
     int r;
 
     (void)opts;
-    if (file_size < 0) {
-        return (int)file_size;
-    }
-    if ((uint64_t)file_size < sizeof h) {
-        return vimg_internal_img_error(img, EINVAL, "file too small for a "
-                                       "cloop header");
-    }
-    if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
-        (r = validate_header(img, h, (uint64_t)file_size)) < 0 ||
-        (r = read_offsets(img, (uint64_t)file_size)) < 0) {
+    if ((r = vimg_internal_read_header(img, h, sizeof h, "a cloop header",
+                                       &file_size)) < 0 ||
+        (r = validate_header(img, h, file_size)) < 0 ||
+        (r = read_offsets(img, file_size)) < 0) {
         free(s->offsets);
         s->offsets = NULL;
         return r;

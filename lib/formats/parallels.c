@@ -255,17 +255,14 @@ static void free_state(struct prl_state *s)
 static int prl_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct prl_state *s = prl_state(img);
-    uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
+    uint64_t file_size;
     bool tolerant = img->params.flags & (VIMG_OPEN_CHECK | VIMG_OPEN_NO_IO);
     int r;
 
     (void)opts;
-    if (file_size < PRL_HEADER_SIZE) {
-        return vimg_internal_img_error(img, EINVAL, "file too small for a "
-                                       "Parallels header");
-    }
-    if ((r = vimg_internal_pread(img->file, s->header, PRL_HEADER_SIZE,
-                                 0)) < 0 ||
+    if ((r = vimg_internal_read_header(img, s->header, PRL_HEADER_SIZE,
+                                       "a Parallels header",
+                                       &file_size)) < 0 ||
         (r = validate_header(img, s->header, file_size)) < 0 ||
         (r = read_bat(img, file_size, tolerant)) < 0) {
         goto fail;

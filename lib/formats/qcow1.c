@@ -289,17 +289,14 @@ static int open_crypto(struct vimg_image *img, struct qcow1_state *s,
 static int qcow1_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct qcow1_state *s = state(img);
-    uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
+    uint64_t file_size;
     uint8_t h[QCOW1_HDR_LENGTH];
     uint64_t backing_off = 0;
     uint32_t backing_len = 0;
     int r;
 
-    if (file_size < QCOW1_HDR_LENGTH) {
-        return vimg_internal_img_error(img, EINVAL, "file is too short for "
-                                       "a qcow header");
-    }
-    if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
+    if ((r = vimg_internal_read_header(img, h, sizeof h, "a qcow header",
+                                       &file_size)) < 0 ||
         (r = validate_header(img, s, h, file_size, &backing_off,
                              &backing_len)) < 0) {
         return r;

@@ -320,20 +320,14 @@ static int repair_on_open(struct vimg_image *img)
 static int qed_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct qed_state *s = qed_state(img);
-    int64_t len = vimg_internal_get_size(img->file);
+    uint64_t len;
     uint8_t h[QED_HDR_LENGTH];
     int r;
 
     (void)opts;
-    if (len < 0) {
-        return (int)len;
-    }
-    if ((uint64_t)len < QED_HDR_LENGTH) {
-        return vimg_internal_img_error(img, EINVAL, "file is too short for "
-                                       "a QED header");
-    }
-    if ((r = vimg_internal_pread(img->file, h, sizeof h, 0)) < 0 ||
-        (r = validate_header(img, s, h, (uint64_t)len)) < 0 ||
+    if ((r = vimg_internal_read_header(img, h, sizeof h, "a QED header",
+                                       &len)) < 0 ||
+        (r = validate_header(img, s, h, len)) < 0 ||
         (r = read_l1(img, s)) < 0 || (r = qed_index_tables(img)) < 0 ||
         ((s->features & QED_F_BACKING_FILE) &&
          (r = read_backing_name(img, s)) < 0)) {

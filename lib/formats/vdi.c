@@ -193,16 +193,12 @@ static int read_bmap(struct vimg_image *img, uint64_t file_size)
 static int vdi_open(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct vdi_state *s = vdi_state(img);
-    uint64_t file_size = (uint64_t)vimg_internal_get_size(img->file);
+    uint64_t file_size;
     int r;
 
     (void)opts;
-    if (file_size < VDI_HEADER_SIZE) {
-        return vimg_internal_img_error(img, EINVAL, "file too small for a "
-                                       "VDI header");
-    }
-    if ((r = vimg_internal_pread(img->file, s->header, VDI_HEADER_SIZE,
-                                 0)) < 0 ||
+    if ((r = vimg_internal_read_header(img, s->header, VDI_HEADER_SIZE,
+                                       "a VDI header", &file_size)) < 0 ||
         (r = validate_header(img, s->header, file_size)) < 0 ||
         (r = read_bmap(img, file_size)) < 0) {
         free(s->bmap);

@@ -91,5 +91,5 @@ check l2-entry-on-l2 'cluster at 0x1000 lies outside the file or on its metadata
 check compressed-size-zero 'compressed cluster at .* lies outside'
 check compressed-past-eof 'compressed cluster at 0x10000000000 lies'
 check compressed-damaged 'compressed cluster at .* is damaged'
-check truncated 'too short for a qcow header'
+check truncated 'too small for a qcow header'
 exit 0

@@ -94,7 +94,7 @@ check l2-entry-past-eof 'data cluster at 0x10000000000 lies outside'
 check l2-entry-unaligned 'data cluster at 0x1002 lies outside'
 check l2-entry-on-l2 'data cluster at 0x.* lies outside the file, unaligned'
 check l2-entry-on-header 'data cluster at 0x1000 lies outside the file'
-check truncated 'file is too short for a QED header'
+check truncated 'file is too small for a QED header'
 # qemu-img agrees that each of these is not a usable QED image (or that
 # its tables are corrupt): check, which reads every table, fails.
 for f in l1-entry-past-eof l2-entry-past-eof l2-entry-on-l2; do

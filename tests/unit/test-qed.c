@@ -98,7 +98,7 @@ static void test_hostile(void)
     uint8_t *b;
 
     b = image();
-    REFUSED(b, QED_HDR_LENGTH - 1, EINVAL, "too short");
+    REFUSED(b, QED_HDR_LENGTH - 1, EINVAL, "too small");
     b = image();
     store_le64(b + QED_HDR_FEATURES, 0x08);
     REFUSED(b, LEN, ENOTSUP, "feature bits 0x8");
