@@ -418,6 +418,11 @@ struct vimg_image *vimg_internal_memory_new(const char *name,
  * from now fail with EIO, and every one after it (a simulated crash).
  * 0 disarms. MEM must come from vimg_internal_memory_new. */
 void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n);
+/* The same, counting the write-like calls in *COUNTER, which other memory
+ * images may share (the caller zeroes it): a crash across several files,
+ * at the Nth write to any of them. */
+void vimg_internal_memory_fail_after_shared(struct vimg_image *mem,
+                                            uint64_t n, uint64_t *counter);
 /* The current contents of a memory image (borrowed). */
 const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
 /* What changed a memory image: the observer is called before each change

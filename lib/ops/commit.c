@@ -62,6 +62,11 @@ static int reopen_writable(struct vimg_image **base, unsigned extra)
     struct vimg_image *old = *base, *parent = old->parent;
     struct vimg_open_params p = old->params;
 
+    /* A base the caller put in the chain read-write (a chain assembled
+     * over memory images) is written through as it is. */
+    if (old->writable) {
+        return 0;
+    }
     if (old->probed_raw) {
         return vimg_internal_img_error(old, EPERM, "the format of the base "
                                        "was guessed to be raw; record it in "
