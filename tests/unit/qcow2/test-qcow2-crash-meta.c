@@ -2,11 +2,13 @@
  * (tracking writes, storing them at flush, add, merge, clear, enable,
  * disable, remove, resize) and amend (downgrade with zero clusters,
  * upgrade, refcount width changes, lazy refcounts, growing, backing
- * fields). As in test-qcow2-crash.c, the Nth write-like call and every
+ * fields; upgrade and downgrade with internal snapshots, the upgrade
+ * rewriting a snapshot table without the v3 extra data). As in test-qcow2-crash.c, the Nth write-like call and every
  * later one fail, for every N until the workload completes; after each
  * crash the image as left must open (its bitmap directory valid), check
- * without corruption (leaks are allowed), read back what was flushed, and
- * show no enabled bitmap as consistent once the guest disk changed.
+ * without corruption (leaks are allowed), read back what was flushed, keep
+ * the named snapshot's bytes, and show no enabled bitmap as consistent
+ * once the guest disk changed.
  *
  * With VIMG_CRASH_DUMP_DIR set, a sample of the crashed images is written
  * there (tests/interop/qcow2-crash-meta.sh has qemu-img check and read
@@ -43,6 +45,7 @@ struct config {
     int (*run)(struct vimg_image *img, struct model *m);
     bool backing;       /* the base names a backing file (not opened) */
     unsigned dump_every;
+    const char *snap;   /* a snapshot whose bytes must stay (or NULL) */
 };
 
 static uint8_t pattern(unsigned op, uint64_t off)
@@ -284,6 +287,78 @@ static int run_backing(struct vimg_image *img, struct model *m)
     return amend(img, "backing_file=other.raw,backing_fmt=raw");
 }
 
+/* ---- Amend with internal snapshots ---------------------------------- */
+
+/* Rewrite the snapshot table of the image at PATH in place as QEMU before
+ * 1.1 wrote it: no extra data (so no disk size, no 64-bit VM state
+ * size); the table only shrinks. */
+static void strip_extra(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    uint8_t h[72], *t = calloc(1, 65536), *out = calloc(1, 65536);
+    size_t p = 0, q = 0;
+
+    CHECK(f != NULL);
+    if (!f) {
+        goto out;
+    }
+    CHECK_EQ(fread(h, 1, sizeof h, f), sizeof h);
+    uint32_t nb = load_be32(h + QCOW2_HDR_NB_SNAPSHOTS);
+    uint64_t off = load_be64(h + QCOW2_HDR_SNAPSHOTS_OFFSET);
+    CHECK_EQ(fseek(f, (long)off, SEEK_SET), 0);
+    CHECK(fread(t, 1, 65536, f) > QCOW2_SN_FIXED_SIZE);
+    for (uint32_t i = 0; i < nb; i++) {
+        uint32_t extra = load_be32(t + p + QCOW2_SN_EXTRA_DATA_SIZE);
+        size_t names = load_be16(t + p + QCOW2_SN_ID_STR_SIZE) +
+                       load_be16(t + p + QCOW2_SN_NAME_SIZE);
+        memcpy(out + q, t + p, QCOW2_SN_FIXED_SIZE);
+        store_be32(out + q + QCOW2_SN_EXTRA_DATA_SIZE, 0);
+        memcpy(out + q + QCOW2_SN_FIXED_SIZE,
+               t + p + QCOW2_SN_FIXED_SIZE + extra, names);
+        p = ROUND_UP(p + QCOW2_SN_FIXED_SIZE + extra + names, 8);
+        q = ROUND_UP(q + QCOW2_SN_FIXED_SIZE + names, 8);
+    }
+    CHECK_EQ(fseek(f, (long)off, SEEK_SET), 0);
+    CHECK_EQ(fwrite(out, 1, p, f), p);
+    CHECK_EQ(fclose(f), 0);
+out:
+    free(t);
+    free(out);
+}
+
+/* A compat=0.10 image with two snapshots of different data, the table
+ * as old QEMU wrote it. */
+static void prepare_v2_snapshots(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512,compat=0.10", NULL);
+    struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
+    if (!img) {
+        return;
+    }
+    CHECK_EQ(vimg_snapshot_create(img, "s1"), 0);
+    write_pattern(img, 202, 16 * 1024, 64 * 1024);
+    CHECK_EQ(vimg_snapshot_create(img, "s2"), 0);
+    write_pattern(img, 203, 600 * 1024, 8192);
+    CHECK_EQ(vimg_close(img), 0);
+    strip_extra(path);
+}
+
+/* A v3 image whose snapshot shares zero clusters of both kinds with the
+ * active image, which then has zero clusters of its own. */
+static void prepare_v3_snapshots(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512", NULL);
+    struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
+    if (!img) {
+        return;
+    }
+    CHECK_EQ(vimg_snapshot_create(img, "s1"), 0);
+    write_pattern(img, 204, 4096, 4096);
+    CHECK_EQ(vimg_zero(img, 64 * 1024, 8192, VIMG_ZERO_MAY_UNMAP), 0);
+    CHECK_EQ(vimg_zero(img, 900 * 1024, 4096, 0), 0);
+    CHECK_EQ(vimg_close(img), 0);
+}
+
 static const struct config configs[] = {
     { "bitmaps", prepare_bitmaps, run_bitmaps, false, 29 },
     { "downgrade", prepare_v3, run_downgrade, false, 3 },
@@ -291,6 +366,10 @@ static const struct config configs[] = {
     { "upgrade", prepare_v2, run_upgrade, false, 1 },
     { "refcounts", prepare_v3, run_refcounts, false, 17 },
     { "lazy", prepare_lazy, run_misc, false, 7 },
+    { "upgrade-snapshots", prepare_v2_snapshots, run_upgrade, false, 3,
+      "s1" },
+    { "downgrade-snapshots", prepare_v3_snapshots, run_downgrade, false, 5,
+      "s1" },
 };
 
 /* ---- The harness ------------------------------------------------------ */
@@ -351,10 +430,40 @@ static int count_run(void *opaque, uint64_t offset, uint64_t len)
     return 0;
 }
 
+/* The bytes of snapshot NAME of the image in DATA (SIZE of them) into
+ * BUF; false if it cannot be read. */
+static bool read_snapshot(const uint8_t *data, size_t len, const char *name,
+                          uint8_t *buf)
+{
+    struct vimg_open_params p = { .format = "qcow2",
+                                  .flags = VIMG_OPEN_NO_BACKING,
+                                  .snapshot_name = name };
+    struct vimg_image *img = vimg_open_buffer(data, len, "snap.qcow2", &p);
+    bool ok = img && vimg_get_size(img) == SIZE &&
+              vimg_pread(img, buf, SIZE, 0) == 0;
+
+    if (!ok) {
+        fprintf(stderr, "snapshot %s: %s\n", name, vimg_get_error());
+    }
+    vimg_close(img);
+    return ok;
+}
+
 static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
                    size_t len, const struct model *m, uint64_t size,
-                   const uint8_t *initial)
+                   const uint8_t *initial, const uint8_t *snap)
 {
+    if (cfg->snap) {
+        uint8_t *sb = malloc(SIZE);
+        if (!read_snapshot(data, len, cfg->snap, sb) ||
+            memcmp(sb, snap, SIZE)) {
+            fprintf(stderr, "%s: crash point %llu: snapshot %s reads other "
+                    "data\n", cfg->name, (unsigned long long)n, cfg->snap);
+            test_failures++;
+        }
+        free(sb);
+    }
+
     struct vimg_open_params p = { .format = "qcow2",
                                   .flags = VIMG_OPEN_NO_BACKING };
     struct vimg_image *img = vimg_open_buffer(data, len, "crash.qcow2", &p);
@@ -428,11 +537,15 @@ static void run_config(const struct config *cfg)
     cfg->prepare(path);
     uint8_t *base = read_file(path, &base_len);
     uint8_t *initial = calloc(1, GROWN);
+    uint8_t *snap = calloc(1, SIZE);
     m.data = calloc(1, GROWN);
     m.committed = calloc(1, GROWN);
     m.dirty = calloc(1, GROWN / SECTOR);
     if (!base) {
         goto out;
+    }
+    if (base && cfg->snap) {
+        CHECK(read_snapshot(base, base_len, cfg->snap, snap));
     }
     struct vimg_image *ro = open_file(path, 0);
     if (ro) {
@@ -472,7 +585,7 @@ static void run_config(const struct config *cfg)
         } else {
             completed = true;
         }
-        verify(cfg, n, copy, len, &m, GROWN, initial);
+        verify(cfg, n, copy, len, &m, GROWN, initial, snap);
         free(copy);
     }
     CHECK(completed);
@@ -482,6 +595,7 @@ static void run_config(const struct config *cfg)
 out:
     free(base);
     free(initial);
+    free(snap);
     free(m.data);
     free(m.committed);
     free(m.dirty);
