@@ -1,6 +1,7 @@
 #!/bin/sh
 # Images left behind by simulated crashes during bitmap updates and amend
-# (also of images with internal snapshots; tests/unit/qcow2/test-qcow2-crash-meta.c fails every write from the Nth
+# (also of images with internal snapshots;
+# tests/unit/qcow2/test-qcow2-crash-meta.c fails every write from the Nth
 # on) are consistent for qemu-img too: it opens them (their bitmap
 # directories are valid), finds no corruption (leaks are allowed) and
 # reads the same guest data as vimg.
