@@ -376,6 +376,17 @@ int vimg_internal_write_block(struct vimg_image *img, uint64_t offset,
                               const void *cbuf, uint64_t clen);
 int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
                            unsigned flags, enum vimg_prealloc prealloc);
+/* The first byte at or after FROM that IMG (through its backing chain)
+ * reads from stored data rather than known zeros; IMG's size when there is
+ * none; <0 on error. */
+int64_t vimg_internal_first_data(struct vimg_image *img, uint64_t from);
+/* Refuse to shrink IMG to SIZE without the user's consent (HOW names how
+ * to give it): -ERR, the message naming the first byte of data that
+ * would be lost, or saying that none would (or neither, when that cannot
+ * be found out: a backing file not opened). Both ask block status, so
+ * not under a driver's metadata lock. */
+int vimg_internal_shrink_refused(struct vimg_image *img, uint64_t size,
+                                 int err, const char *how);
 int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
                                uint64_t count, unsigned flags,
                                struct vimg_extent *ext);
