@@ -3,7 +3,8 @@
  * disable, remove, resize) and amend (downgrade with zero clusters,
  * upgrade, refcount width changes, lazy refcounts, growing, backing
  * fields; upgrade and downgrade with internal snapshots, the upgrade
- * rewriting a snapshot table without the v3 extra data). As in test-qcow2-crash.c, the Nth write-like call and every
+ * rewriting a snapshot table without the v3 extra data; LUKS key slots
+ * added and erased). As in test-qcow2-crash.c, the Nth write-like call and every
  * later one fail, for every N until the workload completes; after each
  * crash the image as left must open (its bitmap directory valid), check
  * without corruption (leaks are allowed), read back what was flushed, keep
@@ -29,6 +30,15 @@
 
 static char dir[] = "/tmp/vimg-crash-meta-XXXXXX";
 
+/* LUKS: two secrets with one passphrase, so that whichever key slots a
+ * crash leaves active, the image opens with the first; the open options
+ * of the configuration running (NULL: none). */
+static const struct vimg_secret secrets[] = {
+    { "sec0", "crash-pw", 8 },
+    { "sec1", "crash-pw", 8 },
+};
+static const char *open_options;
+
 /* Guest bytes after the last successful flush, and the sectors touched
  * since then (in doubt after a crash). */
 struct model {
@@ -46,6 +56,7 @@ struct config {
     bool backing;       /* the base names a backing file (not opened) */
     unsigned dump_every;
     const char *snap;   /* a snapshot whose bytes must stay (or NULL) */
+    bool luks;          /* encrypted: opened with the key of "sec0" */
 };
 
 static uint8_t pattern(unsigned op, uint64_t off)
@@ -100,7 +111,9 @@ static int model_flush(struct vimg_image *img, struct model *m)
 static struct vimg_image *open_file(const char *path, unsigned flags)
 {
     struct vimg_open_params p = { .format = "qcow2",
-                                  .flags = flags | VIMG_OPEN_NO_BACKING };
+                                  .flags = flags | VIMG_OPEN_NO_BACKING,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
     struct vimg_image *img = vimg_open(path, &p);
     if (!img) {
         fprintf(stderr, "%s: %s\n", path, vimg_get_error());
@@ -197,7 +210,8 @@ static void prepare_zeros(const char *path, const char *options,
                                      .options = options,
                                      .backing_file = backing,
                                      .backing_format = backing ? "raw"
-                                                               : NULL };
+                                                               : NULL,
+                                     .secrets = secrets, .n_secrets = 2 };
     CHECK_EQ(vimg_create(path, &cp), 0);
     struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
     if (!img) {
@@ -359,6 +373,30 @@ static void prepare_v3_snapshots(const char *path)
     CHECK_EQ(vimg_close(img), 0);
 }
 
+/* ---- Amend of LUKS key slots ---------------------------------------- */
+
+static void prepare_luks(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512,encrypt.format=luks,"
+                  "encrypt.key-secret=sec0,encrypt.iter-time=1", NULL);
+}
+
+/* A key slot added, then the first erased: the passphrase opens the
+ * image at every step (both secrets hold it). */
+static int run_keyslots(struct vimg_image *img, struct model *m)
+{
+    struct vimg_amend_params p = { .secrets = secrets, .n_secrets = 2 };
+    int r;
+    (void)m;
+    if ((r = vimg_amend_with(img, "encrypt.state=active,"
+                             "encrypt.new-secret=sec1,encrypt.iter-time=1",
+                             &p)) < 0) {
+        return r;
+    }
+    return vimg_amend_with(img, "encrypt.state=inactive,encrypt.keyslot=0",
+                           &p);
+}
+
 static const struct config configs[] = {
     { "bitmaps", prepare_bitmaps, run_bitmaps, false, 29 },
     { "downgrade", prepare_v3, run_downgrade, false, 3 },
@@ -370,6 +408,8 @@ static const struct config configs[] = {
       "s1" },
     { "downgrade-snapshots", prepare_v3_snapshots, run_downgrade, false, 5,
       "s1" },
+    /* Not dumped: qemu-img check would need the key. */
+    { "keyslots", prepare_luks, run_keyslots, false, 0, NULL, true },
 };
 
 /* ---- The harness ------------------------------------------------------ */
@@ -437,7 +477,9 @@ static bool read_snapshot(const uint8_t *data, size_t len, const char *name,
 {
     struct vimg_open_params p = { .format = "qcow2",
                                   .flags = VIMG_OPEN_NO_BACKING,
-                                  .snapshot_name = name };
+                                  .snapshot_name = name,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
     struct vimg_image *img = vimg_open_buffer(data, len, "snap.qcow2", &p);
     bool ok = img && vimg_get_size(img) == SIZE &&
               vimg_pread(img, buf, SIZE, 0) == 0;
@@ -465,7 +507,9 @@ static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
     }
 
     struct vimg_open_params p = { .format = "qcow2",
-                                  .flags = VIMG_OPEN_NO_BACKING };
+                                  .flags = VIMG_OPEN_NO_BACKING,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
     struct vimg_image *img = vimg_open_buffer(data, len, "crash.qcow2", &p);
     if (!img) {
         fprintf(stderr, "%s: crash point %llu: reopen: %s\n", cfg->name,
@@ -534,6 +578,7 @@ static void run_config(const struct config *cfg)
     struct model m = { .size = GROWN };
 
     snprintf(path, sizeof path, "%s/%s.qcow2", dir, cfg->name);
+    open_options = cfg->luks ? "encrypt.key-secret=sec0" : NULL;
     cfg->prepare(path);
     uint8_t *base = read_file(path, &base_len);
     uint8_t *initial = calloc(1, GROWN);
@@ -560,7 +605,9 @@ static void run_config(const struct config *cfg)
                                       .flags = VIMG_OPEN_RDWR |
                                                (cfg->backing
                                                     ? VIMG_OPEN_NO_BACKING
-                                                    : 0) };
+                                                    : 0),
+                                      .options = open_options,
+                                      .secrets = secrets, .n_secrets = 2 };
         memcpy(m.data, initial, GROWN);
         memcpy(m.committed, initial, GROWN);
         memset(m.dirty, 0, GROWN / SECTOR);
