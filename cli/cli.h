@@ -66,6 +66,9 @@ int parse_output(const char *arg, enum output_format *out);
  * skips flushes. Replaces the cache bits already in *OPEN_FLAGS. */
 int parse_cache(const char *arg, unsigned *open_flags);
 int parse_size_arg(const char *what, const char *arg, uint64_t *out);
+/* -r RATE (convert, commit): bytes per second, with qemu-img's message
+ * for a bad one. */
+int parse_rate(const char *arg, uint64_t *out);
 /* An -o argument: refuses an empty or malformed one (returns 1); several
  * -o join into one list in *ACC (malloc'd; the caller frees it), as
  * qemu-img joins them. */

@@ -1,4 +1,5 @@
-/* vimg commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] FILENAME
+/* vimg commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p]
+ * FILENAME
  * (qemu-img commit) */
 #include <getopt.h>
 
@@ -16,7 +17,7 @@ static int run(int argc, char **argv)
     struct progress prog;
     int c;
 
-    while ((c = getopt_long(argc, argv, "f:t:b:dpq", longopts, NULL)) !=
+    while ((c = getopt_long(argc, argv, "f:t:b:r:dpq", longopts, NULL)) !=
            -1) {
         switch (c) {
         case 'f': format = optarg; break;
@@ -28,6 +29,11 @@ static int run(int argc, char **argv)
         case 'b':
             p.base = optarg;
             p.drop = true; /* as in qemu-img: -b implies -d */
+            break;
+        case 'r':
+            if (parse_rate(optarg, &p.rate_limit)) {
+                return 1;
+            }
             break;
         case 'd': p.drop = true; break;
         case 'p': progress = true; break;
@@ -64,8 +70,8 @@ static int run(int argc, char **argv)
 
 const struct command cmd_commit = {
     "commit", run, "write an overlay's data into its backing file",
-    "Usage: vimg commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] "
-    "FILENAME\n"
+    "Usage: vimg commit [-q] [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] "
+    "[-p] FILENAME\n"
     "Copy what FILENAME holds (data and zeroed ranges) into its backing\n"
     "file, then empty FILENAME so that it reads everything from there.\n"
     "  -b BASE     commit into BASE, deeper in the backing chain (named as\n"
@@ -75,6 +81,8 @@ const struct command cmd_commit = {
     "  -f FMT      FILENAME's format (default: probe)\n"
     "  -t CACHE    cache mode for the images written (writeback, unsafe,\n"
     "              none, ...)\n"
+    "  -r RATE     copy at most RATE bytes of data per second (k, M, G\n"
+    "              suffixes)\n"
     "  -p          progress bar on a terminal\n"
     "  -q          quiet\n"
     "The base may be of any format vimg writes, raw included. An\n"

@@ -170,11 +170,8 @@ static int run(int argc, char **argv)
             p.workers = (int)n;
             break;
         case 'r':
-            if (vimg_parse_size(optarg, &p.rate_limit) < 0) {
-                return fail("Invalid rate limit specified. You may use k, "
-                            "M, G, T, P or E suffixes for kilobytes, "
-                            "megabytes, gigabytes, terabytes, petabytes and "
-                            "exabytes.");
+            if (parse_rate(optarg, &p.rate_limit)) {
+                return 1;
             }
             break;
         case 't':

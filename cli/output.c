@@ -163,6 +163,16 @@ int parse_size_arg(const char *what, const char *arg, uint64_t *out)
     return 0;
 }
 
+int parse_rate(const char *arg, uint64_t *out)
+{
+    if (vimg_parse_size(arg, out) < 0) {
+        return fail("Invalid rate limit specified. You may use k, M, G, T, "
+                    "P or E suffixes for kilobytes, megabytes, gigabytes, "
+                    "terabytes, petabytes and exabytes.");
+    }
+    return 0;
+}
+
 int parse_option_list(const char *arg, char **acc)
 {
     size_t len = strlen(arg), trailing = 0;

@@ -383,6 +383,17 @@ int vimg_internal_write_block(struct vimg_image *img, uint64_t offset,
                               const void *cbuf, uint64_t clen);
 int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
                            unsigned flags, enum vimg_prealloc prealloc);
+/* The first byte at or after FROM that IMG (through its backing chain)
+ * reads from stored data rather than known zeros; IMG's size when there is
+ * none; <0 on error. */
+int64_t vimg_internal_first_data(struct vimg_image *img, uint64_t from);
+/* Refuse to shrink IMG to SIZE without the user's consent (HOW names how
+ * to give it): -ERR, the message naming the first byte of data that
+ * would be lost, or saying that none would (or neither, when that cannot
+ * be found out: a backing file not opened). Both ask block status, so
+ * not under a driver's metadata lock. */
+int vimg_internal_shrink_refused(struct vimg_image *img, uint64_t size,
+                                 int err, const char *how);
 int vimg_internal_block_status(struct vimg_image *img, uint64_t offset,
                                uint64_t count, unsigned flags,
                                struct vimg_extent *ext);
@@ -430,6 +441,11 @@ struct vimg_image *vimg_internal_memory_new(const char *name,
  * from now fail with EIO, and every one after it (a simulated crash).
  * 0 disarms. MEM must come from vimg_internal_memory_new. */
 void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n);
+/* The same, counting the write-like calls in *COUNTER, which other memory
+ * images may share (the caller zeroes it): a crash across several files,
+ * at the Nth write to any of them. */
+void vimg_internal_memory_fail_after_shared(struct vimg_image *mem,
+                                            uint64_t n, uint64_t *counter);
 /* The current contents of a memory image (borrowed). */
 const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len);
 /* What changed a memory image: the observer is called before each change

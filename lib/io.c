@@ -258,6 +258,54 @@ int vimg_internal_flush(struct vimg_image *img)
     return r;
 }
 
+int vimg_internal_shrink_refused(struct vimg_image *img, uint64_t size,
+                                 int err, const char *how)
+{
+    int64_t at = vimg_internal_first_data(img, size);
+
+    /* The message this records replaces any from the search. */
+    vimg_internal_error_clear();
+    if (at < 0) {
+        return vimg_internal_img_error(img, err, "shrinking from %llu to "
+                                       "%llu bytes would lose data: use %s "
+                                       "to allow it",
+                                       (unsigned long long)img->size,
+                                       (unsigned long long)size, how);
+    }
+    if ((uint64_t)at < img->size) {
+        return vimg_internal_img_error(img, err, "shrinking from %llu to "
+                                       "%llu bytes would lose the data at "
+                                       "offset %lld and after: use %s to "
+                                       "allow it",
+                                       (unsigned long long)img->size,
+                                       (unsigned long long)size,
+                                       (long long)at, how);
+    }
+    return vimg_internal_img_error(img, err, "shrinking from %llu to %llu "
+                                   "bytes needs %s (no data lies past the "
+                                   "new end)", (unsigned long long)img->size,
+                                   (unsigned long long)size, how);
+}
+
+int64_t vimg_internal_first_data(struct vimg_image *img, uint64_t from)
+{
+    uint64_t off = from;
+
+    while (off < img->size) {
+        struct vimg_extent e;
+        int r = vimg_internal_block_status(img, off, img->size - off,
+                                           VIMG_BS_CHAIN, &e);
+        if (r < 0) {
+            return r;
+        }
+        if ((e.flags & VIMG_BS_DATA) && !(e.flags & VIMG_BS_ZERO)) {
+            return (int64_t)off;
+        }
+        off += e.length;
+    }
+    return (int64_t)img->size;
+}
+
 int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
                            unsigned flags, enum vimg_prealloc prealloc)
 {
@@ -274,11 +322,7 @@ int vimg_internal_truncate(struct vimg_image *img, uint64_t size,
     }
     if (size < img->size && !(flags & VIMG_TRUNCATE_SHRINK) &&
         img->drv->kind == VIMG_DRIVER_FORMAT) {
-        return vimg_internal_img_error(img, EINVAL, "shrinking from %llu to "
-                                       "%llu bytes would lose data: use "
-                                       "--shrink to allow it",
-                                       (unsigned long long)img->size,
-                                       (unsigned long long)size);
+        return vimg_internal_shrink_refused(img, size, EINVAL, "--shrink");
     }
     LOCK(img);
     r = img->drv->truncate(img, size, flags, prealloc);

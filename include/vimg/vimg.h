@@ -600,6 +600,9 @@ struct vimg_commit_params {
     /* Extra open flags for the base, reopened read-write for the commit
      * (VIMG_OPEN_NOCACHE, VIMG_OPEN_NO_FLUSH: qemu-img commit -t). */
     unsigned base_flags;
+    /* -r: bytes of data copied per second, counted as qemu-img convert
+     * -r counts them; 0 for no limit. */
+    uint64_t rate_limit;
     vimg_progress_fn progress; /* may be NULL */
     void *opaque;
     /* The secrets the base's key-secret options name (TOP's option list,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../common/cleanup.h"
+#include "../../common/ratelimit.h"
 #include "../../common/rounding.h"
 #include "../internal.h"
 
@@ -64,6 +65,11 @@ static int reopen_writable(struct vimg_image **base,
     struct vimg_open_params p = old->params;
     unsigned extra = cp->base_flags;
 
+    /* A base the caller put in the chain read-write (a chain assembled
+     * over memory images) is written through as it is. */
+    if (old->writable) {
+        return 0;
+    }
     if (old->probed_raw) {
         return vimg_internal_img_error(old, EPERM, "the format of the base "
                                        "was guessed to be raw; record it in "
@@ -108,15 +114,22 @@ static int reopen_writable(struct vimg_image **base,
     return 0;
 }
 
-/* Copy [OFFSET, OFFSET+LEN) of TOP as TOP reads it into BASE. */
+/* Copy [OFFSET, OFFSET+LEN) of TOP as TOP reads it into BASE, at most at
+ * RL's rate. */
 static int copy_range(struct vimg_image *top, struct vimg_image *base,
-                      uint64_t offset, uint64_t len, uint8_t *buf)
+                      uint64_t offset, uint64_t len, uint8_t *buf,
+                      struct ratelimit *rl)
 {
     int r = 0;
 
     for (uint64_t at = offset; r == 0 && at < offset + len; at += CHUNK) {
         uint64_t n = MIN(CHUNK, offset + len - at);
-        if ((r = vimg_internal_pread(top, buf, n, at)) == 0) {
+        uint64_t delay = ratelimit_delay(rl, n, ratelimit_now());
+        if (delay) {
+            ratelimit_sleep(delay);
+        }
+        if ((r = vimg_internal_check_cancelled(base->filename)) == 0 &&
+            (r = vimg_internal_pread(top, buf, n, at)) == 0) {
             r = vimg_internal_pwrite(base, buf, n, at, 0);
         }
     }
@@ -126,6 +139,7 @@ static int copy_range(struct vimg_image *top, struct vimg_image *base,
 static int commit(struct vimg_image *top, const struct vimg_commit_params *p)
 {
     struct vimg_image *base;
+    struct ratelimit rl = { .rate = p->rate_limit };
     int depth = 1, r;
 
     if (!top->backing_name) {
@@ -170,7 +184,7 @@ static int commit(struct vimg_image *top, const struct vimg_commit_params *p)
             r = e.flags & VIMG_BS_ZERO
                     ? vimg_internal_zero(base, off, e.length,
                                          VIMG_ZERO_MAY_UNMAP)
-                    : copy_range(top, base, off, e.length, buf);
+                    : copy_range(top, base, off, e.length, buf, &rl);
         }
         off += e.length;
         if (r == 0 && p->progress) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../common/iszero.h"
+#include "../../common/ratelimit.h"
 #include "../../common/rounding.h"
 #include "../internal.h"
 #include "../protocols/file-lock.h"
@@ -27,9 +28,6 @@
 #define DEFAULT_WORKERS 8
 #define MAX_WORKERS 64
 #define SECTOR 512
-/* -r: the rate is kept over slices of this length, as QEMU's rate limit
- * does for block jobs (a burst may run ahead by one slice's quota). */
-#define RATE_SLICE_NS 100000000ull
 
 struct unit {
     uint64_t offset, length;
@@ -62,7 +60,7 @@ struct job {
     uint64_t unit;            /* -c: the target's compressed block size */
     bool offload;             /* -C and the target is a raw file */
     _Atomic bool offload_failed; /* the kernel refused once: stop asking */
-    uint64_t slice_start, slice_end, dispatched; /* -r accounting */
+    struct ratelimit rate;    /* -r */
     pthread_mutex_t lock;
     /* In-order writes: the worker holding ticket T waits on turn[T % n].
      * At most n tickets are outstanding (one per worker) and they are
@@ -213,40 +211,6 @@ static bool dispatch(struct job *j, struct unit *u)
         return true;
     }
     return false;
-}
-
-/* -r: how long to wait before copying N more bytes of data, as QEMU's
- * ratelimit_calculate_delay counts. Called with the lock held. */
-static uint64_t rate_delay(struct job *j, uint64_t n)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull +
-                   (uint64_t)ts.tv_nsec;
-    uint64_t quota = (uint64_t)((double)j->p->rate_limit *
-                                RATE_SLICE_NS / 1e9);
-    quota = quota ? quota : 1;
-    if (j->slice_end < now) {
-        j->slice_start = now;
-        j->slice_end = now + RATE_SLICE_NS;
-        j->dispatched = 0;
-    }
-    j->dispatched += n;
-    if (j->dispatched < quota) {
-        return 0;
-    }
-    j->slice_end = j->slice_start +
-                   (uint64_t)((double)j->dispatched / (double)quota *
-                              RATE_SLICE_NS);
-    return j->slice_end > now ? j->slice_end - now : 0;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / 1000000000ull),
-                           (long)(ns % 1000000000ull) };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
 }
 
 /* --salvage: read source I at LOCAL (N bytes) a sector at a time, zeros
@@ -557,14 +521,17 @@ static void *worker(void *arg)
     for (;;) {
         pthread_mutex_lock(&j->lock);
         bool more = dispatch(j, &u);
-        uint64_t delay = more && !u.zero && j->p->rate_limit
-                             ? rate_delay(j, u.length) : 0;
+        /* -r: counted under the lock, slept outside it. */
+        uint64_t delay = more && !u.zero
+                             ? ratelimit_delay(&j->rate, u.length,
+                                               ratelimit_now())
+                             : 0;
         pthread_mutex_unlock(&j->lock);
         if (!more) {
             break;
         }
         if (delay) {
-            sleep_ns(delay);
+            ratelimit_sleep(delay);
         }
         vimg_internal_error_clear();
         int r = vimg_internal_check_cancelled(j->dst->filename);
@@ -722,6 +689,7 @@ int vimg_convert_sources(struct vimg_image *const *srcs, size_t n,
     static const struct vimg_convert_params defaults = { .min_sparse = 4096 };
     struct job j = { .p = p ? p : &defaults };
     pthread_t threads[MAX_WORKERS];
+    j.rate.rate = j.p->rate_limit;
     int workers, started = 0;
 
     vimg_internal_error_clear();

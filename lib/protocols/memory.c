@@ -15,6 +15,8 @@ struct memory_state {
     size_t len, cap, max_len;
     uint64_t fail_after;   /* 0: never; else the Nth write-like call fails */
     uint64_t writes;
+    uint64_t *counter;     /* where writes are counted: WRITES, or a
+                              counter shared with other memory images */
     vimg_memory_observer observer;
     void *observer_opaque;
 };
@@ -46,10 +48,11 @@ static int memory_close(struct vimg_image *img)
 static int crash_point(struct vimg_image *img)
 {
     struct memory_state *s = img->opaque;
-    if (s->fail_after && ++s->writes >= s->fail_after) {
+    uint64_t *w = s->counter ? s->counter : &s->writes;
+    if (s->fail_after && ++*w >= s->fail_after) {
         return vimg_internal_img_error(img, EIO, "simulated I/O failure "
                                        "(write %llu)",
-                                       (unsigned long long)s->writes);
+                                       (unsigned long long)*w);
     }
     return 0;
 }
@@ -234,6 +237,14 @@ void vimg_internal_memory_fail_after(struct vimg_image *mem, uint64_t n)
     struct memory_state *s = mem->opaque;
     s->fail_after = n;
     s->writes = 0;
+}
+
+void vimg_internal_memory_fail_after_shared(struct vimg_image *mem,
+                                            uint64_t n, uint64_t *counter)
+{
+    struct memory_state *s = mem->opaque;
+    s->fail_after = n;
+    s->counter = counter;
 }
 
 const void *vimg_internal_memory_data(struct vimg_image *mem, size_t *len)

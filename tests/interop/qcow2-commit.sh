@@ -4,7 +4,7 @@
 # every layer): the guest bytes of every image (sha256, both tools
 # reading), which ranges the base has allocated afterwards (only what the
 # layers above held is written), the overlay emptied unless -d or -b,
-# qemu-img check clean, exit codes and messages of the mistakes.
+# qemu-img check clean, exit codes and messages of the mistakes; -r RATE.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/qcow2.inc"
 requires qemu-img qemu-io
@@ -74,6 +74,10 @@ compare -d
 compare -b base.qcow2
 compare -b @DIR@/base.qcow2
 compare -b mid.qcow2 -d
+# -r: the rate limit (8M/s throttles these few MiB for a moment; nothing
+# about the time is asserted), and the same result.
+compare -r 8M
+compare -r 1G -b base.qcow2
 
 # Mistakes.
 mkchain "$T/e"
@@ -84,5 +88,11 @@ expect_status 1 "$VIMG" commit -b nowhere.qcow2 "$T/e/top.qcow2"
 grep -q "Did not find 'nowhere.qcow2' in the backing chain of '$T/e/top.qcow2'" \
     "$T/err" || { cat "$T/err" >&2; fail "not-found text"; }
 expect_status 1 qemu-img commit -b nowhere.qcow2 "$T/e/top.qcow2"
+for rate in xyz -1; do
+    expect_status 1 "$VIMG" commit -r "$rate" "$T/e/top.qcow2"
+    grep -q "Invalid rate limit specified" "$T/err" ||
+        { cat "$T/err" >&2; fail "-r $rate text"; }
+    expect_status 1 qemu-img commit -r "$rate" "$T/e/top.qcow2"
+done
 qemu_clean "$T/e/top.qcow2"
 echo "PASS"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Images left behind by simulated crashes during bitmap updates and amend
-# (tests/unit/qcow2/test-qcow2-crash-meta.c fails every write from the Nth
+# (also of images with internal snapshots;
+# tests/unit/qcow2/test-qcow2-crash-meta.c fails every write from the Nth
 # on) are consistent for qemu-img too: it opens them (their bitmap
 # directories are valid), finds no corruption (leaks are allowed) and
 # reads the same guest data as vimg.
@@ -28,7 +29,8 @@ for img in "$T"/dumps/*.qcow2; do
     same_data qcow2 "$img"
     n=$((n + 1))
 done
-for kind in bitmaps downgrade upgrade refcounts lazy; do
+for kind in bitmaps downgrade upgrade refcounts lazy upgrade-snapshots \
+        downgrade-snapshots; do
     ls "$T"/dumps/$kind-*.qcow2 > /dev/null 2>&1 || fail "no $kind images"
 done
 [ "$n" -ge 20 ] || fail "only $n crash images dumped"

@@ -4,8 +4,9 @@
 # lost): same guest data and virtual size as qemu-img's shrink, a file no
 # longer than its, and `qemu-img check` finds no leak, also when an internal
 # snapshot shares the clusters (the snapshot keeps them: applying it gives
-# its data back). Without --shrink both refuse and change nothing; a v2
-# image with snapshots is not resized at all.
+# its data back). Without --shrink both refuse and change nothing (vimg
+# naming the first byte of data that would be lost); a v2 image with
+# snapshots is not resized at all.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/qcow2.inc"
 requires qemu-img qemu-io
@@ -69,3 +70,19 @@ for args in "--shrink $img 1M" "$img 8M"; do
         fail "v2 message: $(cat "$T/err")"
     cmp -s "$img" "$T/v2-copy.qcow2" || fail "resize $args changed the v2 image"
 done
+
+# Without --shrink the refusal names the first byte of data past the new
+# end (here 1M + 12k: the data at 1M+8k is zeroed, the tail before it
+# unallocated), or says that there is none (qemu-img refuses both with
+# "Use the --shrink option").
+img=$T/tail.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4k "$img" 4M
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 1032k 12k' \
+    -c 'write -z 1032k 4k' -c 'write -P 3 3M 4k' "$img" >/dev/null
+expect_status 1 "$VIMG" resize "$img" 1M
+grep -q "would lose the data at offset 1060864 and after: use --shrink" \
+    "$T/err" || fail "tail message: $(cat "$T/err")"
+expect_status 1 "$VIMG" resize "$img" 3076k
+grep -q "needs --shrink (no data lies past the new end)" "$T/err" ||
+    fail "empty tail message: $(cat "$T/err")"
+expect_status 1 qemu-img resize "$img" 3076k

@@ -6,6 +6,7 @@
 #include "common/checked-overflow.h"
 #include "common/crc32c.h"
 #include "common/iszero.h"
+#include "common/ratelimit.h"
 #include "common/rounding.h"
 #include "common/utf16.h"
 #include "common/uuid.h"
@@ -32,12 +33,34 @@ static void test_base64(void)
     CHECK_EQ(b64("AA===", out), -1);
 }
 
+/* The rate limit's arithmetic, on a clock the test moves: 1 MB/s gives a
+ * 100 kB quota per 100 ms slice; what goes beyond it waits until due. */
+static void test_ratelimit(void)
+{
+    struct ratelimit off = { 0 }, rl = { .rate = 1000000 };
+    const uint64_t ms = 1000000;
+
+    CHECK_EQ(ratelimit_delay(&off, 1u << 30, 5), 0);
+    CHECK_EQ(ratelimit_delay(&rl, 50000, 1000 * ms), 0);
+    CHECK_EQ(ratelimit_delay(&rl, 40000, 1010 * ms), 0);
+    /* 200 kB in the slice started at 1000 ms: due at 1200 ms. */
+    CHECK_EQ(ratelimit_delay(&rl, 110000, 1020 * ms), 180 * ms);
+    /* Still in that (extended) slice: 300 kB due at 1300 ms. */
+    CHECK_EQ(ratelimit_delay(&rl, 100000, 1200 * ms), 100 * ms);
+    /* A new slice once it has passed. */
+    CHECK_EQ(ratelimit_delay(&rl, 1000, 2000 * ms), 0);
+    /* A tiny rate still moves: a quota of at least one byte. */
+    struct ratelimit slow = { .rate = 1 };
+    CHECK(ratelimit_delay(&slow, 10, 0) > 0);
+}
+
 int main(void)
 {
     uint8_t b[8], u1[16], u2[16];
     uint64_t r;
 
     test_base64();
+    test_ratelimit();
 
     store_be32(b, 0x514649fb);
     CHECK(b[0] == 'Q' && b[1] == 'F' && b[2] == 'I' && b[3] == 0xfb);

@@ -231,6 +231,7 @@ struct plan {
     const char *data_file;          /* NULL: unchanged */
     uint64_t size;
     bool keys;                      /* LUKS key slots change (KEYSLOTS) */
+    bool sn_update;                 /* the snapshot table lacks v3 data */
     struct vimg_luks_amend keyslots;
     /* Progress: steps in all, and done. */
     unsigned steps, step;
@@ -606,11 +607,18 @@ static int downgrade(struct vimg_image *img, struct plan *p)
     return r;
 }
 
-static int upgrade(struct vimg_image *img)
+static int upgrade(struct vimg_image *img, const struct plan *p)
 {
     struct qcow2_state *s = qcow2_state(img);
     int r;
 
+    /* A table written before the extra data existed gets it first, as
+     * QEMU's qcow2_upgrade does: the new table is durable and named by
+     * the header before the version changes, so a crash in between
+     * leaves a valid version 2 image. */
+    if (p->sn_update && (r = qcow2_snapshot_rewrite_table(img)) < 0) {
+        return r;
+    }
     s->version = 3;
     s->incompat = s->compat = s->autoclear = 0;
     s->compression_type = QCOW2_COMPRESSION_ZLIB;
@@ -890,12 +898,7 @@ static int make_plan(struct vimg_image *img, const struct vimg_opts *o,
     if ((r = snapshot_facts(img, p->size, &all_v3, &fit_v2)) < 0) {
         return r;
     }
-    if (p->version > s->version && !all_v3) {
-        return vimg_internal_img_error(img, ENOTSUP, "upgrading an image "
-                                       "whose snapshots lack the extra data "
-                                       "version 3 requires is not "
-                                       "supported");
-    }
+    p->sn_update = p->version > s->version && !all_v3;
     if (p->version < s->version) {
         uint64_t other = s->incompat & ~(QCOW2_INCOMPAT_DIRTY |
                                          QCOW2_INCOMPAT_COMPRESSION);
@@ -962,7 +965,7 @@ int qcow2_amend(struct vimg_image *img, const struct vimg_opts *opts,
      * downgrade last (after what version 2 cannot hold is gone). */
     if (p.version > s->version) {
         report(&p, 0, 1);
-        if ((r = upgrade(img)) < 0) {
+        if ((r = upgrade(img, &p)) < 0) {
             return r;
         }
         p.step++;

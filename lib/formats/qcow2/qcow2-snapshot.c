@@ -1088,6 +1088,41 @@ out:
     return r;
 }
 
+int qcow2_snapshot_rewrite_table(struct vimg_image *img)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct txn_result res = { .size = img->size, .l1_size = s->l1_size };
+    struct txn t;
+    uint8_t *buf;
+    int r;
+
+    if ((r = txn_begin(img, &t, &buf)) < 0 ||
+        (r = copy_snapshots(img, &res.snapshots)) < 0) {
+        goto out;
+    }
+    res.nb_snapshots = s->nb_snapshots;
+    res.l1 = malloc((s->l1_size ? s->l1_size : 1) * sizeof *res.l1);
+    if (!res.l1) {
+        r = vimg_internal_img_error(img, ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(res.l1, s->l1, s->l1_size * sizeof *res.l1);
+    /* No reference changes: the active L1 table moves with the rest (the
+     * transaction writes it anew), and set_copied finds every flag as it
+     * is. */
+    if ((r = txn_add_range(&t, s->l1_offset, s->l1_size * 8ull, -1)) < 0 ||
+        (r = set_copied(&t, res.l1, res.l1_size, buf)) < 0) {
+        goto out;
+    }
+    r = txn_commit(&t, &res);
+out:
+    free(res.l1);
+    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
+    free(buf);
+    txn_free(&t);
+    return r;
+}
+
 int qcow2_make_empty(struct vimg_image *img)
 {
     struct qcow2_state *s = qcow2_state(img);

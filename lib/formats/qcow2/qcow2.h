@@ -521,6 +521,11 @@ int qcow2_snapshot_delete(struct vimg_image *img, const char *id,
 int qcow2_snapshot_load(struct vimg_image *img, const char *id,
                         const char *name);
 int qcow2_make_empty(struct vimg_image *img);
+/* Write the snapshot table anew, every entry with the extra data of
+ * version 3 (VM state size, disk size, icount), in one transaction: the
+ * image is the old one or the new one after a crash (amend's upgrade of
+ * a table written before the extra data existed). */
+int qcow2_snapshot_rewrite_table(struct vimg_image *img);
 /* Free what struct qcow2_snapshot entries own. */
 void qcow2_snapshots_free(struct qcow2_snapshot *v, uint32_t n);
 

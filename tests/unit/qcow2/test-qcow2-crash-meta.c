@@ -2,11 +2,14 @@
  * (tracking writes, storing them at flush, add, merge, clear, enable,
  * disable, remove, resize) and amend (downgrade with zero clusters,
  * upgrade, refcount width changes, lazy refcounts, growing, backing
- * fields). As in test-qcow2-crash.c, the Nth write-like call and every
+ * fields; upgrade and downgrade with internal snapshots, the upgrade
+ * rewriting a snapshot table without the v3 extra data; LUKS key slots
+ * added and erased). As in test-qcow2-crash.c, the Nth write-like call and every
  * later one fail, for every N until the workload completes; after each
  * crash the image as left must open (its bitmap directory valid), check
- * without corruption (leaks are allowed), read back what was flushed, and
- * show no enabled bitmap as consistent once the guest disk changed.
+ * without corruption (leaks are allowed), read back what was flushed, keep
+ * the named snapshot's bytes, and show no enabled bitmap as consistent
+ * once the guest disk changed.
  *
  * With VIMG_CRASH_DUMP_DIR set, a sample of the crashed images is written
  * there (tests/interop/qcow2-crash-meta.sh has qemu-img check and read
@@ -27,6 +30,15 @@
 
 static char dir[] = "/tmp/vimg-crash-meta-XXXXXX";
 
+/* LUKS: two secrets with one passphrase, so that whichever key slots a
+ * crash leaves active, the image opens with the first; the open options
+ * of the configuration running (NULL: none). */
+static const struct vimg_secret secrets[] = {
+    { "sec0", "crash-pw", 8 },
+    { "sec1", "crash-pw", 8 },
+};
+static const char *open_options;
+
 /* Guest bytes after the last successful flush, and the sectors touched
  * since then (in doubt after a crash). */
 struct model {
@@ -43,6 +55,8 @@ struct config {
     int (*run)(struct vimg_image *img, struct model *m);
     bool backing;       /* the base names a backing file (not opened) */
     unsigned dump_every;
+    const char *snap;   /* a snapshot whose bytes must stay (or NULL) */
+    bool luks;          /* encrypted: opened with the key of "sec0" */
 };
 
 static uint8_t pattern(unsigned op, uint64_t off)
@@ -97,7 +111,9 @@ static int model_flush(struct vimg_image *img, struct model *m)
 static struct vimg_image *open_file(const char *path, unsigned flags)
 {
     struct vimg_open_params p = { .format = "qcow2",
-                                  .flags = flags | VIMG_OPEN_NO_BACKING };
+                                  .flags = flags | VIMG_OPEN_NO_BACKING,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
     struct vimg_image *img = vimg_open(path, &p);
     if (!img) {
         fprintf(stderr, "%s: %s\n", path, vimg_get_error());
@@ -194,7 +210,8 @@ static void prepare_zeros(const char *path, const char *options,
                                      .options = options,
                                      .backing_file = backing,
                                      .backing_format = backing ? "raw"
-                                                               : NULL };
+                                                               : NULL,
+                                     .secrets = secrets, .n_secrets = 2 };
     CHECK_EQ(vimg_create(path, &cp), 0);
     struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
     if (!img) {
@@ -284,6 +301,102 @@ static int run_backing(struct vimg_image *img, struct model *m)
     return amend(img, "backing_file=other.raw,backing_fmt=raw");
 }
 
+/* ---- Amend with internal snapshots ---------------------------------- */
+
+/* Rewrite the snapshot table of the image at PATH in place as QEMU before
+ * 1.1 wrote it: no extra data (so no disk size, no 64-bit VM state
+ * size); the table only shrinks. */
+static void strip_extra(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    uint8_t h[72], *t = calloc(1, 65536), *out = calloc(1, 65536);
+    size_t p = 0, q = 0;
+
+    CHECK(f != NULL);
+    if (!f) {
+        goto out;
+    }
+    CHECK_EQ(fread(h, 1, sizeof h, f), sizeof h);
+    uint32_t nb = load_be32(h + QCOW2_HDR_NB_SNAPSHOTS);
+    uint64_t off = load_be64(h + QCOW2_HDR_SNAPSHOTS_OFFSET);
+    CHECK_EQ(fseek(f, (long)off, SEEK_SET), 0);
+    CHECK(fread(t, 1, 65536, f) > QCOW2_SN_FIXED_SIZE);
+    for (uint32_t i = 0; i < nb; i++) {
+        uint32_t extra = load_be32(t + p + QCOW2_SN_EXTRA_DATA_SIZE);
+        size_t names = load_be16(t + p + QCOW2_SN_ID_STR_SIZE) +
+                       load_be16(t + p + QCOW2_SN_NAME_SIZE);
+        memcpy(out + q, t + p, QCOW2_SN_FIXED_SIZE);
+        store_be32(out + q + QCOW2_SN_EXTRA_DATA_SIZE, 0);
+        memcpy(out + q + QCOW2_SN_FIXED_SIZE,
+               t + p + QCOW2_SN_FIXED_SIZE + extra, names);
+        p = ROUND_UP(p + QCOW2_SN_FIXED_SIZE + extra + names, 8);
+        q = ROUND_UP(q + QCOW2_SN_FIXED_SIZE + names, 8);
+    }
+    CHECK_EQ(fseek(f, (long)off, SEEK_SET), 0);
+    CHECK_EQ(fwrite(out, 1, p, f), p);
+    CHECK_EQ(fclose(f), 0);
+out:
+    free(t);
+    free(out);
+}
+
+/* A compat=0.10 image with two snapshots of different data, the table
+ * as old QEMU wrote it. */
+static void prepare_v2_snapshots(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512,compat=0.10", NULL);
+    struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
+    if (!img) {
+        return;
+    }
+    CHECK_EQ(vimg_snapshot_create(img, "s1"), 0);
+    write_pattern(img, 202, 16 * 1024, 64 * 1024);
+    CHECK_EQ(vimg_snapshot_create(img, "s2"), 0);
+    write_pattern(img, 203, 600 * 1024, 8192);
+    CHECK_EQ(vimg_close(img), 0);
+    strip_extra(path);
+}
+
+/* A v3 image whose snapshot shares zero clusters of both kinds with the
+ * active image, which then has zero clusters of its own. */
+static void prepare_v3_snapshots(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512", NULL);
+    struct vimg_image *img = open_file(path, VIMG_OPEN_RDWR);
+    if (!img) {
+        return;
+    }
+    CHECK_EQ(vimg_snapshot_create(img, "s1"), 0);
+    write_pattern(img, 204, 4096, 4096);
+    CHECK_EQ(vimg_zero(img, 64 * 1024, 8192, VIMG_ZERO_MAY_UNMAP), 0);
+    CHECK_EQ(vimg_zero(img, 900 * 1024, 4096, 0), 0);
+    CHECK_EQ(vimg_close(img), 0);
+}
+
+/* ---- Amend of LUKS key slots ---------------------------------------- */
+
+static void prepare_luks(const char *path)
+{
+    prepare_zeros(path, "cluster_size=512,encrypt.format=luks,"
+                  "encrypt.key-secret=sec0,encrypt.iter-time=1", NULL);
+}
+
+/* A key slot added, then the first erased: the passphrase opens the
+ * image at every step (both secrets hold it). */
+static int run_keyslots(struct vimg_image *img, struct model *m)
+{
+    struct vimg_amend_params p = { .secrets = secrets, .n_secrets = 2 };
+    int r;
+    (void)m;
+    if ((r = vimg_amend_with(img, "encrypt.state=active,"
+                             "encrypt.new-secret=sec1,encrypt.iter-time=1",
+                             &p)) < 0) {
+        return r;
+    }
+    return vimg_amend_with(img, "encrypt.state=inactive,encrypt.keyslot=0",
+                           &p);
+}
+
 static const struct config configs[] = {
     { "bitmaps", prepare_bitmaps, run_bitmaps, false, 29 },
     { "downgrade", prepare_v3, run_downgrade, false, 3 },
@@ -291,6 +404,12 @@ static const struct config configs[] = {
     { "upgrade", prepare_v2, run_upgrade, false, 1 },
     { "refcounts", prepare_v3, run_refcounts, false, 17 },
     { "lazy", prepare_lazy, run_misc, false, 7 },
+    { "upgrade-snapshots", prepare_v2_snapshots, run_upgrade, false, 3,
+      "s1" },
+    { "downgrade-snapshots", prepare_v3_snapshots, run_downgrade, false, 5,
+      "s1" },
+    /* Not dumped: qemu-img check would need the key. */
+    { "keyslots", prepare_luks, run_keyslots, false, 0, NULL, true },
 };
 
 /* ---- The harness ------------------------------------------------------ */
@@ -351,12 +470,46 @@ static int count_run(void *opaque, uint64_t offset, uint64_t len)
     return 0;
 }
 
-static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
-                   size_t len, const struct model *m, uint64_t size,
-                   const uint8_t *initial)
+/* The bytes of snapshot NAME of the image in DATA (SIZE of them) into
+ * BUF; false if it cannot be read. */
+static bool read_snapshot(const uint8_t *data, size_t len, const char *name,
+                          uint8_t *buf)
 {
     struct vimg_open_params p = { .format = "qcow2",
-                                  .flags = VIMG_OPEN_NO_BACKING };
+                                  .flags = VIMG_OPEN_NO_BACKING,
+                                  .snapshot_name = name,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
+    struct vimg_image *img = vimg_open_buffer(data, len, "snap.qcow2", &p);
+    bool ok = img && vimg_get_size(img) == SIZE &&
+              vimg_pread(img, buf, SIZE, 0) == 0;
+
+    if (!ok) {
+        fprintf(stderr, "snapshot %s: %s\n", name, vimg_get_error());
+    }
+    vimg_close(img);
+    return ok;
+}
+
+static void verify(const struct config *cfg, uint64_t n, const uint8_t *data,
+                   size_t len, const struct model *m, uint64_t size,
+                   const uint8_t *initial, const uint8_t *snap)
+{
+    if (cfg->snap) {
+        uint8_t *sb = malloc(SIZE);
+        if (!read_snapshot(data, len, cfg->snap, sb) ||
+            memcmp(sb, snap, SIZE)) {
+            fprintf(stderr, "%s: crash point %llu: snapshot %s reads other "
+                    "data\n", cfg->name, (unsigned long long)n, cfg->snap);
+            test_failures++;
+        }
+        free(sb);
+    }
+
+    struct vimg_open_params p = { .format = "qcow2",
+                                  .flags = VIMG_OPEN_NO_BACKING,
+                                  .options = open_options,
+                                  .secrets = secrets, .n_secrets = 2 };
     struct vimg_image *img = vimg_open_buffer(data, len, "crash.qcow2", &p);
     if (!img) {
         fprintf(stderr, "%s: crash point %llu: reopen: %s\n", cfg->name,
@@ -425,14 +578,19 @@ static void run_config(const struct config *cfg)
     struct model m = { .size = GROWN };
 
     snprintf(path, sizeof path, "%s/%s.qcow2", dir, cfg->name);
+    open_options = cfg->luks ? "encrypt.key-secret=sec0" : NULL;
     cfg->prepare(path);
     uint8_t *base = read_file(path, &base_len);
     uint8_t *initial = calloc(1, GROWN);
+    uint8_t *snap = calloc(1, SIZE);
     m.data = calloc(1, GROWN);
     m.committed = calloc(1, GROWN);
     m.dirty = calloc(1, GROWN / SECTOR);
     if (!base) {
         goto out;
+    }
+    if (base && cfg->snap) {
+        CHECK(read_snapshot(base, base_len, cfg->snap, snap));
     }
     struct vimg_image *ro = open_file(path, 0);
     if (ro) {
@@ -447,7 +605,9 @@ static void run_config(const struct config *cfg)
                                       .flags = VIMG_OPEN_RDWR |
                                                (cfg->backing
                                                     ? VIMG_OPEN_NO_BACKING
-                                                    : 0) };
+                                                    : 0),
+                                      .options = open_options,
+                                      .secrets = secrets, .n_secrets = 2 };
         memcpy(m.data, initial, GROWN);
         memcpy(m.committed, initial, GROWN);
         memset(m.dirty, 0, GROWN / SECTOR);
@@ -472,7 +632,7 @@ static void run_config(const struct config *cfg)
         } else {
             completed = true;
         }
-        verify(cfg, n, copy, len, &m, GROWN, initial);
+        verify(cfg, n, copy, len, &m, GROWN, initial, snap);
         free(copy);
     }
     CHECK(completed);
@@ -482,6 +642,7 @@ static void run_config(const struct config *cfg)
 out:
     free(base);
     free(initial);
+    free(snap);
     free(m.data);
     free(m.committed);
     free(m.dirty);
