@@ -5,7 +5,10 @@
  * Raw deflate (qcow2, qcow) and zlib streams (VMDK) each have their own
  * zlib contexts, since the window bits are fixed when a context is made.
  * Contexts are per thread and reused: creating a zstd or zlib context costs
- * more than compressing a 64 KiB cluster. */
+ * more than compressing a 64 KiB cluster.
+ * ISA-L's igzip can keep a 4 KiB window too and is 9x faster, but on
+ * 256 MiB of /usr binaries in 64 KiB clusters its best level wrote 2.6%
+ * more than zlib's level 6 (QEMU's), over the 2% the output may grow. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
