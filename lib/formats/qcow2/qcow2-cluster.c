@@ -560,7 +560,7 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
         case QCOW2_C_COMPRESSED:
             if (run.len > in_cap) {
                 free(in);
-                in_cap = MAX(run.len, 2 * s->cluster_size);
+                in_cap = run.len;
                 if (!(in = malloc(in_cap))) {
                     in_cap = 0;
                     r = vimg_internal_img_error(img, ENOMEM,
