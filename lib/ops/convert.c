@@ -25,6 +25,12 @@
 #include "../protocols/file-lock.h"
 
 #define BUFFER_SIZE (2u << 20)
+/* Short data extents (compressed clusters) are merged into units of up to
+ * this size. Not a whole buffer: measured, reading zstd qcow2 with 2 MiB
+ * units took twice as long as with 256 KiB ones, the page-cache copy of
+ * the larger writes costing much more on the test machine. */
+#define MERGED_UNIT (256u << 10)
+
 #define DEFAULT_WORKERS 8
 #define MAX_WORKERS 64
 #define SECTOR 512
@@ -171,6 +177,30 @@ static int query_extent(struct job *j)
     return 0;
 }
 
+/* Grow data unit U (ending at j->pos) over the data extents that follow,
+ * up to MERGED_UNIT: formats report compressed clusters one extent each, and
+ * a unit per 64 KiB cluster would cost a write, a turn and a wake-up per
+ * cluster. An extent that is copied by the kernel (-C) or may be skipped
+ * as zeros ends the unit. A failed query ends it too: the next dispatch
+ * asks again and reports the error. Called with the lock held. */
+static void extend_data_unit(struct job *j, struct unit *u)
+{
+    while (u->length < MERGED_UNIT && j->pos < j->size) {
+        if (j->ext.end <= j->pos && query_extent(j) < 0) {
+            vimg_internal_error_clear();
+            j->ext_valid = false;
+            return;
+        }
+        if (((j->ext.flags & VIMG_BS_ZERO) && j->p->min_sparse) ||
+            j->ext.from) {
+            return;
+        }
+        uint64_t n = MIN(j->ext.end - j->pos, MERGED_UNIT - u->length);
+        u->length += n;
+        j->pos += n;
+    }
+}
+
 /* Next unit to act on, or false at the end. Zero runs that need no write
  * are consumed here without waking a worker. Called with the lock held. */
 static bool dispatch(struct job *j, struct unit *u)
@@ -203,6 +233,9 @@ static bool dispatch(struct job *j, struct unit *u)
         u->from = zero ? NULL : j->ext.from;
         u->from_offset = j->ext.from_offset + (j->pos - j->ext.start);
         j->pos += u->length;
+        if (!zero && !u->from && !j->unit) {
+            extend_data_unit(j, u);
+        }
         if (zero && j->skip_zero) {
             progress_locked(j, u->length);
             continue;

@@ -378,13 +378,69 @@ static int release_entry(struct vimg_image *img, struct free_list *f,
     return 0;
 }
 
+/* Compressed clusters read with one pread at most: writers pack them back
+ * to back, and a syscall per 64 KiB cluster costs as much as inflating
+ * it. The read stays within this many bytes (one cluster's span always
+ * goes). */
+#define COMPRESSED_RUN_CLUSTERS 32
+#define COMPRESSED_RUN_BYTES (1u << 20)
+
 /* One run of clusters for a read, found under the lock. */
 struct read_run {
     enum qcow2_ctype t;
     uint64_t n;          /* guest bytes the run covers */
     uint64_t host, len;  /* data: host offset of the first byte; compressed:
-                            the span */
+                            the host range holding every span */
+    unsigned spans;      /* compressed: each cluster's span, in guest order */
+    struct {
+        uint64_t host, len;
+    } span[COMPRESSED_RUN_CLUSTERS];
 };
+
+/* The compressed cluster at entry IDX of TABLE (E, read from COFF on) and
+ * the compressed clusters after it whose spans continue the host range,
+ * within AVAIL guest bytes. */
+static int compressed_run(struct vimg_image *img, const uint8_t *table,
+                          uint64_t idx, uint64_t e, uint64_t coff,
+                          uint64_t avail, struct read_run *run)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    uint64_t cs = s->cluster_size, host, len;
+    int r;
+
+    if ((r = qcow2_compressed_span(img, e, &host, &len)) < 0) {
+        return r;
+    }
+    run->host = host;
+    run->len = len;
+    run->span[0].host = host;
+    run->span[0].len = len;
+    run->spans = 1;
+    run->n = MIN(avail, cs - coff);
+    for (uint64_t i = idx + 1; run->spans < COMPRESSED_RUN_CLUSTERS &&
+                               run->n < avail && i < qcow2_l2_entries(s);
+         i++) {
+        uint64_t end = run->host + run->len;
+        uint64_t e2 = qcow2_l2e_get(s, table, i);
+        /* Only well-formed entries join: the read reports the others. */
+        if (!(e2 & QCOW2_L2E_COMPRESSED) || qcow2_l2bm_get(s, table, i) ||
+            !qcow2_compressed_span_ok(img, e2, &host, &len)) {
+            break;
+        }
+        /* Spans are rounded to sectors, so neighbours may overlap. */
+        uint64_t new_end = MAX(end, host + len);
+        if (host < run->span[run->spans - 1].host || host > end ||
+            new_end - run->host > COMPRESSED_RUN_BYTES) {
+            break;
+        }
+        run->span[run->spans].host = host;
+        run->span[run->spans].len = len;
+        run->spans++;
+        run->len = new_end - run->host;
+        run->n += MIN(cs, avail - run->n);
+    }
+    return 0;
+}
 
 static int find_read_run(struct vimg_image *img, uint64_t offset,
                          uint64_t count, struct read_run *run)
@@ -412,8 +468,7 @@ static int find_read_run(struct vimg_image *img, uint64_t offset,
     }
     run->t = x.t;
     if (x.t == QCOW2_C_COMPRESSED) {
-        run->n = MIN(avail, cs - coff);
-        return qcow2_compressed_span(img, x.e, &run->host, &run->len);
+        return compressed_run(img, table, idx, x.e, coff, avail, run);
     }
     /* The subclusters of the same type, then whole clusters of it that
      * follow (contiguous on the host when they hold data). */
@@ -435,13 +490,36 @@ static int find_read_run(struct vimg_image *img, uint64_t offset,
     return 0;
 }
 
+/* Inflate the compressed cluster IN (LEN bytes read from HOST) and put
+ * its bytes [SKIP, SKIP + N) at OUT: straight there when that is the whole
+ * cluster, through *CBUF (a cluster, allocated on first use) otherwise. */
+static int inflate_into(struct vimg_image *img, const uint8_t *in,
+                        uint64_t host, uint64_t len, uint8_t *out,
+                        uint64_t skip, uint64_t n, uint8_t **cbuf)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r;
+
+    if (n == s->cluster_size) {
+        return qcow2_inflate(img, host, in, len, out);
+    }
+    if (!*cbuf && !(*cbuf = malloc(s->cluster_size))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    if ((r = qcow2_inflate(img, host, in, len, *cbuf)) == 0) {
+        memcpy(out, *cbuf + skip, n);
+    }
+    return r;
+}
+
 /* Look-ups run under the lock; the data is read (and inflated) without
  * it, its host range listed as active so that it is not freed meanwhile. */
 int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
                 uint64_t offset)
 {
     struct qcow2_state *s = qcow2_state(img);
-    uint8_t *out = buf, *cbuf = NULL;
+    uint8_t *out = buf, *cbuf = NULL, *in = NULL;
+    uint64_t in_cap = 0;
     int r = 0;
 
     if ((r = qcow2_crypto_ready(img)) < 0) {
@@ -480,15 +558,27 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
             range_remove(s, &s->active, &a);
             break;
         case QCOW2_C_COMPRESSED:
-            if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
-                r = vimg_internal_img_error(img, ENOMEM, "out of memory");
-                break;
+            if (run.len > in_cap) {
+                free(in);
+                in_cap = run.len;
+                if (!(in = malloc(in_cap))) {
+                    in_cap = 0;
+                    r = vimg_internal_img_error(img, ENOMEM,
+                                                "out of memory");
+                    break;
+                }
             }
             range_add(&s->active, &a, run.host, run.len);
             pthread_mutex_unlock(&s->lock);
-            r = qcow2_decompress_span(img, run.host, run.len, cbuf);
-            if (r == 0) {
-                memcpy(out, cbuf + coff, run.n);
+            r = vimg_internal_pread(s->data, in, run.len, run.host);
+            uint64_t done = 0;
+            for (unsigned k = 0; k < run.spans && r == 0; k++) {
+                uint64_t skip = k ? 0 : coff;
+                uint64_t n = MIN(run.n - done, s->cluster_size - skip);
+                r = inflate_into(img, in + (run.span[k].host - run.host),
+                                 run.span[k].host, run.span[k].len,
+                                 out + done, skip, n, &cbuf);
+                done += n;
             }
             pthread_mutex_lock(&s->lock);
             range_remove(s, &s->active, &a);
@@ -500,6 +590,7 @@ int qcow2_pread(struct vimg_image *img, void *buf, uint64_t count,
     }
     pthread_mutex_unlock(&s->lock);
     free(cbuf);
+    free(in);
     return r;
 }
 

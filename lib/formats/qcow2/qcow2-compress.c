@@ -21,30 +21,59 @@ static uint64_t compressed_host(const struct qcow2_state *s, uint64_t e,
     return host;
 }
 
-/* The host bytes of compressed entry E, validated (lock held). Like
- * every reference, they may run past the end of the file by less than a
- * cluster, no more (the last cluster may be partly written; QEMU's check
- * has the same rule), so that a hostile descriptor cannot make reads or
- * frees reach past it. */
-int qcow2_compressed_span(struct vimg_image *img, uint64_t e,
-                          uint64_t *host, uint64_t *len)
+/* Whether the host bytes of compressed entry E are valid (lock held).
+ * Like every reference, they may run past the end of the file by less
+ * than a cluster, no more (the last cluster may be partly written; QEMU's
+ * check has the same rule), so that a hostile descriptor cannot make reads
+ * or frees reach past it. */
+bool qcow2_compressed_span_ok(struct vimg_image *img, uint64_t e,
+                              uint64_t *host, uint64_t *len)
 {
     struct qcow2_state *s = qcow2_state(img);
     uint64_t file_size = s->data ? (uint64_t)vimg_internal_get_size(s->data)
                                  : 0;
 
     *host = compressed_host(s, e, len);
+    return *len <= 2 * s->cluster_size &&
+           (*host + *len <= file_size ||
+            *host + *len - file_size < s->cluster_size);
+}
+
+/* The host bytes of compressed entry E, validated (lock held). */
+int qcow2_compressed_span(struct vimg_image *img, uint64_t e,
+                          uint64_t *host, uint64_t *len)
+{
+    struct qcow2_state *s = qcow2_state(img);
+
+    if (qcow2_compressed_span_ok(img, e, host, len)) {
+        return 0;
+    }
     if (*len > 2 * s->cluster_size) {
         return qcow2_signal_corruption(img, *host, "compressed cluster is "
                                        "larger than a cluster");
     }
-    if (*host + *len > file_size &&
-        *host + *len - file_size >= s->cluster_size) {
-        return qcow2_signal_corruption(img, *host, "compressed cluster "
-                                       "(%llu bytes at 0x%llx) lies past "
-                                       "the end of the file",
-                                       (unsigned long long)*len,
-                                       (unsigned long long)*host);
+    return qcow2_signal_corruption(img, *host, "compressed cluster "
+                                   "(%llu bytes at 0x%llx) lies past "
+                                   "the end of the file",
+                                   (unsigned long long)*len,
+                                   (unsigned long long)*host);
+}
+
+/* Inflate the LEN compressed bytes IN, read from HOST, into a whole
+ * cluster. */
+int qcow2_inflate(struct vimg_image *img, uint64_t host, const uint8_t *in,
+                  uint64_t len, uint8_t *out)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    int r = vimg_internal_decompress(s->compression_type ==
+                                         QCOW2_COMPRESSION_ZSTD
+                                         ? VIMG_COMPRESS_ZSTD
+                                         : VIMG_COMPRESS_DEFLATE_4K,
+                                     in, len, out, s->cluster_size);
+    if (r < 0) {
+        return vimg_internal_img_error(img, -r, "compressed cluster at "
+                                       "0x%llx could not be decompressed",
+                                       (unsigned long long)host);
     }
     return 0;
 }
@@ -62,22 +91,12 @@ int qcow2_decompress_span(struct vimg_image *img, uint64_t host,
     if (!in) {
         return vimg_internal_img_error(img, ENOMEM, "out of memory");
     }
-    if ((r = vimg_internal_pread(s->data, in, len, host)) < 0) {
-        free(in);
-        return r;
+    r = vimg_internal_pread(s->data, in, len, host);
+    if (r == 0) {
+        r = qcow2_inflate(img, host, in, len, out);
     }
-    r = vimg_internal_decompress(s->compression_type ==
-                                     QCOW2_COMPRESSION_ZSTD
-                                     ? VIMG_COMPRESS_ZSTD
-                                     : VIMG_COMPRESS_DEFLATE_4K,
-                                 in, len, out, s->cluster_size);
     free(in);
-    if (r < 0) {
-        return vimg_internal_img_error(img, -r, "compressed cluster at "
-                                       "0x%llx could not be decompressed",
-                                       (unsigned long long)host);
-    }
-    return 0;
+    return r;
 }
 
 int qcow2_decompress(struct vimg_image *img, uint64_t e, uint8_t *out)

@@ -394,10 +394,16 @@ int qcow2_drop_tail(struct vimg_image *img, uint64_t end);
 /* The host bytes of compressed entry E, validated (lock held). */
 int qcow2_compressed_span(struct vimg_image *img, uint64_t e,
                           uint64_t *host, uint64_t *len);
+/* The same check, with no message and nothing marked corrupt. */
+bool qcow2_compressed_span_ok(struct vimg_image *img, uint64_t e,
+                              uint64_t *host, uint64_t *len);
 /* Read and inflate LEN compressed bytes at HOST into a whole cluster; no
  * lock needed once the span is validated and protected. */
 int qcow2_decompress_span(struct vimg_image *img, uint64_t host,
                           uint64_t len, uint8_t *out);
+/* Inflate LEN compressed bytes IN, read from HOST, into a whole cluster. */
+int qcow2_inflate(struct vimg_image *img, uint64_t host, const uint8_t *in,
+                  uint64_t len, uint8_t *out);
 int qcow2_decompress(struct vimg_image *img, uint64_t e, uint8_t *out);
 long qcow2_compress(struct vimg_image *img, const void *in, void *out,
                     uint64_t cap);

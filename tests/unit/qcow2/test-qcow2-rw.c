@@ -1,7 +1,8 @@
 /* Randomised writes, zeroes and discards on qcow2 images of several
  * layouts (with and without a backing file), checked against an in-memory
  * model after every step, after reopening, and by vimg check (and
- * qemu-img check when installed). */
+ * qemu-img check when installed). Also reads of any range over runs of
+ * compressed clusters, which are read together. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
@@ -155,6 +156,63 @@ static void run(const char *options, const char *runtime, bool backing)
     free(buf);
 }
 
+/* Compressed clusters packed back to back, more of them than one read
+ * takes, broken by a hole and by a plain cluster: every read, from any
+ * offset to any length, returns the model. */
+static void compressed_ranges(const char *options)
+{
+    enum { CLUSTERS = 80 };
+    const uint64_t cs = strstr(options, "16384") ? 16384 : 4096;
+    const uint64_t size = CLUSTERS * cs;
+    char *path;
+    uint8_t *model = malloc(size), *buf = malloc(size);
+
+    CHECK(asprintf(&path, "%s/c.qcow2", dir) > 0);
+    struct vimg_create_params cp = {
+        .format = "qcow2", .size = size, .size_given = true,
+        .options = options,
+    };
+    CHECK_EQ(vimg_create(path, &cp), 0);
+    struct vimg_open_params op = { .format = "qcow2",
+                                   .flags = VIMG_OPEN_RDWR };
+    struct vimg_image *img = vimg_open(path, &op);
+    CHECK(img != NULL && model != NULL && buf != NULL);
+    if (!img || !model || !buf) {
+        goto out;
+    }
+    /* Compressible, and different in every cluster. */
+    for (uint64_t i = 0; i < size; i++) {
+        model[i] = (uint8_t)((i / 61) * 13 + i / cs);
+    }
+    CHECK_EQ(vimg_write_compressed(img, model, size, 0), 0);
+    CHECK_EQ(vimg_discard(img, 40 * cs, cs), 0);
+    memset(model + 40 * cs, 0, cs);
+    memset(model + 60 * cs, 0xa5, cs);
+    CHECK_EQ(vimg_pwrite(img, model + 60 * cs, cs, 60 * cs, 0), 0);
+    CHECK_EQ(vimg_close(img), 0);
+
+    img = vimg_open(path, NULL);
+    CHECK(img != NULL);
+    for (int i = 0; img && i < 400 && !test_failures; i++) {
+        uint64_t off = next_rand() % size;
+        uint64_t len = 1 + next_rand() % (size - off);
+        if (i % 4 == 0) {
+            off &= ~(cs - 1); /* whole clusters from a cluster's start */
+            len = size - off;
+        }
+        CHECK_EQ(vimg_pread(img, buf, len, off), 0);
+        CHECK(memcmp(buf, model + off, len) == 0);
+    }
+    if (img) {
+        CHECK_EQ(vimg_close(img), 0);
+    }
+out:
+    unlink(path);
+    free(path);
+    free(model);
+    free(buf);
+}
+
 int main(void)
 {
     static const char *const layouts[] = {
@@ -181,6 +239,9 @@ int main(void)
     run("cluster_size=4096", "l2-cache-size=0,refcount-cache-size=0", true);
     run("cluster_size=512,refcount_bits=4",
         "l2-cache-size=1k,refcount-cache-size=1k", false);
+    compressed_ranges("cluster_size=4096,compression_type=zlib");
+    compressed_ranges("cluster_size=4096,compression_type=zstd");
+    compressed_ranges("cluster_size=16384,extended_l2=on");
     rmdir(dir);
     TEST_MAIN_END();
 }
