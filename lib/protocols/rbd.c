@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../common/base64.h"
 #include "../../common/rounding.h"
 #include "../crypto/crypto.h"
 #include "rbd.h"
@@ -168,6 +169,7 @@ struct rbd_state {
 static const struct vimg_opt_desc rbd_runtime_opts[] = {
     { "encrypt.format", VIMG_OPT_STRING, "luks or luks2: librbd decrypts" },
     { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
+    { "key-secret", VIMG_OPT_STRING, "ID of the cephx key (its bytes)" },
     { NULL, 0, NULL },
 };
 
@@ -200,10 +202,11 @@ static void disconnect(struct rbd_state *s)
 
 /* Reach the cluster and the pool (and namespace) that N names, as QEMU's
  * qemu_rbd_connect: the configuration file (or Ceph's default search),
- * the cache mode, then the name's options, which may override it.
- * Messages name WHO. */
+ * the cache mode, then the name's options, which may override it, then
+ * the cephx KEY (base64; NULL: Ceph's keyring), kept out of the name and
+ * out of every message. Messages name WHO. */
 static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
-                        const char *who, bool nocache)
+                        const char *who, bool nocache, const char *key)
 {
     int r = need_ceph(who);
 
@@ -239,10 +242,18 @@ static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
                                                     : strerror(-r));
         }
     }
+    if (key && (r = ceph.rados_conf_set(s->cluster, "key", key)) < 0) {
+        return vimg_internal_error(-r, "%s: cannot use the cephx key of "
+                                   "key-secret: %s", who, strerror(-r));
+    }
     r = ceph.rados_connect(s->cluster);
     if (r < 0) {
+        /* A refused key ends in a timeout: say which key was tried. */
         return vimg_internal_error(-r, "%s: cannot connect to the Ceph "
-                                   "cluster: %s", who, strerror(-r));
+                                   "cluster%s: %s", who,
+                                   key ? " with the cephx key of key-secret"
+                                       : "",
+                                   strerror(-r));
     }
     r = ceph.rados_ioctx_create(s->cluster, n->pool, &s->ioctx);
     if (r < 0) {
@@ -349,10 +360,39 @@ static int stat_image(struct vimg_image *img, struct rbd_state *s,
     return r < 0 ? rbd_err(img, r, "cannot read the image's size") : 0;
 }
 
+/* The cephx key that key-secret names, as QEMU's rbd driver: the secret's
+ * bytes, which Ceph takes in base64 (*KEY NULL without key-secret; free
+ * it with vimg_internal_secure_free). */
+static int cephx_key(struct vimg_image *img, const struct vimg_opts *opts,
+                     char **key)
+{
+    const char *id = opts ? vimg_internal_opts_get(opts, "key-secret", NULL)
+                          : NULL;
+    const uint8_t *data;
+    size_t len;
+    int r;
+
+    *key = NULL;
+    if (!id) {
+        return 0;
+    }
+    if ((r = vimg_internal_secret_find(img->params.secrets,
+                                       img->params.n_secrets, id,
+                                       img->filename, &data, &len)) < 0) {
+        return r;
+    }
+    if (!(*key = vimg_internal_secure_alloc(BASE64_LEN(len) + 1))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    base64_encode(data, len, *key);
+    return 0;
+}
+
 static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct rbd_state *s = img->opaque;
     struct vimg_rbd_name n;
+    char *key;
     rbd_image_info_t info;
     int r;
 
@@ -365,11 +405,16 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
                                     n.snap);
         goto fail;
     }
+    if ((r = cephx_key(img, opts, &key)) < 0) {
+        goto fail;
+    }
     /* librbd's cache only copies what a reader reads once (convert's
      * source reads half again as fast without it); writers keep it unless
      * -t none, as in QEMU. */
     r = connect_pool(s, &n, img->filename,
-                     !img->writable || (img->params.flags & VIMG_OPEN_NOCACHE));
+                     !img->writable || (img->params.flags & VIMG_OPEN_NOCACHE),
+                     key);
+    vimg_internal_secure_free(key, key ? strlen(key) + 1 : 0);
     if (r < 0) {
         goto fail;
     }
@@ -899,7 +944,7 @@ static int rbd_create_image(const struct vimg_create_ctx *c, char **temp)
                                 "an image", name);
         goto out;
     }
-    if ((r = connect_pool(&s, &n, name, false)) < 0) {
+    if ((r = connect_pool(&s, &n, name, false, NULL)) < 0) {
         goto out;
     }
     /* As qemu-img: an image of that name is not replaced. */
@@ -958,7 +1003,7 @@ static int finish_image(const char *temp, const char *name)
 
     if ((r = vimg_internal_rbd_parse(temp, &t)) < 0 ||
         (name && (r = vimg_internal_rbd_parse(name, &n)) < 0) ||
-        (r = connect_pool(&s, &t, name ? name : temp, false)) < 0) {
+        (r = connect_pool(&s, &t, name ? name : temp, false, NULL)) < 0) {
         goto out;
     }
     if (!name) {
