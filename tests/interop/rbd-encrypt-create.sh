@@ -48,6 +48,14 @@ for f in luks luks2; do
     cmp "$T/v.raw" "$T/q.raw" || fail "$f: vimg and qemu-img read other bytes"
 done
 
+# Resizing counts past the header too (here an image qemu-img made).
+"$VIMG" resize -q $O --image-opts \
+    driver=rbd,pool=rbd,image=qluks2,encrypt.format=luks2,encrypt.key-secret=s0 96M
+qemu-img info $O --image-opts \
+    driver=rbd,pool=rbd,image=qluks2,encrypt.format=luks2,encrypt.key-secret=s0 |
+    grep -q '^virtual size: 96 MiB ' || fail "resize"
+[ "$(rbd_size rbd/qluks2)" = $((112 << 20)) ] || fail "resize: raw size"
+
 # aes-128, as qemu-img makes it.
 o=encrypt.format=luks,encrypt.key-secret=s0,encrypt.cipher-alg=aes-128
 "$VIMG" create -q -f raw $O -o $o rbd:rbd/v128 8M
