@@ -909,7 +909,13 @@ static int format_encryption(struct rbd_state *s, const char *hidden,
                                    name, strerror(-r));
     }
     rbd_encryption_luks1_format_options_t o = e->o;
+    rbd_image_info_t info;
     r = ceph.rbd_encryption_format(image, e->format, &o, sizeof o);
+    /* Empty for the guest, as every new image: formats that append start
+     * at its end. librbd 16 resizes the whole image, header included. */
+    if (r == 0 && (r = ceph.rbd_stat(image, &info, sizeof info)) == 0) {
+        r = ceph.rbd_resize(image, ENCRYPT_ROOM - info.size);
+    }
     int r2 = ceph.rbd_close(image);
     if (r == 0) {
         r = r2;
