@@ -175,9 +175,10 @@ static const struct vimg_opt_desc rbd_runtime_opts[] = {
 
 static const struct vimg_opt_desc rbd_create_opts[] = {
     { "cluster_size", VIMG_OPT_SIZE, "RBD object size" },
+    /* In the order of QEMU's rbd create options. */
     { "encrypt.format", VIMG_OPT_STRING, "luks or luks2: librbd encrypts" },
-    { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
     { "encrypt.cipher-alg", VIMG_OPT_STRING, "aes-128 or aes-256 (default)" },
+    { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
     { NULL, 0, NULL },
 };
 
