@@ -974,7 +974,9 @@ static int rbd_create_image(const struct vimg_create_ctx *c, char **temp)
     if (order) {
         ceph.rbd_image_options_set_uint64(io, RBD_IMAGE_OPTION_ORDER, order);
     }
-    /* Empty: the format sizes it (raw truncates, qcow2 appends). */
+    /* Empty: the format sizes it (raw truncates, qcow2 appends). An
+     * encrypted one first has room for librbd's header, then is emptied
+     * for the guest (format_encryption). */
     r = ceph.rbd_create4(s.ioctx, hidden, enc.on ? ENCRYPT_ROOM : 0, io);
     ceph.rbd_image_options_destroy(io);
     if (r < 0) {
