@@ -72,6 +72,14 @@ qio driver=rbd,pool=rbd,image=conv,encrypt.format=luks,encrypt.key-secret=s0 \
     -c 'read -P 0 0 2M' -c 'read -P 0x77 2M 3M' -c 'read -P 0 5M 14M' \
     -c 'read -P 0x78 19M 64k' -c 'read -P 0 19520k 960k'
 
+# A key the format takes too is the format's, as in qemu-img: qcow2's own
+# encryption on a plain image, qcow2's cluster size and 4 MiB objects.
+"$VIMG" create -q -f qcow2 $O -o $o1,cluster_size=64k rbd:rbd/qq 8M
+"$VIMG" info rbd:rbd/qq > "$T/info"
+grep -q '^file format: qcow2' "$T/info" && grep -q 'encrypted: yes' "$T/info" &&
+    grep -q '^cluster_size: 65536' "$T/info" || fail "qcow2: $(cat "$T/info")"
+rbd info rbd/qq | grep -q 'order 22 ' || fail "qcow2: object size"
+
 # A missing or unknown secret, a cipher librbd lacks, a key without a
 # format: one line, and nothing left in the pool.
 rbd ls rbd | sort > "$T/before"
