@@ -352,6 +352,78 @@ static void add_option(char *options, size_t *used, const char *prefix,
     }
 }
 
+/* QEMU's server list (server.N.host, server.N.port) holds this many. */
+#define MAX_RBD_SERVERS 16
+
+/* KEY's server.N.host or server.N.port: 0 with the host or port slot of
+ * V set to VALUE, 1 when KEY is no server key, -1 on a mistake. */
+static int rbd_server_key(const char *key, const char *value,
+                          char *host[MAX_RBD_SERVERS],
+                          char *port[MAX_RBD_SERVERS])
+{
+    char *end;
+
+    if (strncmp(key, "server.", 7)) {
+        return 1;
+    }
+    unsigned long i = strtoul(key + 7, &end, 10);
+    if (end == key + 7 || *end != '.' || i >= MAX_RBD_SERVERS ||
+        (strcmp(end, ".host") && strcmp(end, ".port"))) {
+        fail("--image-opts: '%s' is not server.N.host or server.N.port "
+             "(N below %d)", key, MAX_RBD_SERVERS);
+        return -1;
+    }
+    char **slot = strcmp(end, ".host") ? &port[i] : &host[i];
+    free(*slot);
+    if (!(*slot = strdup(value))) {
+        fail("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Ceph's mon_host for the server list in *OUT, as QEMU's
+ * qemu_rbd_mon_host: HOST:PORT (an IPv6 address in brackets) joined by
+ * ';'; NULL without servers. -1 on a mistake (reported). */
+static int rbd_mon_host(char *host[MAX_RBD_SERVERS],
+                        char *port[MAX_RBD_SERVERS], char **out)
+{
+    size_t len = 0;
+    FILE *f = NULL;
+
+    *out = NULL;
+    for (int i = 0; i < MAX_RBD_SERVERS; i++) {
+        if (!host[i] && !port[i]) {
+            continue;
+        }
+        if (!host[i] || !port[i] || (i > 0 && !host[i - 1])) {
+            fail("--image-opts: server.%d needs a host and a port, and the "
+                 "servers are numbered from 0", i);
+            goto err;
+        }
+        if (!f && !(f = open_memstream(out, &len))) {
+            fail("out of memory");
+            return -1;
+        }
+        fprintf(f, strchr(host[i], ':') ? "%s[%s]:%s" : "%s%s:%s",
+                i ? ";" : "", host[i], port[i]);
+    }
+    if (f && fclose(f) != 0) {
+        f = NULL;
+        fail("out of memory");
+        goto err;
+    }
+    return 0;
+
+err:
+    if (f) {
+        fclose(f);
+    }
+    free(*out);
+    *out = NULL;
+    return -1;
+}
+
 /* driver=rbd,pool=P,image=I,... or driver=FMT,file.driver=rbd,file.pool=P,
  * ...: the rbd: name those keys make (the format's own keys go to
  * OPTIONS). -1 when TEXT names no rbd image; else as
@@ -360,6 +432,9 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
                           char *options)
 {
     char *v[N_RBD_KEYS] = { 0 };
+    char *host[MAX_RBD_SERVERS] = { 0 }, *port[MAX_RBD_SERVERS] = { 0 };
+    char *auth = NULL, *mon_host = NULL;
+    size_t auth_len = 0;
     const char *p = text;
     char *item;
     bool rbd = false, bare = false;
@@ -397,10 +472,39 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
         if (!strcmp(key, "driver")) {
             continue; /* rbd */
         }
+        /* The protocol's own: librbd decrypts; the cephx key stays out
+         * of the name (which messages print). */
         if (!strcmp(key, "encrypt.format") ||
-            !strcmp(key, "encrypt.key-secret")) {
+            !strcmp(key, "encrypt.key-secret") ||
+            !strcmp(key, "key-secret")) {
             add_option(options, &used, "file.", key, eq + 1);
-            continue; /* the protocol's own: librbd decrypts */
+            continue;
+        }
+        int sr = rbd_server_key(key, eq + 1, host, port);
+        if (sr < 0) {
+            goto out;
+        }
+        if (sr == 0) {
+            continue;
+        }
+        /* A list in QEMU (auth-client-required.N=MODE); one mode alone
+         * too. Ceph takes them joined by ';'. */
+        if (!strcmp(key, "auth-client-required") ||
+            !strncmp(key, "auth-client-required.", 21)) {
+            if (strcmp(eq + 1, "cephx") && strcmp(eq + 1, "none")) {
+                fail("--image-opts: %s '%s' is not cephx or none", key,
+                     eq + 1);
+                goto out;
+            }
+            char *a = realloc(auth, auth_len + strlen(eq + 1) + 2);
+            if (!a) {
+                fail("out of memory");
+                goto out;
+            }
+            auth = a;
+            auth_len += (size_t)sprintf(auth + auth_len, "%s%s",
+                                        auth_len ? ";" : "", eq + 1);
+            continue;
         }
         size_t i = 0;
         while (i < N_RBD_KEYS && strcmp(key, rbd_keys[i])) {
@@ -408,9 +512,10 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
         }
         if (i == N_RBD_KEYS) {
             fail("--image-opts: rbd key '%s' is not supported (pool, "
-                 "namespace, image, snapshot, conf, user, encrypt.format, "
-                 "encrypt.key-secret; Ceph options go in an rbd: name)",
-                 item);
+                 "namespace, image, snapshot, conf, user, key-secret, "
+                 "server.N.host, server.N.port, auth-client-required, "
+                 "encrypt.format, encrypt.key-secret; Ceph options go in "
+                 "an rbd: name)", item);
             goto out;
         }
         free(v[i]);
@@ -418,6 +523,9 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
     }
     if (!v[0] || !v[2]) {
         fail("--image-opts: an rbd image needs pool= and image=");
+        goto out;
+    }
+    if (rbd_mon_host(host, port, &mon_host) < 0) {
         goto out;
     }
     size_t len = 0;
@@ -444,6 +552,15 @@ static int rbd_image_opts(const char *text, char **filename, char **format,
             put_rbd_part(f, v[i]);
         }
     }
+    /* As QEMU's qemu_rbd_connect, Ceph options (after the name's own). */
+    if (mon_host) {
+        fputs(":mon_host=", f);
+        put_rbd_part(f, mon_host);
+    }
+    if (auth) {
+        fputs(":auth_client_required=", f);
+        put_rbd_part(f, auth);
+    }
     if (fclose(f) != 0) {
         fail("out of memory");
         goto out;
@@ -459,6 +576,12 @@ out:
     for (size_t i = 0; i < N_RBD_KEYS; i++) {
         free(v[i]);
     }
+    for (int i = 0; i < MAX_RBD_SERVERS; i++) {
+        free(host[i]);
+        free(port[i]);
+    }
+    free(auth);
+    free(mon_host);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 /* Base64 (RFC 4648) decoding for text found in image metadata (DMG's XML
- * property list). */
+ * property list), and encoding for Ceph's cephx keys. */
 #ifndef VIMG_BASE64_H
 #define VIMG_BASE64_H
 
@@ -54,6 +54,27 @@ static inline long base64_decode(const char *in, size_t len, uint8_t *out)
         return -1;
     }
     return (long)n;
+}
+
+/* Encode LEN bytes of IN into OUT, which has room for
+ * BASE64_LEN(LEN) + 1 bytes, with '=' padding and a final NUL. */
+#define BASE64_LEN(len) (((len) + 2) / 3 * 4)
+static inline void base64_encode(const uint8_t *in, size_t len, char *out)
+{
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "abcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned acc = (unsigned)in[i] << 16;
+        acc |= i + 1 < len ? (unsigned)in[i + 1] << 8 : 0;
+        acc |= i + 2 < len ? in[i + 2] : 0;
+        out[n++] = digits[acc >> 18 & 63];
+        out[n++] = digits[acc >> 12 & 63];
+        out[n++] = i + 1 < len ? digits[acc >> 6 & 63] : '=';
+        out[n++] = i + 2 < len ? digits[acc & 63] : '=';
+    }
+    out[n] = '\0';
 }
 
 #endif

@@ -104,13 +104,24 @@ static bool has_protocol_prefix(const char *name)
     return true;
 }
 
-/* A protocol image of DRV named NAME, opened. */
+/* A protocol image of DRV named NAME, opened with the protocol's own
+ * options OPTS (may be NULL) and the secrets of P, which the driver's
+ * open borrows. */
 static struct vimg_image *open_protocol_image(const struct vimg_driver *drv,
                                               const char *name,
-                                              const struct vimg_open_params *p)
+                                              const struct vimg_open_params *p,
+                                              const struct vimg_opts *opts)
 {
     struct vimg_image *img = image_new(drv, name, p);
-    if (img && drv->open(img, NULL) < 0) {
+    if (!img) {
+        return NULL;
+    }
+    img->params.secrets = p->secrets;
+    img->params.n_secrets = p->n_secrets;
+    int r = drv->open(img, opts);
+    img->params.secrets = NULL;
+    img->params.n_secrets = 0;
+    if (r < 0) {
         image_free(img, false);
         return NULL;
     }
@@ -120,7 +131,7 @@ static struct vimg_image *open_protocol_image(const struct vimg_driver *drv,
 static struct vimg_image *open_protocol(const char *filename,
                                         const struct vimg_open_params *p)
 {
-    return open_protocol_image(&vimg_driver_file, filename, p);
+    return open_protocol_image(&vimg_driver_file, filename, p, NULL);
 }
 
 /* The locks QEMU would take for this use: writers do not share writes or
@@ -506,18 +517,7 @@ static struct vimg_image *open_network(const struct vimg_driver *drv,
     np.options = format_options;
     if (vimg_internal_opts_parse(proto_options, drv->runtime_opts, filename,
                                  &opts) == 0) {
-        if ((file = image_new(drv, filename, &np))) {
-            /* Secrets are borrowed for the driver's open only. */
-            file->params.secrets = p->secrets;
-            file->params.n_secrets = p->n_secrets;
-            int r = drv->open(file, &opts);
-            file->params.secrets = NULL;
-            file->params.n_secrets = 0;
-            if (r < 0) {
-                image_free(file, false);
-                file = NULL;
-            }
-        }
+        file = open_protocol_image(drv, filename, &np, &opts);
         vimg_internal_opts_free(&opts);
     }
     if (file) {
@@ -647,7 +647,7 @@ bool vimg_has_zero_init(struct vimg_image *img)
     struct stat st;
     int fd = vimg_internal_file_fd(img);
 
-    if (!img->drv->has_zero_init) {
+    if (!img->drv->has_zero_init || img->no_zero_init) {
         return false;
     }
     if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
@@ -930,11 +930,25 @@ int vimg_target_create(struct vimg_target *t,
                                                          : 0) };
     struct vimg_image *file;
     if (proto) {
+        /* The protocol's own options: a key the format takes too is the
+         * format's (qcow2's encrypt.format), as in QEMU's option lists. */
+        struct vimg_create_ctx pc = ctx;
+        struct vimg_opts popts;
         const char *image;
-        if ((r = vimg_internal_target_make_image(t, &opts, &image)) < 0) {
+        if ((r = vimg_internal_opts_pick(&opts, proto->create_opts,
+                                         drv->create_opts, &popts)) < 0) {
             goto out;
         }
-        file = open_protocol_image(proto, image, &wp);
+        pc.opts = &popts;
+        r = vimg_internal_target_make_image(t, &pc, &image);
+        vimg_internal_opts_free(&popts);
+        if (r < 0) {
+            goto out;
+        }
+        wp.secrets = p->secrets;
+        wp.n_secrets = p->n_secrets;
+        file = open_protocol_image(proto, image, &wp,
+                                   vimg_internal_target_image_opts(t));
     } else {
         int fd = vimg_internal_target_fd(t, true);
         if (fd < 0) {
@@ -983,10 +997,20 @@ struct vimg_image *vimg_target_open(struct vimg_target *t,
                             vimg_internal_target_name(t));
         return NULL;
     }
+    CLEANUP_FREE char *format_options = NULL;
     if (proto) {
-        /* A new image of ours: nothing in it to distrust. */
+        /* A new image of ours: nothing in it to distrust. The options it
+         * was made with are the protocol's (rbd's encrypt.key-secret
+         * under raw), not the format's. */
+        const struct vimg_opts *io = vimg_internal_target_image_opts(t);
+        if (io->count) {
+            if (!(format_options = vimg_internal_opts_drop(p->options, io))) {
+                return NULL;
+            }
+            wp.options = format_options;
+        }
         file = open_protocol_image(proto, vimg_internal_target_image(t),
-                                   &wp);
+                                   &wp, io);
     } else {
         file = open_target_file(t, vimg_internal_target_fd(t, false), &wp);
     }

@@ -52,6 +52,15 @@ int vimg_internal_opts_parse_with(const char *text,
                                   const struct vimg_opt_desc *extra,
                                   const char *what, struct vimg_opts *out);
 void vimg_internal_opts_free(struct vimg_opts *opts);
+/* The items of IN whose key KEEP lists and DROP does not (NULL: none),
+ * copied into OUT (the caller frees it). */
+int vimg_internal_opts_pick(const struct vimg_opts *in,
+                            const struct vimg_opt_desc *keep,
+                            const struct vimg_opt_desc *drop,
+                            struct vimg_opts *out);
+/* A copy of the option list TEXT (may be NULL) without the items whose
+ * key KEYS holds; NULL with ENOMEM. */
+char *vimg_internal_opts_drop(const char *text, const struct vimg_opts *keys);
 /* Add or replace KEY (used for -b/-F and the size). */
 int vimg_internal_opts_set(struct vimg_opts *opts, const char *key,
                            const char *value);
@@ -160,13 +169,15 @@ struct vimg_driver {
     /* Protocols whose images live in a store of their own, not in files
      * (rbd); NULL for the others, whose files the core makes. The
      * protocol's create_opts join the format's -o table.
-     * create_image: refuse NAME when it exists (-EEXIST), then make an
-     * empty image under a hidden name beside it, returned in *TEMP (the
-     * caller frees it; this protocol opens it).
+     * create_image: refuse C->filename when it exists (-EEXIST), then
+     * make an empty image under a hidden name beside it, returned in
+     * *TEMP (the caller frees it; this protocol opens it, with the
+     * creation options that are also open options). C->opts holds only
+     * the protocol's options, the ones the format does not take itself;
+     * C->secrets is the caller's.
      * publish_image: give TEMP the name NAME (-EEXIST when another client
      * took it meanwhile). remove_image: delete TEMP. */
-    int (*create_image)(const char *name, const struct vimg_opts *opts,
-                        char **temp);
+    int (*create_image)(const struct vimg_create_ctx *c, char **temp);
     int (*publish_image)(const char *temp, const char *name);
     int (*remove_image)(const char *temp);
 
@@ -310,6 +321,10 @@ struct vimg_image {
                                      and writes in order even with -W */
     bool writable;
     bool probed_raw;              /* format was guessed to be raw */
+    bool no_zero_init;            /* set by the driver's open: unlike the
+                                     driver's other images, this one does
+                                     not read as zeros where unwritten
+                                     (librbd's LUKS decrypts zeros) */
     _Atomic int sparse_file;      /* block status: 0 not known yet, 1 the
                                      file holds its clusters, 2 they are
                                      mostly holes (metadata preallocation;
@@ -497,14 +512,19 @@ int vimg_internal_target_find_companion(struct vimg_target *t,
 /* The protocol that makes the target's image (rbd), or NULL for a file. */
 const struct vimg_driver *vimg_internal_target_protocol(
     const struct vimg_target *t);
-/* Make the protocol's new, empty image with the creation options OPTS
- * (once); *IMAGE is its hidden name (borrowed), which commit publishes
- * and abort removes. */
+/* Make the protocol's new, empty image (once) as C says: C->opts are the
+ * protocol's own creation options, C->secrets the caller's. *IMAGE is its
+ * hidden name (borrowed), which commit publishes and abort removes. */
 int vimg_internal_target_make_image(struct vimg_target *t,
-                                    const struct vimg_opts *opts,
+                                    const struct vimg_create_ctx *c,
                                     const char **image);
 /* That name, or NULL before it is made. */
 const char *vimg_internal_target_image(const struct vimg_target *t);
+/* The creation options that are also the protocol's open options (rbd's
+ * encrypt.format and encrypt.key-secret): every open of the new image
+ * takes them, so that it reads as the guest's disk. */
+const struct vimg_opts *vimg_internal_target_image_opts(
+    const struct vimg_target *t);
 /* The protocol that reaches NAME over a network (nbd://..., rbd:...) when
  * no local file has that name, or NULL (lib/image.c). */
 const struct vimg_driver *vimg_internal_network_protocol(const char *name);

@@ -142,6 +142,23 @@ static const struct vimg_opt_desc *find_desc(const struct vimg_opt_desc *d,
     return NULL;
 }
 
+int vimg_internal_opts_pick(const struct vimg_opts *in,
+                            const struct vimg_opt_desc *keep,
+                            const struct vimg_opt_desc *drop,
+                            struct vimg_opts *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < in->count; i++) {
+        const char *key = in->pairs[i].key;
+        if (find_desc(keep, key) && !find_desc(drop, key) &&
+            vimg_internal_opts_set(out, key, in->pairs[i].value) < 0) {
+            vimg_internal_opts_free(out);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
 static int parse_bool(const char *s, bool *out)
 {
     if (!strcmp(s, "on") || !strcmp(s, "true") || !strcmp(s, "yes")) {
@@ -360,4 +377,37 @@ int vimg_internal_opts_split(const char *text, const char *prefix,
         p = *end ? end + 1 : end;
     }
     return 0;
+}
+
+char *vimg_internal_opts_drop(const char *text, const struct vimg_opts *keys)
+{
+    size_t len = text ? strlen(text) : 0, n = 0;
+    char *out = calloc(1, len + 1);
+
+    if (!out) {
+        vimg_internal_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (const char *p = text; p && *p;) {
+        const char *end = p;
+        while (*end && !(*end == ',' && end[1] != ',')) {
+            end += *end == ',' ? 2 : 1;
+        }
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        size_t klen = (size_t)((eq ? eq : end) - p);
+        bool drop = false;
+        for (size_t i = 0; i < keys->count && !drop; i++) {
+            drop = strlen(keys->pairs[i].key) == klen &&
+                   !memcmp(keys->pairs[i].key, p, klen);
+        }
+        if (!drop) {
+            if (n) {
+                out[n++] = ',';
+            }
+            memcpy(out + n, p, (size_t)(end - p));
+            n += (size_t)(end - p);
+        }
+        p = *end ? end + 1 : end;
+    }
+    return out;
 }

@@ -59,6 +59,7 @@ struct vimg_target {
      * for files. Its new image has a hidden name until committed. */
     const struct vimg_driver *proto;
     char *image;        /* PROTO's hidden name for the new image, or NULL */
+    struct vimg_opts image_opts; /* the options IMAGE opens with */
     /* Files written with this one (VMDK extents), each a target of its
      * own: committed first, dropped with it. */
     struct vimg_target **companions;
@@ -367,6 +368,7 @@ static void target_free(struct vimg_target *t)
         atomic_fetch_sub(&images_pending, 1);
         free(t->image);
     }
+    vimg_internal_opts_free(&t->image_opts);
     drop_temp(t);
     if (t->old_fd >= 0) {
         close(t->old_fd);
@@ -625,19 +627,31 @@ const struct vimg_driver *vimg_internal_target_protocol(
 }
 
 int vimg_internal_target_make_image(struct vimg_target *t,
-                                    const struct vimg_opts *opts,
+                                    const struct vimg_create_ctx *c,
                                     const char **image)
 {
     int r = 0;
 
     if (!t->image) {
-        r = t->proto->create_image(t->name, opts, &t->image);
+        struct vimg_create_ctx pc = *c;
+        pc.filename = t->name;
+        r = vimg_internal_opts_pick(c->opts, t->proto->runtime_opts, NULL,
+                                    &t->image_opts);
+        if (r == 0) {
+            r = t->proto->create_image(&pc, &t->image);
+        }
         if (t->image) {
             atomic_fetch_add(&images_pending, 1);
         }
     }
     *image = t->image;
     return r;
+}
+
+const struct vimg_opts *vimg_internal_target_image_opts(
+    const struct vimg_target *t)
+{
+    return &t->image_opts;
 }
 
 const char *vimg_internal_target_image(const struct vimg_target *t)

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../common/base64.h"
 #include "../../common/rounding.h"
 #include "../crypto/crypto.h"
 #include "rbd.h"
@@ -44,6 +45,11 @@
 /* Object sizes librbd accepts (RBD_MIN_ORDER, RBD_MAX_ORDER). */
 #define MIN_ORDER 12
 #define MAX_ORDER 25
+/* The size a new encrypted image is made with before its LUKS header is
+ * written: librbd wants the image larger than the header (4 MiB for LUKS1,
+ * 16 MiB for LUKS2 in librbd 16, and an object at least), and a thin image
+ * costs nothing. The format then sizes it for the guest. */
+#define ENCRYPT_ROOM (1ull << 30)
 
 /* librados and librbd are loaded when the first rbd: name is opened, not
  * at every start of vimg: they bring Ceph's common library and twenty-odd
@@ -81,6 +87,7 @@
     X(rbd_rename) \
     X(rbd_watchers_list) \
     X(rbd_watchers_list_cleanup) \
+    X(rbd_encryption_format) \
     X(rbd_encryption_load)
 
 static struct {
@@ -149,6 +156,7 @@ struct rbd_state {
     rbd_image_t image;
     bool connected, have_ioctx;
     uint64_t object_size;
+    uint64_t header;           /* bytes before the guest's (librbd's LUKS) */
     pthread_mutex_t lock;      /* size changes and the block-status cache */
     _Atomic uint64_t size;
     uint64_t generation;       /* bumped by every change (under lock) */
@@ -161,11 +169,16 @@ struct rbd_state {
 static const struct vimg_opt_desc rbd_runtime_opts[] = {
     { "encrypt.format", VIMG_OPT_STRING, "luks or luks2: librbd decrypts" },
     { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
+    { "key-secret", VIMG_OPT_STRING, "ID of the cephx key (its bytes)" },
     { NULL, 0, NULL },
 };
 
 static const struct vimg_opt_desc rbd_create_opts[] = {
     { "cluster_size", VIMG_OPT_SIZE, "RBD object size" },
+    /* In the order of QEMU's rbd create options. */
+    { "encrypt.format", VIMG_OPT_STRING, "luks or luks2: librbd encrypts" },
+    { "encrypt.cipher-alg", VIMG_OPT_STRING, "aes-128 or aes-256 (default)" },
+    { "encrypt.key-secret", VIMG_OPT_STRING, "ID of the LUKS passphrase" },
     { NULL, 0, NULL },
 };
 
@@ -190,10 +203,11 @@ static void disconnect(struct rbd_state *s)
 
 /* Reach the cluster and the pool (and namespace) that N names, as QEMU's
  * qemu_rbd_connect: the configuration file (or Ceph's default search),
- * the cache mode, then the name's options, which may override it.
- * Messages name WHO. */
+ * the cache mode, then the name's options, which may override it, then
+ * the cephx KEY (base64; NULL: Ceph's keyring), kept out of the name and
+ * out of every message. Messages name WHO. */
 static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
-                        const char *who, bool nocache)
+                        const char *who, bool nocache, const char *key)
 {
     int r = need_ceph(who);
 
@@ -229,10 +243,18 @@ static int connect_pool(struct rbd_state *s, const struct vimg_rbd_name *n,
                                                     : strerror(-r));
         }
     }
+    if (key && (r = ceph.rados_conf_set(s->cluster, "key", key)) < 0) {
+        return vimg_internal_error(-r, "%s: cannot use the cephx key of "
+                                   "key-secret: %s", who, strerror(-r));
+    }
     r = ceph.rados_connect(s->cluster);
     if (r < 0) {
+        /* A refused key ends in a timeout: say which key was tried. */
         return vimg_internal_error(-r, "%s: cannot connect to the Ceph "
-                                   "cluster: %s", who, strerror(-r));
+                                   "cluster%s: %s", who,
+                                   key ? " with the cephx key of key-secret"
+                                       : "",
+                                   strerror(-r));
     }
     r = ceph.rados_ioctx_create(s->cluster, n->pool, &s->ioctx);
     if (r < 0) {
@@ -325,6 +347,45 @@ static int load_encryption(struct vimg_image *img, struct rbd_state *s,
      * block status would put the guest's data in the wrong place, so an
      * encrypted image is all data (convert still finds its zeros). */
     atomic_store(&s->no_diff, true);
+    /* Nor do unwritten bytes read as zeros: librbd 16 decrypts the zeros
+     * of the objects' unwritten parts, so convert must write the guest's
+     * zeros. */
+    img->no_zero_init = true;
+    return 0;
+}
+
+static int stat_image(struct vimg_image *img, struct rbd_state *s,
+                      rbd_image_info_t *info)
+{
+    int r = ceph.rbd_stat(s->image, info, sizeof *info);
+    return r < 0 ? rbd_err(img, r, "cannot read the image's size") : 0;
+}
+
+/* The cephx key that key-secret names, as QEMU's rbd driver: the secret's
+ * bytes, which Ceph takes in base64 (*KEY NULL without key-secret; free
+ * it with vimg_internal_secure_free). */
+static int cephx_key(struct vimg_image *img, const struct vimg_opts *opts,
+                     char **key)
+{
+    const char *id = opts ? vimg_internal_opts_get(opts, "key-secret", NULL)
+                          : NULL;
+    const uint8_t *data;
+    size_t len;
+    int r;
+
+    *key = NULL;
+    if (!id) {
+        return 0;
+    }
+    if ((r = vimg_internal_secret_find(img->params.secrets,
+                                       img->params.n_secrets, id,
+                                       img->filename, &data, &len)) < 0) {
+        return r;
+    }
+    if (!(*key = vimg_internal_secure_alloc(BASE64_LEN(len) + 1))) {
+        return vimg_internal_img_error(img, ENOMEM, "out of memory");
+    }
+    base64_encode(data, len, *key);
     return 0;
 }
 
@@ -332,6 +393,7 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
 {
     struct rbd_state *s = img->opaque;
     struct vimg_rbd_name n;
+    char *key;
     rbd_image_info_t info;
     int r;
 
@@ -344,11 +406,16 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
                                     n.snap);
         goto fail;
     }
+    if ((r = cephx_key(img, opts, &key)) < 0) {
+        goto fail;
+    }
     /* librbd's cache only copies what a reader reads once (convert's
      * source reads half again as fast without it); writers keep it unless
      * -t none, as in QEMU. */
     r = connect_pool(s, &n, img->filename,
-                     !img->writable || (img->params.flags & VIMG_OPEN_NOCACHE));
+                     !img->writable || (img->params.flags & VIMG_OPEN_NOCACHE),
+                     key);
+    vimg_internal_secure_free(key, key ? strlen(key) + 1 : 0);
     if (r < 0) {
         goto fail;
     }
@@ -375,15 +442,16 @@ static int rbd_open_img(struct vimg_image *img, const struct vimg_opts *opts)
         ceph.rbd_close(s->image);
         goto fail;
     }
-    if ((r = load_encryption(img, s, opts)) < 0) {
+    uint64_t raw = 0;
+    if ((r = stat_image(img, s, &info)) < 0 ||
+        (raw = info.size, (r = load_encryption(img, s, opts)) < 0) ||
+        (r = stat_image(img, s, &info)) < 0) {
         ceph.rbd_close(s->image);
         goto fail;
     }
-    if ((r = ceph.rbd_stat(s->image, &info, sizeof info)) < 0) {
-        r = rbd_err(img, r, "cannot read the image's size");
-        ceph.rbd_close(s->image);
-        goto fail;
-    }
+    /* With a LUKS header loaded librbd shows the guest's size, but its
+     * rbd_resize (librbd 16) still takes the size of the whole image. */
+    s->header = raw - info.size;
     atomic_store(&s->size, info.size);
     img->size = info.size;
     s->object_size = info.obj_size;
@@ -457,7 +525,7 @@ static int grow(struct vimg_image *img, uint64_t end)
     }
     pthread_mutex_lock(&s->lock);
     if (end > atomic_load(&s->size)) {
-        r = ceph.rbd_resize(s->image, end);
+        r = ceph.rbd_resize(s->image, end + s->header);
         if (r == 0) {
             atomic_store(&s->size, end);
             __atomic_store_n(&img->size, end, __ATOMIC_RELAXED);
@@ -560,7 +628,7 @@ static int rbd_truncate_img(struct vimg_image *img, uint64_t size,
                                        "'metadata' is not supported by rbd");
     }
     pthread_mutex_lock(&s->lock);
-    r = ceph.rbd_resize(s->image, size);
+    r = ceph.rbd_resize(s->image, size + s->header);
     if (r == 0) {
         atomic_store(&s->size, size);
         img->size = size;
@@ -766,11 +834,106 @@ static char *temp_image_name(const char *image)
     return asprintf(&s, ".%s.vimg-%08x", image, rnd) < 0 ? NULL : s;
 }
 
-static int rbd_create_image(const char *name, const struct vimg_opts *opts,
-                            char **temp)
+/* What -o encrypt.* asks of a new image, as QEMU's rbd create options. */
+struct new_encryption {
+    bool on;
+    rbd_encryption_format_t format;
+    rbd_encryption_luks1_format_options_t o; /* luks2's is the same */
+};
+
+/* Check the encryption options of C before anything is made, so that a
+ * mistake leaves no image behind. */
+static int encryption_opts(const struct vimg_create_ctx *c,
+                           struct new_encryption *e)
 {
+    const char *name = c->filename;
+    const char *format = vimg_internal_opts_get(c->opts, "encrypt.format",
+                                                NULL);
+    const char *id = vimg_internal_opts_get(c->opts, "encrypt.key-secret",
+                                            NULL);
+    const char *alg = vimg_internal_opts_get(c->opts, "encrypt.cipher-alg",
+                                             NULL);
+    const uint8_t *pass;
+    size_t pass_len;
+    int r;
+
+    memset(e, 0, sizeof *e);
+    if (!format) {
+        return id || alg ? vimg_internal_error(EINVAL, "%s: encrypt.%s "
+                                               "needs encrypt.format", name,
+                                               id ? "key-secret"
+                                                  : "cipher-alg")
+                         : 0;
+    }
+    if (strcmp(format, "luks") && strcmp(format, "luks2")) {
+        return vimg_internal_error(EINVAL, "%s: encrypt.format '%s' is not "
+                                   "luks or luks2", name, format);
+    }
+    e->format = strcmp(format, "luks2") ? RBD_ENCRYPTION_FORMAT_LUKS1
+                                        : RBD_ENCRYPTION_FORMAT_LUKS2;
+    /* QEMU's default cipher for rbd's LUKS. */
+    if (!alg || !strcmp(alg, "aes-256")) {
+        e->o.alg = RBD_ENCRYPTION_ALGORITHM_AES256;
+    } else if (!strcmp(alg, "aes-128")) {
+        e->o.alg = RBD_ENCRYPTION_ALGORITHM_AES128;
+    } else {
+        return vimg_internal_error(EINVAL, "%s: encrypt.cipher-alg '%s' is "
+                                   "not aes-128 or aes-256 (what librbd "
+                                   "encrypts with)", name, alg);
+    }
+    if (!id) {
+        return vimg_internal_error(EINVAL, "%s: an encrypted image needs a "
+                                   "passphrase (encrypt.key-secret=ID)",
+                                   name);
+    }
+    if ((r = vimg_internal_secret_find(c->secrets, c->n_secrets, id, name,
+                                       &pass, &pass_len)) < 0) {
+        return r;
+    }
+    e->o.passphrase = (const char *)pass;
+    e->o.passphrase_size = pass_len;
+    e->on = true;
+    return 0;
+}
+
+/* Write the LUKS header of E into the new image HIDDEN, as QEMU's
+ * qemu_rbd_do_create: librbd makes the header; the format then sizes
+ * the image for the guest. */
+static int format_encryption(struct rbd_state *s, const char *hidden,
+                             const struct new_encryption *e, const char *name)
+{
+    rbd_image_t image;
+    int r = ceph.rbd_open(s->ioctx, hidden, &image, NULL);
+
+    if (r < 0) {
+        return vimg_internal_error(-r, "%s: cannot open the new image: %s",
+                                   name, strerror(-r));
+    }
+    rbd_encryption_luks1_format_options_t o = e->o;
+    rbd_image_info_t info;
+    r = ceph.rbd_encryption_format(image, e->format, &o, sizeof o);
+    /* Empty for the guest, as every new image: formats that append start
+     * at its end. librbd 16 resizes the whole image, header included. */
+    if (r == 0 && (r = ceph.rbd_stat(image, &info, sizeof info)) == 0) {
+        r = ceph.rbd_resize(image, ENCRYPT_ROOM - info.size);
+    }
+    int r2 = ceph.rbd_close(image);
+    if (r == 0) {
+        r = r2;
+    }
+    if (r < 0) {
+        return vimg_internal_error(-r, "%s: cannot write the LUKS header: "
+                                   "%s", name, strerror(-r));
+    }
+    return 0;
+}
+
+static int rbd_create_image(const struct vimg_create_ctx *c, char **temp)
+{
+    const char *name = c->filename;
     struct rbd_state s = { 0 };
     struct vimg_rbd_name n;
+    struct new_encryption enc;
     rbd_image_options_t io = NULL;
     rbd_image_t image;
     uint64_t order;
@@ -779,7 +942,8 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
 
     *temp = NULL;
     if ((r = vimg_internal_rbd_parse(name, &n)) < 0 ||
-        (r = object_order(name, opts, &order)) < 0) {
+        (r = object_order(name, c->opts, &order)) < 0 ||
+        (r = encryption_opts(c, &enc)) < 0) {
         goto out;
     }
     if (n.snap) {
@@ -787,7 +951,7 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
                                 "an image", name);
         goto out;
     }
-    if ((r = connect_pool(&s, &n, name, false)) < 0) {
+    if ((r = connect_pool(&s, &n, name, false, NULL)) < 0) {
         goto out;
     }
     /* As qemu-img: an image of that name is not replaced. */
@@ -810,12 +974,18 @@ static int rbd_create_image(const char *name, const struct vimg_opts *opts,
     if (order) {
         ceph.rbd_image_options_set_uint64(io, RBD_IMAGE_OPTION_ORDER, order);
     }
-    /* Empty: the format sizes it (raw truncates, qcow2 appends). */
-    r = ceph.rbd_create4(s.ioctx, hidden, 0, io);
+    /* Empty: the format sizes it (raw truncates, qcow2 appends). An
+     * encrypted one first has room for librbd's header, then is emptied
+     * for the guest (format_encryption). */
+    r = ceph.rbd_create4(s.ioctx, hidden, enc.on ? ENCRYPT_ROOM : 0, io);
     ceph.rbd_image_options_destroy(io);
     if (r < 0) {
         r = vimg_internal_error(-r, "%s: cannot create the image: %s", name,
                                 strerror(-r));
+        goto out;
+    }
+    if (enc.on && (r = format_encryption(&s, hidden, &enc, name)) < 0) {
+        ceph.rbd_remove(s.ioctx, hidden);
         goto out;
     }
     free(n.image);
@@ -842,7 +1012,7 @@ static int finish_image(const char *temp, const char *name)
 
     if ((r = vimg_internal_rbd_parse(temp, &t)) < 0 ||
         (name && (r = vimg_internal_rbd_parse(name, &n)) < 0) ||
-        (r = connect_pool(&s, &t, name ? name : temp, false)) < 0) {
+        (r = connect_pool(&s, &t, name ? name : temp, false, NULL)) < 0) {
         goto out;
     }
     if (!name) {

@@ -1,4 +1,5 @@
 /* Size strings and -o option parsing. */
+#include "common/base64.h"
 #include "internal.h"
 #include "test.h"
 
@@ -135,5 +136,44 @@ int main(void)
     CHECK(!*with && !*without);
     free(with);
     free(without);
+
+    /* A protocol's own -o items: those its table has and the format's
+     * does not (qcow2 keeps encrypt.format), and the option list a new
+     * image's format opens with, without them. */
+    static const struct vimg_opt_desc proto[] = {
+        { "compat", VIMG_OPT_STRING, "" },
+        { "encrypt.format", VIMG_OPT_STRING, "" },
+        { "encrypt.key-secret", VIMG_OPT_STRING, "" },
+        { NULL, 0, NULL },
+    };
+    struct vimg_opts all, picked;
+    CHECK(vimg_internal_opts_parse_with("compat=1.1,encrypt.format=luks,"
+                                        "encrypt.key-secret=s0,size=1M",
+                                        desc, proto, "t", &all) == 0);
+    CHECK(vimg_internal_opts_pick(&all, proto, desc, &picked) == 0);
+    CHECK_EQ(picked.count, 2);
+    CHECK(!strcmp(vimg_internal_opts_get(&picked, "encrypt.format", ""),
+                  "luks"));
+    CHECK(!vimg_internal_opts_get(&picked, "compat", NULL));
+    char *rest = vimg_internal_opts_drop("encrypt.key-secret=s0,a=x,,y,"
+                                         "encrypt.format,b=2", &picked);
+    CHECK(rest && !strcmp(rest, "a=x,,y,b=2"));
+    free(rest);
+    rest = vimg_internal_opts_drop(NULL, &picked);
+    CHECK(rest && !*rest);
+    free(rest);
+    vimg_internal_opts_free(&picked);
+    vimg_internal_opts_free(&all);
+
+    /* Ceph's cephx keys are the secret's bytes in base64. */
+    char b64[BASE64_LEN(5) + 1];
+    base64_encode((const uint8_t *)"hello", 5, b64);
+    CHECK(!strcmp(b64, "aGVsbG8="));
+    base64_encode((const uint8_t *)"hell", 4, b64);
+    CHECK(!strcmp(b64, "aGVsbA=="));
+    base64_encode((const uint8_t *)"hel", 3, b64);
+    CHECK(!strcmp(b64, "aGVs"));
+    base64_encode((const uint8_t *)"", 0, b64);
+    CHECK(!*b64);
     TEST_MAIN_END();
 }
