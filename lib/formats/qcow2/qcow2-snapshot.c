@@ -571,6 +571,16 @@ struct txn_result {
     uint32_t nb_snapshots;
 };
 
+/* Free a transaction with what it was to install (RES) and its scratch
+ * cluster BUF, whether it committed or not. */
+static void txn_end(struct txn *t, struct txn_result *res, uint8_t *buf)
+{
+    free(res->l1);
+    qcow2_snapshots_free(res->snapshots, res->nb_snapshots);
+    free(buf);
+    txn_free(t);
+}
+
 /* Place the changed refcount blocks and a new refcount table. Each
  * placement allocates, which may change more blocks (or need a larger
  * table): repeat until nothing moves. */
@@ -975,10 +985,7 @@ int qcow2_snapshot_create(struct vimg_image *img,
     }
     r = txn_commit(&t, &res);
 out:
-    free(res.l1);
-    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
-    free(buf);
-    txn_free(&t);
+    txn_end(&t, &res, buf);
     return r;
 }
 
@@ -1031,10 +1038,7 @@ int qcow2_snapshot_apply(struct vimg_image *img, const char *id,
     }
     r = txn_commit(&t, &res);
 out:
-    free(res.l1);
-    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
-    free(buf);
-    txn_free(&t);
+    txn_end(&t, &res, buf);
     return r;
 }
 
@@ -1081,10 +1085,7 @@ int qcow2_snapshot_delete(struct vimg_image *img, const char *id,
     r = txn_commit(&t, &res);
 out:
     free(l1);
-    free(res.l1);
-    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
-    free(buf);
-    txn_free(&t);
+    txn_end(&t, &res, buf);
     return r;
 }
 
@@ -1116,10 +1117,7 @@ int qcow2_snapshot_rewrite_table(struct vimg_image *img)
     }
     r = txn_commit(&t, &res);
 out:
-    free(res.l1);
-    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
-    free(buf);
-    txn_free(&t);
+    txn_end(&t, &res, buf);
     return r;
 }
 
@@ -1151,10 +1149,7 @@ int qcow2_make_empty(struct vimg_image *img)
     }
     r = txn_commit(&t, &res);
 out:
-    free(res.l1);
-    qcow2_snapshots_free(res.snapshots, res.nb_snapshots);
-    free(buf);
-    txn_free(&t);
+    txn_end(&t, &res, buf);
     return r;
 }
 
