@@ -166,7 +166,9 @@ static int validate_chunks(struct vimg_image *img)
     struct dmg_state *s = dmg_state(img);
     uint64_t sectors = img->size / DMG_SECTOR;
 
-    qsort(s->chunks, s->n_chunks, sizeof *s->chunks, by_sector);
+    if (s->n_chunks > 1) { /* qsort may not be given NULL, even for 0 */
+        qsort(s->chunks, s->n_chunks, sizeof *s->chunks, by_sector);
+    }
     for (size_t i = 0; i < s->n_chunks; i++) {
         const struct dmg_chunk *c = &s->chunks[i];
         if (c->sector >= sectors || c->count > sectors - c->sector) {
