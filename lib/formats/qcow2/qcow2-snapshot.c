@@ -792,6 +792,9 @@ static int txn_commit(struct txn *t, struct txn_result *res)
     qcow2_snapshots_free(s->snapshots, s->nb_snapshots);
     s->snapshots = res->snapshots;
     s->nb_snapshots = res->nb_snapshots;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        s->snapshots[i].short_extra = false; /* written whole above */
+    }
     res->snapshots = NULL;
     res->nb_snapshots = 0;
     s->snapshots_offset = sn_offset;

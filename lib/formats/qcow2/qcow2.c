@@ -803,6 +803,7 @@ static int read_snapshots(struct vimg_image *img, uint64_t file_size)
         sn->disk_size = extra_len >= QCOW2_SN_EXTRA_DISK_SIZE + 8
                         ? load_be64(extra + QCOW2_SN_EXTRA_DISK_SIZE)
                         : img->size;
+        sn->short_extra = extra_len < QCOW2_SN_EXTRA_SIZE_V3;
         sn->icount = UINT64_MAX;
         if (extra_len >= QCOW2_SN_EXTRA_ICOUNT + 8) {
             sn->icount = load_be64(extra + QCOW2_SN_EXTRA_ICOUNT);

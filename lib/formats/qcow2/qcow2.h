@@ -98,6 +98,8 @@ struct qcow2_snapshot {
     bool has_icount;
     uint64_t disk_size;        /* the image's size at open when the entry
                                   does not record it (v2), as in QEMU */
+    bool short_extra;          /* without the 16 bytes of extra data that
+                                  v3 requires (written before QEMU 1.1) */
     char *id, *name;
     /* Extra data past the fields known here, kept for rewriting the
      * table (QEMU keeps it too). */
