@@ -15,6 +15,7 @@
 #include "common/rounding.h"
 #include "formats/parallels-ondisk.h"
 #include "internal.h"
+#include "test-refused.h"
 #include "test.h"
 
 #define NAME "hostile.hdd"
@@ -74,27 +75,8 @@ static void test_valid(void)
     }
 }
 
-static void expect_refused(uint8_t *b, size_t len, int err, const char *word,
-                           int line)
-{
-    struct vimg_open_params p = { .format = "parallels" };
-    struct vimg_image *img = vimg_open_buffer(b, len, NAME, &p);
-    const char *m = vimg_get_error();
-
-    if (img) {
-        fprintf(stderr, "line %d: hostile image opened\n", line);
-        test_failures++;
-        vimg_close(img);
-    } else if (vimg_get_errno() != err || !m ||
-               strncmp(m, NAME ": ", strlen(NAME) + 2) != 0 ||
-               !strcasestr(m, word)) {
-        fprintf(stderr, "line %d: got errno %d '%s', want %d and '%s'\n",
-                line, vimg_get_errno(), m ? m : "(null)", err, word);
-        test_failures++;
-    }
-    free(b);
-}
-#define REFUSED(b, len, err, word) expect_refused(b, len, err, word, __LINE__)
+#define REFUSED(b, len, err, word) \
+    test_expect_refused("parallels", NAME, b, len, err, word, __LINE__)
 
 static void test_hostile(void)
 {
